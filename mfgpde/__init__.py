@@ -1,0 +1,29 @@
+"""mfgpde: mean-field game PDE systems solved with classical discretisations.
+
+>>> import mfgpde as mp
+>>> grid = mp.TensorGrid([(0, 1)], 100, "periodic")
+>>> problem = mp.MFGProblem(grid, T=1.0, nt=50, nu=0.05, hamiltonian=mp.QuadraticHamiltonian(),
+...                         m0=lambda x: 1 + 0.5 * np.cos(2 * np.pi * x), coupling=mp.LogCoupling())
+>>> result = mp.solve(problem, method="newton")   # doctest: +SKIP
+"""
+
+import numpy as np  # noqa: F401  (used in the docstring example)
+
+from .couplings import (CallableCoupling, ConvolutionCoupling, Coupling, LogCoupling, PotentialCoupling,
+                        PowerCoupling, ZeroCoupling, gaussian_log_density, kl_terminal)
+from .grid import TensorGrid
+from .hamiltonians import (CongestionHamiltonian, CustomHamiltonian, Hamiltonian, PowerHamiltonian,
+                           QuadraticHamiltonian)
+from .iterations import ConvergenceError
+from .problem import ErgodicMFGProblem, MFGProblem
+from .result import MFGResult
+from .solve import continuation, solve
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CallableCoupling", "CongestionHamiltonian", "ConvergenceError", "ConvolutionCoupling", "Coupling",
+    "CustomHamiltonian", "ErgodicMFGProblem", "Hamiltonian", "LogCoupling", "MFGProblem", "MFGResult",
+    "PotentialCoupling", "PowerCoupling", "PowerHamiltonian", "QuadraticHamiltonian", "TensorGrid",
+    "ZeroCoupling", "continuation", "gaussian_log_density", "kl_terminal", "solve",
+]

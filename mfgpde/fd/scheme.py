@@ -1,0 +1,294 @@
+"""The monotone finite-difference discretisation of the time-dependent MFG system.
+
+Unknowns ``U^n, m^n`` (n = 0..N_t) on the grid, ``dt = T / N_t``. With ``L_n = -nu Lap_h -
+b(t_n) . grad_h`` (upwinded drift) and the numerical Hamiltonian ``H_h(U)_i = phi(S_i(U), m_i)``
+(see :mod:`mfgpde.hamiltonians`), the discrete equations are (Achdou & Capuzzo-Dolcetta 2010)
+
+    HJB, n < N_t:  (U^n - U^{n+1}) / dt + L_n U^n + phi(S(U^n), m^{n+1}) - f[m^{n+1}] = 0
+    HJB, n = N_t:  U^{N_t} - g[m^{N_t}] = 0
+    FP,  n = 0:    m^0 - m0 = 0
+    FP,  n >= 0:   (m^{n+1} - m^n) / dt + L_n^T m^{n+1} + A_n^T m^{n+1} = 0,
+
+where ``A_n = diag(phi_S(S(U^n), m^{n+1})) dS/dU(U^n)`` is the linearisation of
+``U -> phi(S(U), m)`` at ``U^n``. The FP operator is the adjoint of the linearised HJB
+operator: rows of ``L_n + A_n`` sum to zero (it only sees differences of U), so the columns of
+the FP matrix sum to ``1/dt`` and ``sum_i m_i^{n+1} = sum_i m_i^n`` exactly; the FP matrix is
+the transpose of an M-matrix, so ``m^{n+1} >= 0`` whenever ``m^n >= 0``.
+
+This module produces residuals, Jacobians and the two half-sweeps (backward HJB, forward FP);
+the iterations in :mod:`mfgpde.iterations` consume them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import kernels
+from .linear import solve_sparse
+
+
+class FDScheme:
+    """Residuals, Jacobian and half-sweeps of the monotone scheme for an :class:`MFGProblem`.
+
+    Parameters
+    ----------
+    problem : MFGProblem
+    linear_solver : {"auto", "direct", "iterative"}
+        Solver for the per-step sparse systems of the half-sweeps.
+    """
+
+    def __init__(self, problem, linear_solver="auto"):
+        self.problem = problem
+        self.grid = g = problem.grid
+        self.N = g.size
+        self.nt = problem.nt
+        self.dt = problem.dt
+        self.linear_solver = linear_solver
+        cols, hm, hp = g.stencil
+        hm, hp = hm.astype(float), hp.astype(float)  # bool + bool would be a logical or
+        self.cols = cols
+        self.s = cols.shape[1]
+        # -nu Lap: centre sum_k nu (hm + hp)/h^2, neighbours -nu/h^2 where they exist.
+        lap = np.zeros((self.N, self.s))
+        for k, h in enumerate(g.h):
+            lap[:, 1 + 2 * k] = -problem.nu * hm[k] / h**2
+            lap[:, 2 + 2 * k] = -problem.nu * hp[k] / h**2
+            lap[:, 0] += problem.nu * (hm[k] + hp[k]) / h**2
+        self._diffusion = lap
+        self._linear_cache = {}
+        self.x = g.coordinates()
+
+    # ----------------------------------------------------------------- operators
+    def linear_stencil(self, n):
+        """Stencil of ``L_n = -nu Lap_h - b(t_n) . grad_h`` (drift upwinded), shape (N, s)."""
+        drift = self.problem.drift
+        if drift is None:
+            return self._diffusion
+        key = 0 if not drift.time_dependent else n
+        if key not in self._linear_cache:
+            b = drift.at(n * self.dt).reshape(self.grid.dim, self.N)
+            _, hm, hp = self.grid.stencil
+            hm, hp = hm.astype(float), hp.astype(float)
+            vals = self._diffusion.copy()
+            for k, h in enumerate(self.grid.h):
+                bp, bn = np.maximum(b[k], 0) * hp[k], np.minimum(b[k], 0) * hm[k]
+                # -b . grad u  ~  -b^+ D^+ u - b^- D^- u  (monotone upwinding)
+                vals[:, 0] += (bp - bn) / h
+                vals[:, 2 + 2 * k] -= bp / h
+                vals[:, 1 + 2 * k] += bn / h
+            if len(self._linear_cache) > 4 * self.nt + 8:
+                self._linear_cache.clear()
+            self._linear_cache[key] = vals
+        return self._linear_cache[key]
+
+    def linear_stencils(self, K):
+        """Stacked ``L_n`` for n = 0..K-1, shape (K, N, s)."""
+        if self.problem.drift is None:
+            return np.broadcast_to(self._diffusion, (K, self.N, self.s))
+        return np.stack([self.linear_stencil(n) for n in range(K)])
+
+    def csr(self, vals):
+        """Block-diagonal CSR matrix of a stack of stencil operators ``vals`` (K, N, s)."""
+        K = vals.shape[0]
+        offsets = (np.arange(K) * self.N)[:, None, None]
+        indices = (self.cols[None, :, :] + offsets).ravel()
+        indptr = np.arange(K * self.N + 1) * self.s
+        return sp.csr_matrix((np.ascontiguousarray(vals).ravel(), indices, indptr), shape=(K * self.N, K * self.N))
+
+    def difference_matrices(self):
+        """Backward and forward difference matrices per axis (zero rows across walls)."""
+        if not hasattr(self, "_diffs"):
+            cols, hm, hp = self.grid.stencil
+            hm, hp = hm.astype(float), hp.astype(float)
+            rows = np.arange(self.N)
+            Gb, Gf = [], []
+            for k, h in enumerate(self.grid.h):
+                Gb.append(sp.csr_matrix((np.r_[hm[k], -hm[k]] / h, (np.r_[rows, rows], np.r_[rows, cols[:, 1 + 2 * k]])),
+                                        shape=(self.N, self.N)))
+                Gf.append(sp.csr_matrix((np.r_[hp[k], -hp[k]] / h, (np.r_[rows, rows], np.r_[cols[:, 2 + 2 * k], rows])),
+                                        shape=(self.N, self.N)))
+            self._diffs = (Gb, Gf)
+        return self._diffs
+
+    # ----------------------------------------------------------------- couplings
+    def f(self, m):
+        return self.problem.coupling.value(m.reshape((-1,) + self.grid.shape), self.grid).reshape(m.shape)
+
+    def df(self, m):
+        return self.problem.coupling.derivative(m.reshape((-1,) + self.grid.shape), self.grid).reshape(m.shape)
+
+    def g(self, mT):
+        return self.problem.terminal.value(mT.reshape(self.grid.shape), self.grid).ravel()
+
+    def dg(self, mT):
+        return self.problem.terminal.derivative(mT.reshape(self.grid.shape), self.grid).ravel()
+
+    # ----------------------------------------------------------------- residual
+    def hamiltonian_parts(self, U, Mnext):
+        """S, one-sided parts and phi, phi_S of ``H_h(U^n, m^{n+1})`` for stacked slices."""
+        S, ap, bm = kernels.upwind_square(U, self.grid)
+        Hm = self.problem.hamiltonian
+        return S, ap, bm, Hm.phi(S, Mnext), Hm.phi_S(S, Mnext)
+
+    def residual(self, U, M):
+        """Residuals ``(R_U, R_m)`` of the discrete system, each of shape (N_t + 1, N)."""
+        nt, dt = self.nt, self.dt
+        Un, Mn1 = U[:-1], M[1:]
+        S, ap, bm, phi, phiS = self.hamiltonian_parts(Un, Mn1)
+        Lv = self.linear_stencils(nt)
+        RU = np.empty_like(U)
+        RU[:-1] = (Un - U[1:]) / dt + kernels.apply_stencil(Lv, self.grid, Un) + phi - self.f(Mn1)
+        RU[-1] = U[-1] - self.g(M[-1])
+        A = kernels.dS_stencil(ap, bm, self.grid, phiS)
+        Rm = np.empty_like(M)
+        Rm[0] = M[0] - self.problem.m0.ravel()
+        Rm[1:] = (Mn1 - M[:-1]) / dt + kernels.apply_stencil(Lv, self.grid, Mn1, transpose=True) \
+            + kernels.apply_stencil(A, self.grid, Mn1, transpose=True)
+        return RU, Rm
+
+    # ----------------------------------------------------------------- Jacobian
+    def jacobian(self, U, M, blocks=False):
+        """Analytic sparse Jacobian of ``(R_U, R_m)`` with respect to ``(U, m)`` (CSC).
+
+        Blocks (slices n = 0..N_t-1 couple U^n, U^{n+1}, m^{n+1}):
+
+        * dR_U^n/dU^n = I/dt + L_n + diag(phi_S) D_n,  dR_U^n/dU^{n+1} = -I/dt
+        * dR_U^n/dm^{n+1} = diag(phi_m - f'(m^{n+1})),  dR_U^{N_t}/dm^{N_t} = -diag(g')
+        * dR_m^{n+1}/dm^{n+1} = I/dt + L_n^T + D_n^T diag(phi_S + m phi_Sm),  dR_m^{n+1}/dm^n = -I/dt
+        * dR_m^{n+1}/dU^n = D_n^T diag(phi_SS m) D_n + sum_k G_k^T diag(2 phi_S m 1[upwind]) G_k
+
+        with ``D_n = dS/dU`` at ``U^n`` and ``G_k`` the one-sided difference matrices. A nonlocal
+        coupling contributes only its local part (quasi-Newton).
+
+        Parameters
+        ----------
+        blocks : bool
+            Also return the per-step diagonal blocks used by the block-triangular
+            preconditioner of :func:`mfgpde.iterations.newton`.
+        """
+        nt, dt, N = self.nt, self.dt, self.N
+        Hm = self.problem.hamiltonian
+        Un, Mn1 = U[:-1], M[1:]
+        S, ap, bm, phi, phiS = self.hamiltonian_parts(Un, Mn1)
+        Lv = self.linear_stencils(nt)
+        eye_c = np.zeros((1, N, self.s))
+        eye_c[0, :, 0] = 1.0
+        size = (nt + 1) * N
+
+        # dR_U/dU: block-diagonal part, then the -I/dt super-diagonal
+        vals_uu = Lv + kernels.dS_stencil(ap, bm, self.grid, phiS)
+        vals_uu[:, :, 0] += 1.0 / dt
+        JUU = self.csr(np.concatenate([vals_uu, eye_c])) - sp.diags(np.full(nt * N, 1.0 / dt), N, shape=(size, size))
+        # dR_U/dm
+        dUm = (Hm.phi_m(S, Mn1) - self.df(Mn1)).ravel()
+        JUm = sp.diags([np.r_[np.zeros(nt * N), -self.dg(M[-1])], dUm], [0, N], shape=(size, size))
+        # dR_m/dm
+        c = phiS + Mn1 * Hm.phi_Sm(S, Mn1)
+        vals_mm = kernels.dS_stencil(ap, bm, self.grid, c) + Lv
+        vals_mm[:, :, 0] += 1.0 / dt
+        B = self.csr(vals_mm).T
+        Jmm = sp.block_diag([sp.identity(N), B], format="csr") - sp.diags(np.full(nt * N, 1.0 / dt), -N,
+                                                                        shape=(size, size))
+        # dR_m/dU: Hessian of the numerical Hamiltonian weighted by m
+        D = self.csr(kernels.dS_stencil(ap, bm, self.grid))
+        w = (phiS * Mn1).ravel()
+        H2 = D.T @ sp.diags((Hm.phi_SS(S, Mn1) * Mn1).ravel()) @ D
+        Gb, Gf = self.difference_matrices()
+        I_t = sp.identity(nt, format="csr")
+        for k in range(self.grid.dim):
+            wa = 2.0 * w * (ap[:, k, :].ravel() > 0)
+            wb = 2.0 * w * (bm[:, k, :].ravel() < 0)
+            GbK, GfK = sp.kron(I_t, Gb[k], format="csr"), sp.kron(I_t, Gf[k], format="csr")
+            H2 = H2 + GbK.T @ sp.diags(wa) @ GbK + GfK.T @ sp.diags(wb) @ GfK
+        JmU = sp.bmat([[None, sp.csr_matrix((N, N))], [H2, None]], format="csr")
+        J = sp.bmat([[JUU, JUm], [JmU, Jmm]], format="csc")
+        if not blocks:
+            return J
+        return J, {"vals_uu": vals_uu, "vals_mm": vals_mm, "JmU": JmU, "JUm": JUm}
+
+    # ----------------------------------------------------------------- sweeps
+    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=50):
+        """Backward sweep: U solving the discrete HJB for a given density path M.
+
+        Each implicit step is a nonlinear system solved by Newton with backtracking
+        (``phi`` convex in S makes it converge from the previous step's value).
+
+        Returns
+        -------
+        U : ndarray (N_t + 1, N)
+        newton_steps : int
+            Total inner Newton steps.
+        """
+        nt, dt, N = self.nt, self.dt, self.N
+        U = np.empty((nt + 1, N))
+        U[-1] = self.g(M[-1])
+        F = self.f(M[1:])
+        total = 0
+        for n in range(nt - 1, -1, -1):
+            u = U[n + 1].copy() if U_init is None else U_init[n].copy()
+            mnext = M[n + 1][None, :]
+            L = self.linear_stencil(n)
+            rhs = U[n + 1] / dt + F[n]
+            # absolute tolerance, floored at what round-off allows for terms of size |rhs|
+            atol = max(tol, 64 * np.finfo(float).eps * max(1.0, np.abs(rhs).max()))
+
+            def res(v):
+                S, ap, bm, phi, phiS = self.hamiltonian_parts(v[None, :], mnext)
+                r = v / dt + kernels.apply_stencil(L[None], self.grid, v[None, :])[0] + phi[0] - rhs
+                return r, ap, bm, phiS
+
+            r, ap, bm, phiS = res(u)
+            for it in range(max_newton):
+                rn = np.abs(r).max()
+                if rn <= atol:
+                    break
+                vals = kernels.dS_stencil(ap, bm, self.grid, phiS) + L[None]
+                vals[0, :, 0] += 1.0 / dt
+                du = self.step_solve(vals[0], -r)
+                step = 1.0
+                while True:
+                    cand = u + step * du
+                    rc, apc, bmc, phiSc = res(cand)
+                    if np.abs(rc).max() < rn or step < 1e-4:
+                        break
+                    step *= 0.5
+                u, r, ap, bm, phiS = cand, rc, apc, bmc, phiSc
+                total += 1
+            else:
+                raise FloatingPointError(
+                    f"HJB step n={n}: Newton did not reach {tol:g} in {max_newton} steps (residual {rn:.3e})")
+            U[n] = u
+        return U, total
+
+    def step_solve(self, vals, rhs, transpose=False):
+        """Solve ``A x = rhs`` (or ``A^T x = rhs``) for one stencil operator ``vals`` (N, s).
+
+        1D: a cyclic tridiagonal solve compiled with Numba; 2D/3D: sparse LU (or BiCGSTAB
+        for large grids, see :func:`mfgpde.fd.linear.solve_sparse`).
+        """
+        if self.grid.dim == 1:
+            return kernels.tri_solve(np.ascontiguousarray(vals), np.ascontiguousarray(rhs, dtype=float), transpose)
+        A = self.csr(vals[None])
+        return solve_sparse(A.T if transpose else A, rhs, self.linear_solver)
+
+    def fp_stencil(self, U_n, m_lag, n):
+        """Stencil of ``I/dt + L_n + A_n``; the implicit FP step solves with its transpose."""
+        S, ap, bm, phi, phiS = self.hamiltonian_parts(U_n[None, :], m_lag[None, :])
+        vals = kernels.dS_stencil(ap, bm, self.grid, phiS) + self.linear_stencil(n)[None]
+        vals[0, :, 0] += 1.0 / self.dt
+        return vals[0]
+
+    def solve_fp(self, U, M_lag=None):
+        """Forward sweep: m solving the discrete FP for the value function U.
+
+        For congestion Hamiltonians (H depending on m) the drift uses ``M_lag[n+1]``; at a
+        fixed point ``M_lag = m`` and the coupled equations hold exactly.
+        """
+        nt, dt = self.nt, self.dt
+        M = np.empty((nt + 1, self.N))
+        M[0] = self.problem.m0.ravel()
+        for n in range(nt):
+            lag = M[n] if M_lag is None else M_lag[n + 1]
+            M[n + 1] = self.step_solve(self.fp_stencil(U[n], lag, n), M[n] / dt, transpose=True)
+        return M

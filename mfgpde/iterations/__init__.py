@@ -1,0 +1,7 @@
+"""Iterations on the discrete MFG system: they see residuals, Jacobians and half-sweeps only."""
+
+from .base import ConvergenceError, IterationLog
+from .fixed_point import fixed_point
+from .newton import newton
+
+__all__ = ["ConvergenceError", "IterationLog", "fixed_point", "newton"]

@@ -1,0 +1,182 @@
+"""Mean-field game problems: the data of the coupled HJB / Fokker-Planck system.
+
+Time-dependent problem (nu = sigma^2 / 2, drift b, Hamiltonian H, coupling f, terminal g):
+
+    -dU/dt - nu Lap U - b . grad U + H(x, grad U, m) = f[m],     U(T) = g[m(T)]
+     dm/dt - nu Lap m + div( m (b - dH/dp(x, grad U, m)) ) = 0,  m(0) = m0
+
+Ergodic problem (unknown constant rho, int m = 1, mean of u = 0):
+
+    rho - nu Lap u - b . grad u + H(x, grad u, m) = f[m],   -nu Lap m + div(m (b - dH/dp)) = 0.
+
+All input is validated here, before any work starts, with errors naming the parameter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .couplings import Coupling, PotentialCoupling, ZeroCoupling, _field_on_grid
+from .grid import TensorGrid
+from .hamiltonians import Hamiltonian
+
+
+def _positive(name, value, allow_zero=False):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    ok = value >= 0 if allow_zero else value > 0
+    if not (np.isfinite(value) and ok):
+        rng = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {rng}, got {value}")
+    return value
+
+
+def _check_instance(name, value, cls):
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be a {cls.__name__} instance, got {type(value).__name__}")
+    return value
+
+
+def density_on_grid(m0, grid, name="m0", normalize=False):
+    """Evaluate and check an initial density: finite, non-negative, positive finite mass."""
+    values = _field_on_grid(m0, grid, name) if callable(m0) else np.asarray(m0, float)
+    if values.shape != grid.shape:
+        raise ValueError(f"{name}: array of shape {values.shape} does not match the grid shape {grid.shape}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} must be finite everywhere on the grid (not integrable otherwise)")
+    if values.min() < 0:
+        raise ValueError(f"{name} must be >= 0 (a density), its minimum on the grid is {values.min():.3e}")
+    mass = grid.integrate(values)
+    if not mass > 0:
+        raise ValueError(f"{name} has zero mass on the grid; it must be integrable with positive mass")
+    return values / mass if normalize else np.array(values, float)
+
+
+class _Drift:
+    """A drift field ``b(t, x)`` evaluated on the grid, shape ``(d,) + grid.shape``."""
+
+    def __init__(self, b, grid):
+        self.b, self.grid = b, grid
+        self.time_dependent = callable(b) and getattr(b, "time_dependent", True)
+        if not callable(b):
+            arr = np.asarray(b, float)
+            if arr.shape != (grid.dim,) + grid.shape:
+                raise ValueError(f"drift: array of shape {arr.shape}, expected {(grid.dim,) + grid.shape}")
+            self._static = arr
+        else:
+            probe = self.at(0.0)
+            if not np.all(np.isfinite(probe)):
+                raise ValueError("drift: b(t, x) is not finite on the grid at t = 0")
+
+    def at(self, t):
+        if not callable(self.b):
+            return self._static
+        out = self.b(t, *self.grid.coordinates())
+        arr = np.asarray([np.broadcast_to(np.asarray(c, float), self.grid.shape) for c in out])
+        if arr.shape != (self.grid.dim,) + self.grid.shape:
+            raise ValueError(f"drift: b(t, x) returned shape {arr.shape}, expected {(self.grid.dim,) + self.grid.shape}")
+        return arr
+
+
+class MFGProblem:
+    """A time-dependent mean-field game on a tensor grid.
+
+    Parameters
+    ----------
+    grid : TensorGrid
+        Box domain, per-axis boundary conditions and resolution.
+    T : float
+        Horizon, > 0.
+    nt : int
+        Number of implicit Euler steps, >= 1.
+    nu : float
+        Diffusion ``sigma^2 / 2`` >= 0 (0 is the first-order case).
+    hamiltonian : Hamiltonian
+        ``H(x, p, m)``, see :mod:`mfgpde.hamiltonians`.
+    m0 : callable or ndarray
+        Initial density, a callable of the coordinate arrays or an array of ``grid.shape``.
+    coupling : Coupling, optional
+        Running coupling ``f[m]`` (default 0).
+    terminal : Coupling or callable or ndarray, optional
+        Terminal cost ``g[m(T)]``; a callable/array is a fixed function of x (default 0).
+    drift : callable or ndarray, optional
+        ``b(t, x1, ..., xd) -> (b1, ..., bd)``, or a fixed array ``(d,) + grid.shape``.
+    normalize : bool
+        Rescale m0 to unit mass.
+    name : str
+        Label used in files and plots.
+    """
+
+    kind = "evolutive"
+
+    def __init__(self, grid, T, nt, nu, hamiltonian, m0, coupling=None, terminal=None, drift=None,
+                 normalize=False, name="mfg"):
+        self.grid = _check_instance("grid", grid, TensorGrid)
+        self.T = _positive("T (horizon)", T)
+        if isinstance(nt, bool) or not isinstance(nt, (int, np.integer)) or nt < 1:
+            raise ValueError(f"nt (number of time steps) must be an integer >= 1, got {nt!r}")
+        self.nt = int(nt)
+        self.nu = _positive("nu (diffusion)", nu, allow_zero=True)
+        self.hamiltonian = _check_instance("hamiltonian", hamiltonian, Hamiltonian)
+        self.coupling = ZeroCoupling() if coupling is None else _check_instance("coupling", coupling, Coupling)
+        if terminal is None:
+            terminal = ZeroCoupling()
+        elif not isinstance(terminal, Coupling):
+            terminal = PotentialCoupling(terminal)
+        self.terminal = terminal
+        self.m0 = density_on_grid(m0, grid, "m0", normalize=normalize)
+        self.drift = None if drift is None else _Drift(drift, grid)
+        self.name = str(name)
+        if isinstance(self.terminal, PotentialCoupling):
+            self.terminal.field(grid)  # evaluate now so that a bad g fails before any work
+
+    @property
+    def dt(self) -> float:
+        return self.T / self.nt
+
+    @property
+    def times(self) -> np.ndarray:
+        return np.linspace(0.0, self.T, self.nt + 1)
+
+    @property
+    def mass(self) -> float:
+        return self.grid.integrate(self.m0)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name, "kind": self.kind, "grid": self.grid.describe(), "T": self.T, "nt": self.nt,
+            "nu": self.nu, "hamiltonian": self.hamiltonian.describe(), "coupling": self.coupling.describe(),
+            "terminal": self.terminal.describe(), "drift": self.drift is not None,
+        }
+
+
+class ErgodicMFGProblem:
+    """The stationary (ergodic) mean-field game with unknown constant rho.
+
+    Parameters
+    ----------
+    grid : TensorGrid
+    nu : float
+        Diffusion > 0 (the ergodic problem needs it).
+    hamiltonian : Hamiltonian
+    coupling : Coupling, optional
+    drift : ndarray or callable, optional
+        Time-independent drift ``b(x)`` (a callable receives ``t = 0``).
+    name : str
+    """
+
+    kind = "ergodic"
+
+    def __init__(self, grid, nu, hamiltonian, coupling=None, drift=None, name="ergodic"):
+        self.grid = _check_instance("grid", grid, TensorGrid)
+        self.nu = _positive("nu (diffusion)", nu)
+        self.hamiltonian = _check_instance("hamiltonian", hamiltonian, Hamiltonian)
+        self.coupling = ZeroCoupling() if coupling is None else _check_instance("coupling", coupling, Coupling)
+        self.drift = None if drift is None else _Drift(drift, grid)
+        self.name = str(name)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "grid": self.grid.describe(), "nu": self.nu,
+                "hamiltonian": self.hamiltonian.describe(), "coupling": self.coupling.describe()}

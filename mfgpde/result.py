@@ -1,0 +1,147 @@
+"""Solution objects: fields, history, diagnostics, saving (NetCDF) and plotting."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+def atomic_write(path, writer, suffix=""):
+    """Write a file through ``writer(tmp_path)`` then rename, so no half-written file is left."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def write_json(path, data):
+    """Atomically write JSON."""
+    def w(tmp):
+        with open(tmp, "w") as fh:
+            json.dump(data, fh, indent=2, default=float)
+            fh.write("\n")
+    return atomic_write(path, w, ".json")
+
+
+class MFGResult:
+    """The solution of a time-dependent MFG on a grid.
+
+    Attributes
+    ----------
+    U, m : ndarray, shape (N_t + 1,) + grid.shape
+        Value function and density at the times :attr:`times`.
+    grid : TensorGrid
+    times : ndarray (N_t + 1,)
+    history : list of dict
+        Per iteration: HJB/FP residuals, overall residual, elapsed time.
+    diagnostics : dict
+        ``converged, status, iterations, residual, hjb_residual, fp_residual, mass_error,
+        min_density, wall_time_s, method``.
+    """
+
+    def __init__(self, problem, U, m, history, diagnostics):
+        self.problem = problem
+        self.grid = problem.grid
+        self.times = problem.times
+        self.U, self.m = U, m
+        self.history = history
+        self.diagnostics = diagnostics
+
+    @classmethod
+    def from_arrays(cls, problem, U, M, log, status, method, wall_time, scheme=None):
+        shape = (problem.nt + 1,) + problem.grid.shape
+        masses = M.sum(axis=1) * problem.grid.cell_volume
+        last = log.records[-1]
+        diag = {
+            "converged": status == "converged", "status": status, "method": method,
+            "iterations": int(last["iteration"]), "residual": last["residual"],
+            "hjb_residual": last["hjb_residual"], "fp_residual": last["fp_residual"],
+            "mass_error": float(np.max(np.abs(masses - masses[0])) / masses[0]),
+            "min_density": float(M.min()), "wall_time_s": float(wall_time),
+        }
+        return cls(problem, U.reshape(shape), M.reshape(shape), log.records, diag)
+
+    # convenience
+    @property
+    def converged(self):
+        return self.diagnostics["converged"]
+
+    @property
+    def status(self):
+        return self.diagnostics["status"]
+
+    @property
+    def iterations(self):
+        return self.diagnostics["iterations"]
+
+    def mass(self):
+        """Mass ``int m(t) dx`` at every time."""
+        return self.m.reshape(len(self.times), -1).sum(axis=1) * self.grid.cell_volume
+
+    def summary(self) -> dict:
+        """JSON-friendly diagnostics plus the problem description."""
+        out = dict(self.diagnostics)
+        out["problem"] = self.problem.describe()
+        return out
+
+    def __repr__(self):
+        d = self.diagnostics
+        return (f"MFGResult({self.problem.name!r}, status={d['status']}, iterations={d['iterations']}, "
+                f"residual={d['residual']:.2e}, mass_error={d['mass_error']:.1e}, wall_time={d['wall_time_s']:.2f}s)")
+
+    # --------------------------------------------------------------- I/O
+    def to_xarray(self):
+        import xarray as xr
+
+        names = ["x", "y", "z"][: self.grid.dim]
+        coords = {"t": self.times}
+        coords.update({n: a for n, a in zip(names, self.grid.axes)})
+        attrs = {"mfgpde_problem": json.dumps(self.problem.describe(), default=str),
+                 "mfgpde_diagnostics": json.dumps(self.diagnostics, default=float),
+                 "convention": "-U_t - nu Lap U - b.grad U + H(grad U, m) = f[m]; m_t - nu Lap m + div(m(b - H_p)) = 0"}
+        hist = {k: ("iteration", np.array([r.get(k, np.nan) for r in self.history], float))
+                for k in ("residual", "hjb_residual", "fp_residual", "time_s")}
+        ds = xr.Dataset({"U": (("t", *names), self.U), "m": (("t", *names), self.m), **hist},
+                        coords={**coords, "iteration": np.arange(len(self.history))}, attrs=attrs)
+        ds["U"].attrs["long_name"] = "value function"
+        ds["m"].attrs["long_name"] = "density"
+        return ds
+
+    def save(self, path):
+        """Save to a self-describing NetCDF file (atomic write)."""
+        ds = self.to_xarray()
+        return atomic_write(path, lambda tmp: ds.to_netcdf(tmp), ".nc")
+
+    @staticmethod
+    def load_dataset(path):
+        """Open a saved solution as an ``xarray.Dataset``."""
+        import xarray as xr
+
+        with xr.open_dataset(path) as ds:
+            return ds.load()
+
+    def plot(self, path=None, snapshots=4):
+        """Density snapshots (or space-time map), value function and convergence history.
+
+        Parameters
+        ----------
+        path : str, optional
+            Write the figure there (atomically); otherwise return the figure.
+        snapshots : int
+            Number of time snapshots.
+        """
+        from .plotting import plot_result
+
+        return plot_result(self, path, snapshots)

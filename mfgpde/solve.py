@@ -1,0 +1,132 @@
+"""``solve(problem, method=...)``: the one entry point for time-dependent and ergodic MFGs."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+
+from .fd.scheme import FDScheme
+from .iterations import fixed_point, newton
+from .problem import ErgodicMFGProblem, MFGProblem
+from .result import MFGResult
+
+METHODS = ("newton", "fixed_point", "fictitious_play")
+
+
+def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backend="fd", verbose=None,
+          initial=None, linear_solver="auto"):
+    """Solve a mean-field game.
+
+    Parameters
+    ----------
+    problem : MFGProblem or ErgodicMFGProblem
+    method : {"newton", "fixed_point", "fictitious_play"}
+        Newton on the coupled system (analytic Jacobian, started from one fixed-point
+        sweep), damped fixed point, or fictitious play. The ergodic problem uses Newton.
+    tol : float
+        Residual tolerance (max-norm of the discrete HJB and FP equations).
+    max_iter : int, optional
+        Default 50 for Newton, 1000 for the fixed-point iterations.
+    damping : float in (0, 1]
+        Relaxation of the damped fixed point.
+    backend : {"fd"}
+        Discretisation (finite differences on the tensor grid).
+    verbose : bool or None
+        Progress line per iteration; ``None`` prints only on solves longer than 2 s.
+    initial : MFGResult or tuple (U, m), optional
+        Initial guess (warm start, continuation, multi-start studies).
+    linear_solver : {"auto", "direct", "iterative"}
+        Solver of the per-step systems in the half-sweeps.
+
+    Returns
+    -------
+    MFGResult
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if backend != "fd":
+        raise ValueError(f"backend must be 'fd' (finite differences), got {backend!r}")
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be > 0, got {tol}")
+    if isinstance(problem, ErgodicMFGProblem):
+        from .ergodic import solve_ergodic
+        return solve_ergodic(problem, tol=tol, max_iter=max_iter or 50, verbose=verbose)
+    if not isinstance(problem, MFGProblem):
+        raise TypeError(f"problem must be an MFGProblem or ErgodicMFGProblem, got {type(problem).__name__}")
+    t0 = time.perf_counter()
+    scheme = FDScheme(problem, linear_solver=linear_solver)
+    U0 = M0 = None
+    if initial is not None:
+        U0, M0 = (initial.U, initial.m) if isinstance(initial, MFGResult) else initial
+        U0 = np.asarray(U0, float).reshape(problem.nt + 1, -1)
+        M0 = np.asarray(M0, float).reshape(problem.nt + 1, -1)
+        if U0.shape != (problem.nt + 1, problem.grid.size) or M0.shape != U0.shape:
+            raise ValueError(f"initial: expected arrays of {(problem.nt + 1,) + problem.grid.shape}")
+    if method == "newton":
+        if not problem.hamiltonian.has_second_derivatives:
+            raise ValueError("method='newton' needs a Hamiltonian with phi_SS; use method='fixed_point'")
+        if U0 is None:
+            M0 = np.tile(problem.m0.ravel(), (problem.nt + 1, 1))
+            U0, _ = scheme.solve_hjb(M0)
+            M0 = scheme.solve_fp(U0, M_lag=M0)
+        U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=max_iter or 50, verbose=verbose)
+    else:
+        U, M, log, status = fixed_point(scheme, tol=tol, max_iter=max_iter or 1000, damping=damping,
+                                        fictitious=(method == "fictitious_play"), M0=M0, verbose=verbose)
+    return MFGResult.from_arrays(problem, U, M, log, status, method, time.perf_counter() - t0, scheme=scheme)
+
+
+def continuation(problem, parameter, values, method="newton", **kwargs):
+    """Solve a sequence of problems along ``parameter``, each warm-started from the last.
+
+    Parameters
+    ----------
+    problem : MFGProblem
+        The target problem (its own parameter value is the last one solved).
+    parameter : {"nu", "coupling_scale"}
+        Continuation in the diffusion, or in a factor multiplying the coupling.
+    values : sequence of float
+        Intermediate values, e.g. ``[1.0, 0.3, 0.1]`` for nu; the target is appended.
+    **kwargs
+        Passed to :func:`solve`.
+
+    Returns
+    -------
+    MFGResult
+        The solution of the target problem; ``result.diagnostics["continuation"]`` lists
+        the intermediate solves.
+    """
+    from .couplings import Coupling
+
+    if parameter not in ("nu", "coupling_scale"):
+        raise ValueError(f"parameter must be 'nu' or 'coupling_scale', got {parameter!r}")
+
+    class _Scaled(Coupling):
+        def __init__(self, base, s):
+            self.base, self.s = base, s
+            self.local, self.monotone = base.local, base.monotone
+            self.needs_positive_density = base.needs_positive_density
+
+        def value(self, m, grid):
+            return self.s * self.base.value(m, grid)
+
+        def derivative(self, m, grid):
+            return self.s * self.base.derivative(m, grid)
+
+    steps, result = [], None
+    target = problem.nu if parameter == "nu" else 1.0
+    for v in list(values) + [target]:
+        p = copy.copy(problem)
+        if parameter == "nu":
+            p.nu = float(v)
+        else:
+            p.coupling = _Scaled(problem.coupling, float(v))
+        result = solve(p, method=method, initial=result, **kwargs)
+        steps.append({"value": float(v), "status": result.status, "iterations": result.iterations})
+        if not result.converged:
+            break
+    result.problem = problem
+    result.diagnostics["continuation"] = {"parameter": parameter, "steps": steps}
+    return result
