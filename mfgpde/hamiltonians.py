@@ -30,6 +30,8 @@ class Hamiltonian:
     depends_on_m = False
     #: True when second derivatives are available, i.e. Newton on the coupled system works.
     has_second_derivatives = True
+    #: True when H is undefined at m = 0 (congestion with F1(0) = 0).
+    needs_positive_density = False
 
     def phi(self, S, m):
         raise NotImplementedError
@@ -123,8 +125,12 @@ class PowerHamiltonian(Hamiltonian):
     def phi_SS(self, S, m):
         if self.q == 2.0:
             return np.zeros_like(S)
-        with np.errstate(divide="ignore"):
-            return 0.5 * (0.5 * self.q - 1.0) * (S + self.delta2) ** (0.5 * self.q - 2.0)
+        base = S + self.delta2
+        # phi_SS is singular at S = 0 for q < 4, but it multiplies dS/du (x) dS/du, which
+        # vanishes there (the Hessian of |p|^q/q is continuous for q >= 2): use 0 at S = 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = 0.5 * (0.5 * self.q - 1.0) * base ** (0.5 * self.q - 2.0)
+        return np.where(base > 0, out, 0.0)
 
     def describe(self):
         return {"type": "power", "q": self.q, "delta": float(np.sqrt(self.delta2))}
@@ -150,6 +156,8 @@ class CongestionHamiltonian(Hamiltonian):
             raise ValueError(f"c0, c1 must be >= 0 with c0 + c1 > 0, got c0={c0}, c1={c1}")
         if self.beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
+        # F1(0) = 0 when c0 = 0: H blows up as m -> 0, so iterations must keep m > 0
+        self.needs_positive_density = self.c0 == 0 and self.beta > 0
 
     def F1(self, m):
         return (self.c0 + self.c1 * np.maximum(m, 0.0)) ** self.beta

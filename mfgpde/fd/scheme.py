@@ -25,7 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import kernels
-from .linear import solve_sparse
+from ..iterations.base import ConvergenceError
+from .linear import solve_stencil
 
 
 class FDScheme:
@@ -224,6 +225,11 @@ class FDScheme:
         U = np.empty((nt + 1, N))
         U[-1] = self.g(M[-1])
         F = self.f(M[1:])
+        for name, arr in (("terminal cost g[m(T)]", U[-1]), ("coupling f[m]", F)):
+            if not np.all(np.isfinite(arr)):
+                bad = np.argwhere(~np.isfinite(np.atleast_2d(arr)))[0]
+                raise ConvergenceError(f"HJB sweep: the {name} is non-finite (first at time slice/point {tuple(bad)}); "
+                                       "check the coupling for densities reached by the iteration")
         total = 0
         for n in range(nt - 1, -1, -1):
             u = U[n + 1].copy() if U_init is None else U_init[n].copy()
@@ -241,6 +247,8 @@ class FDScheme:
             r, ap, bm, phiS = res(u)
             for it in range(max_newton):
                 rn = np.abs(r).max()
+                if not np.isfinite(rn):
+                    raise ConvergenceError(f"HJB step n={n}: the residual became non-finite at inner Newton iteration {it}")
                 if rn <= atol:
                     break
                 vals = kernels.dS_stencil(ap, bm, self.grid, phiS) + L[None]
@@ -267,10 +275,11 @@ class FDScheme:
         1D: a cyclic tridiagonal solve compiled with Numba; 2D/3D: sparse LU (or BiCGSTAB
         for large grids, see :func:`mfgpde.fd.linear.solve_sparse`).
         """
+        vals = np.ascontiguousarray(vals)
+        rhs = np.ascontiguousarray(rhs, dtype=float)
         if self.grid.dim == 1:
-            return kernels.tri_solve(np.ascontiguousarray(vals), np.ascontiguousarray(rhs, dtype=float), transpose)
-        A = self.csr(vals[None])
-        return solve_sparse(A.T if transpose else A, rhs, self.linear_solver)
+            return kernels.tri_solve(vals, rhs, transpose)
+        return solve_stencil(vals, self.cols, rhs, transpose, self.linear_solver, self.csr)
 
     def fp_stencil(self, U_n, m_lag, n):
         """Stencil of ``I/dt + L_n + A_n``; the implicit FP step solves with its transpose."""
@@ -290,5 +299,12 @@ class FDScheme:
         M[0] = self.problem.m0.ravel()
         for n in range(nt):
             lag = M[n] if M_lag is None else M_lag[n + 1]
-            M[n + 1] = self.step_solve(self.fp_stencil(U[n], lag, n), M[n] / dt, transpose=True)
+            m = self.step_solve(self.fp_stencil(U[n], lag, n), M[n] / dt, transpose=True)
+            if self.grid.dim > 1:
+                # an iterative solve conserves mass only to its tolerance (~1e-13); the exact
+                # solution conserves it to round-off, so restore it (a relative change ~1e-13)
+                total = m.sum()
+                if total > 0:
+                    m *= M[n].sum() / total
+            M[n + 1] = m
         return M

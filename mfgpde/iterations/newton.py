@@ -15,7 +15,8 @@ from .base import IterationLog, residual_norms
 from .krylov import solve_newton_system
 
 
-def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-12, linear="auto"):
+def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-12, linear="auto",
+           globalize=True, small_step=0.1, sweeps=4, damping=0.5):
     """Newton iteration on ``R(U, m) = 0``.
 
     Parameters
@@ -30,6 +31,11 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
     verbose : bool or None
     min_step : float
         Smallest line-search step before the iteration is declared stagnated.
+    globalize : bool
+        When the line search has to cut the step below ``small_step`` (far from the
+        solution, e.g. congestion with a density close to zero), take ``sweeps`` damped
+        fixed-point sweeps (``damping``) from the current iterate before the next Newton
+        step. Near the solution full steps are taken and the rate stays quadratic.
     linear : {"auto", "direct", "krylov"}
         Linear solver of the Newton systems: sparse LU of the space-time matrix, or GMRES
         with the block-triangular (backward HJB / forward FP sweep) preconditioner of
@@ -42,7 +48,8 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
     log = IterationLog("newton", verbose)
     U, M = np.array(U0, float), np.array(M0, float)
     shape, n = U.shape, U.size
-    positive = scheme.problem.coupling.needs_positive_density or scheme.problem.terminal.needs_positive_density
+    positive = (scheme.problem.coupling.needs_positive_density or scheme.problem.terminal.needs_positive_density
+                or scheme.problem.hamiltonian.needs_positive_density)
     hjb, fp, RU, Rm = residual_norms(scheme, U, M)
     step = 1.0
     for k in range(max_iter + 1):
@@ -85,4 +92,11 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
             if step < min_step:
                 return U, M, log, "stagnated"
         U, M, hjb, fp, RU, Rm = Uc, Mc, hc, fc, RUc, Rmc
+        if globalize and step < small_step:
+            for _ in range(sweeps):
+                Us, _ = scheme.solve_hjb(M)
+                M = (1.0 - damping) * M + damping * scheme.solve_fp(Us, M_lag=M)
+            U, _ = scheme.solve_hjb(M)
+            hjb, fp, RU, Rm = residual_norms(scheme, U, M)
+            log.records[-1]["fixed_point_sweeps"] = sweeps
     return U, M, log, "max_iter"

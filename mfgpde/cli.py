@@ -1,0 +1,84 @@
+"""Command line: ``mfgpde solve CONFIG.toml --out DIR`` and the other verbs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def _solve(args):
+    from . import config
+    from .result import write_json
+    from .solve import solve
+
+    cfg = config.load(args.config)
+    problem = config.build_problem(cfg)
+    opts = config.solver_options(cfg)
+    for key in ("method", "tol", "max_iter"):
+        val = getattr(args, key)
+        if val is not None:
+            opts[key] = val
+    os.makedirs(args.out, exist_ok=True)
+    print(f"mfgpde: solving {problem.name} ({problem.kind}, grid {problem.grid.shape}"
+          + (f", {problem.nt} steps" if problem.kind == "evolutive" else "") + f") with {opts.get('method', 'newton')}",
+          file=sys.stderr)
+    t0 = time.perf_counter()
+    result = solve(problem, verbose=None if not args.verbose else True, **opts)
+    summary = result.summary()
+    summary["wall_time_s"] = result.diagnostics["wall_time_s"]
+    summary["config"] = os.path.abspath(args.config)
+    result.save(os.path.join(args.out, "solution.nc"))
+    if not args.no_plot:
+        result.plot(os.path.join(args.out, "solution.png"))
+    write_json(os.path.join(args.out, "summary.json"), summary)
+    d = result.diagnostics
+    print(f"mfgpde: {d['status']} after {d['iterations']} iterations, residual {d['residual']:.2e}, "
+          f"mass error {d['mass_error']:.1e}, min density {d['min_density']:.2e}, "
+          f"{time.perf_counter() - t0:.2f} s -> {args.out}", file=sys.stderr)
+    return 0 if result.converged else 2
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="mfgpde", description="Mean-field game PDE solver")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    p = sub.add_parser("solve", help="solve a configuration and write solution.nc, solution.png, summary.json")
+    p.add_argument("config", help="TOML configuration (see solvers/)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--method", choices=["newton", "fixed_point", "fictitious_play"])
+    p.add_argument("--tol", type=float)
+    p.add_argument("--max-iter", dest="max_iter", type=int)
+    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="progress line per iteration")
+    p.set_defaults(func=_solve)
+    _register_extra_verbs(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FloatingPointError, NotImplementedError) as exc:
+        print(f"mfgpde {args.verb}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _register_extra_verbs(sub):
+    """Verbs of the optional parts (well-posedness studies, validation, sweeps)."""
+    try:
+        from .studies.cli import register as reg_studies
+        reg_studies(sub)
+    except ImportError:
+        pass
+    try:
+        from .validate.cli import register as reg_validate
+        reg_validate(sub)
+    except ImportError:
+        pass
+    try:
+        from .parallel.cli import register as reg_sweep
+        reg_sweep(sub)
+    except ImportError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""TOML configurations -> problems.
+
+A configuration names the grid, the time discretisation, the model pieces and the solver::
+
+    name = "lq_gaussian"
+    [grid]
+    bounds = [[-1.5, 1.5]]
+    shape = 150                 # int or one per axis
+    boundary = "noflux"         # or "periodic", or one per axis
+    [time]
+    T = 1.0
+    nt = 100
+    [model]
+    nu = 0.05
+    drift = ["-x"]              # optional, one expression per axis (may use t)
+    [hamiltonian]
+    type = "quadratic"          # quadratic(lam) | power(q, delta) | congestion(c0, c1, beta)
+    [[coupling]]                # zero or more terms, summed
+    type = "potential"          # log(scale) | power(p, scale) | potential(expr) | convolution(kernel, scale)
+    expr = "0.5 * (x - 0.1)**2"
+    [terminal]                  # potential(expr) | kl(mean, cov | log_pi) | log | power
+    type = "potential"
+    expr = "0.5 * (x - 0.1)**2"
+    [m0]                        # gaussian(mean, cov) | mixture(weights, means, covs) | expr
+    type = "gaussian"
+    mean = [0.1]
+    cov = 0.04
+    [solver]
+    method = "newton"
+    tol = 1e-10
+
+Expressions are NumPy expressions of the coordinates ``x, y, z`` (and ``t`` for drifts),
+evaluated with only NumPy's functions in scope.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+from . import couplings as C
+from . import hamiltonians as H
+from .grid import TensorGrid
+from .problem import ErgodicMFGProblem, MFGProblem
+
+_NAMES = {k: getattr(np, k) for k in ("sin", "cos", "tan", "exp", "log", "sqrt", "abs", "minimum", "maximum",
+                                      "where", "pi", "tanh", "cosh", "sinh", "arctan", "clip", "ones_like",
+                                      "zeros_like", "heaviside", "sign", "e")}
+_AXES = ("x", "y", "z")
+
+
+class ConfigError(ValueError):
+    """A configuration entry is missing or invalid; the message names the key."""
+
+
+def expression(expr, key, extra=("t",)):
+    """Compile a NumPy expression of ``x, y, z`` (and ``t``) into a callable of the coordinates."""
+    if not isinstance(expr, str):
+        raise ConfigError(f"{key}: expected an expression string, got {expr!r}")
+    try:
+        code = compile(expr, key, "eval")
+    except SyntaxError as exc:
+        raise ConfigError(f"{key}: invalid expression {expr!r}: {exc.msg}") from None
+    bad = [n for n in code.co_names if n not in _NAMES and n not in _AXES and n not in extra]
+    if bad:
+        raise ConfigError(f"{key}: unknown name(s) {bad} in {expr!r}; allowed: x, y, z, t and {sorted(_NAMES)}")
+
+    def f(*xs, t=0.0):
+        scope = dict(_NAMES)
+        scope.update(dict(zip(_AXES, xs)))
+        scope["t"] = t
+        return np.asarray(eval(code, {"__builtins__": {}}, scope), float)  # noqa: S307 (names checked above)
+
+    f.expr = expr
+    return f
+
+
+def _get(table, key, section, default=None, required=False):
+    if key in table:
+        return table[key]
+    if required:
+        raise ConfigError(f"[{section}] is missing the required key {key!r}")
+    return default
+
+
+def build_hamiltonian(tab):
+    kind = _get(tab, "type", "hamiltonian", "quadratic")
+    params = {k: v for k, v in tab.items() if k != "type"}
+    cls = {"quadratic": H.QuadraticHamiltonian, "power": H.PowerHamiltonian, "congestion": H.CongestionHamiltonian}
+    if kind not in cls:
+        raise ConfigError(f"[hamiltonian] type = {kind!r} is unknown; allowed: {sorted(cls)}")
+    try:
+        return cls[kind](**params)
+    except TypeError as exc:
+        raise ConfigError(f"[hamiltonian] {kind}: {exc}") from None
+
+
+def _density_callable(tab, section):
+    kind = _get(tab, "type", section, "expr")
+    if kind == "expr":
+        return expression(_get(tab, "expr", section, required=True), f"{section}.expr")
+    if kind == "gaussian":
+        log_p = C.gaussian_log_density(_get(tab, "mean", section, required=True), _get(tab, "cov", section, required=True))
+        return lambda *xs: np.exp(log_p(*xs))
+    if kind == "mixture":
+        from .generative.densities import gaussian_mixture
+
+        return gaussian_mixture(_get(tab, "weights", section, required=True), _get(tab, "means", section, required=True),
+                                _get(tab, "covs", section, required=True))
+    raise ConfigError(f"[{section}] type = {kind!r} is unknown; allowed: expr, gaussian, mixture")
+
+
+def build_coupling(tab, section="coupling"):
+    kind = _get(tab, "type", section, required=True)
+    if kind == "log":
+        return C.LogCoupling(scale=_get(tab, "scale", section, 1.0))
+    if kind == "power":
+        return C.PowerCoupling(p=_get(tab, "p", section, 1.0), scale=_get(tab, "scale", section, 1.0))
+    if kind == "potential":
+        return C.PotentialCoupling(expression(_get(tab, "expr", section, required=True), f"{section}.expr"))
+    if kind == "convolution":
+        k = expression(_get(tab, "kernel", section, required=True), f"{section}.kernel")
+        return C.ConvolutionCoupling(lambda *zs: k(*zs), scale=_get(tab, "scale", section, 1.0))
+    if kind == "kl":
+        if "log_pi" in tab:
+            log_pi = expression(tab["log_pi"], f"{section}.log_pi")
+        else:
+            log_pi = C.gaussian_log_density(_get(tab, "mean", section, required=True), _get(tab, "cov", section, 1.0))
+        return C.kl_terminal(log_pi, scale=_get(tab, "scale", section, 1.0))
+    raise ConfigError(f"[{section}] type = {kind!r} is unknown; allowed: log, power, potential, convolution, kl")
+
+
+def load(path_or_dict):
+    """Read a TOML file (or an already parsed dict) into a plain dict, with ``_path`` set."""
+    if isinstance(path_or_dict, dict):
+        return copy.deepcopy(path_or_dict)
+    path = os.fspath(path_or_dict)
+    if not os.path.isfile(path):
+        raise ConfigError(f"configuration file {path!r} does not exist")
+    with open(path, "rb") as fh:
+        try:
+            cfg = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    cfg["_path"] = path
+    return cfg
+
+
+def set_parameter(cfg, dotted, value):
+    """Set ``cfg["a"]["b"] = value`` for ``dotted = "a.b"``; the key must already exist."""
+    keys = dotted.split(".")
+    node = cfg
+    for k in keys[:-1]:
+        if isinstance(node, list):
+            k = int(k)
+        try:
+            node = node[k]
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(f"parameter {dotted!r} does not exist in the configuration") from None
+    last = keys[-1]
+    if isinstance(node, list):
+        last = int(last)
+    elif last not in node:
+        raise ConfigError(f"parameter {dotted!r} does not exist in the configuration")
+    node[last] = value
+    return cfg
+
+
+def build_problem(cfg):
+    """Problem from a configuration dict (see the module docstring)."""
+    cfg = load(cfg)
+    if "preset" in cfg:
+        from .generative.presets import problem_from_preset
+
+        return problem_from_preset(cfg)
+    gt = _get(cfg, "grid", "top level", required=True)
+    bounds = _get(gt, "bounds", "grid", required=True)
+    grid = TensorGrid(bounds, _get(gt, "shape", "grid", required=True), _get(gt, "boundary", "grid", "noflux"))
+    model = cfg.get("model", {})
+    ham = build_hamiltonian(cfg.get("hamiltonian", {}))
+    terms = cfg.get("coupling", [])
+    terms = [terms] if isinstance(terms, dict) else terms
+    coupling = None
+    for i, t in enumerate(terms):
+        c = build_coupling(t, f"coupling[{i}]")
+        coupling = c if coupling is None else coupling + c
+    drift = None
+    if "drift" in model:
+        exprs = model["drift"]
+        if len(exprs) != grid.dim:
+            raise ConfigError(f"[model] drift needs {grid.dim} expressions (one per axis), got {len(exprs)}")
+        fs = [expression(e, f"model.drift[{k}]") for k, e in enumerate(exprs)]
+        drift = lambda t, *xs: [f(*xs, t=t) for f in fs]  # noqa: E731
+    name = cfg.get("name", os.path.splitext(os.path.basename(cfg.get("_path", "mfg")))[0])
+    if cfg.get("kind", "evolutive") == "ergodic":
+        return ErgodicMFGProblem(grid, _get(model, "nu", "model", required=True), ham, coupling=coupling, drift=drift,
+                                 name=name)
+    tt = _get(cfg, "time", "top level", required=True)
+    term = cfg.get("terminal")
+    terminal = None if term is None else build_coupling(term, "terminal")
+    m0 = _density_callable(_get(cfg, "m0", "top level", required=True), "m0")
+    return MFGProblem(grid, T=_get(tt, "T", "time", required=True), nt=_get(tt, "nt", "time", required=True),
+                      nu=_get(model, "nu", "model", required=True), hamiltonian=ham, m0=m0, coupling=coupling,
+                      terminal=terminal, drift=drift, normalize=bool(cfg.get("normalize_m0", False)), name=name)
+
+
+def solver_options(cfg):
+    """Keyword arguments for :func:`mfgpde.solve` from ``[solver]``."""
+    tab = dict(cfg.get("solver", {}))
+    allowed = {"method", "tol", "max_iter", "damping", "linear_solver"}
+    unknown = set(tab) - allowed
+    if unknown:
+        raise ConfigError(f"[solver] unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return tab

@@ -1,0 +1,23 @@
+import numpy as np
+import pytest
+
+import mfgpde as mp
+
+
+def observed_order(h, err):
+    """Least-squares slope of log(err) against log(h)."""
+    return float(np.polyfit(np.log(h), np.log(err), 1)[0])
+
+
+def b1_problem(N=200, nt=200):
+    g = mp.TensorGrid([(0, 1)], N, "periodic")
+    x = g.axes[0]
+    return mp.MFGProblem(g, T=1.0, nt=nt, nu=0.05, hamiltonian=mp.CongestionHamiltonian(1, 4, 1.5),
+                         m0=np.where((x >= 0.375) & (x <= 0.625), 4.0, 0.0),
+                         coupling=mp.PowerCoupling(1.0) + mp.PotentialCoupling(0.1),
+                         terminal=lambda x: 10 * np.minimum((x - 0.3) ** 2, (x - 0.7) ** 2), name="B1")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

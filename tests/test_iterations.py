@@ -1,0 +1,114 @@
+"""Newton, damped fixed point and fictitious play on the same discrete system."""
+
+import numpy as np
+import pytest
+from conftest import b1_problem
+
+import mfgpde as mp
+
+
+def log_problem(n=40, nt=20):
+    g = mp.TensorGrid([(0, 1)], n, "periodic")
+    return mp.MFGProblem(g, 1.0, nt, 0.1, mp.QuadraticHamiltonian(), lambda x: 1 + 0.8 * np.cos(2 * np.pi * x),
+                         coupling=mp.LogCoupling() + mp.PotentialCoupling(lambda x: np.sin(2 * np.pi * x)),
+                         terminal=lambda x: 0.5 * np.cos(2 * np.pi * x), normalize=True)
+
+
+def test_newton_is_quadratic_on_b1():
+    r = mp.solve(b1_problem(100, 100), method="newton", tol=1e-11)
+    assert r.converged
+    res = [h["residual"] for h in r.history]
+    # the last steps: r_{k+1} <= C r_k^2 with a moderate C (a linear rate would need C ~ 1/r_k)
+    tail = [(a, b) for a, b in zip(res[:-1], res[1:]) if a < 1.0]
+    assert len(tail) >= 2
+    for a, b in tail:
+        assert b <= 50.0 * a * a + 1e-11, res
+    assert r.diagnostics["mass_error"] < 1e-12
+    assert r.diagnostics["min_density"] >= 0
+
+
+def test_b1_direct_and_krylov_newton_agree():
+    from mfgpde.fd.scheme import FDScheme
+    from mfgpde.iterations import newton
+
+    p = b1_problem(40, 40)
+    sc = FDScheme(p)
+    M0 = np.tile(p.m0.ravel(), (p.nt + 1, 1))
+    U0, _ = sc.solve_hjb(M0)
+    M0 = sc.solve_fp(U0, M0)
+    a = newton(sc, U0, M0, tol=1e-11, linear="direct")
+    b = newton(sc, U0, M0, tol=1e-11, linear="krylov")
+    assert a[3] == b[3] == "converged"
+    np.testing.assert_allclose(a[1], b[1], atol=1e-10)
+
+
+@pytest.mark.parametrize("make", [log_problem, lambda: b1_problem(60, 60)])
+def test_methods_agree_on_the_discrete_solution(make):
+    p = make()
+    rn = mp.solve(p, method="newton", tol=1e-11)
+    rf = mp.solve(p, method="fixed_point", tol=1e-10, damping=0.5, max_iter=2000)
+    assert rn.converged and rf.converged
+    np.testing.assert_allclose(rf.m, rn.m, atol=1e-8 * np.abs(rn.m).max())
+    np.testing.assert_allclose(rf.U, rn.U, atol=1e-8 * max(1, np.abs(rn.U).max()))
+    # fictitious play converges like 1/k: check it is approaching the same solution
+    rp = mp.solve(p, method="fictitious_play", tol=1e-12, max_iter=300)
+    err = np.abs(rp.m - rn.m).max() / np.abs(rn.m).max()
+    assert err < 2e-2
+    res = [h["residual"] for h in rp.history]
+    assert res[-1] < 0.05 * res[0]
+
+
+def test_divergence_is_reported_not_returned_as_nan():
+    """A coupling that returns NaN stops with a diagnostic naming the residual and iteration."""
+    p = log_problem()
+    bad = mp.CallableCoupling(lambda m: np.where(m > 1.2, np.nan, m), lambda m: np.ones_like(m))
+    p.coupling = bad
+    with pytest.raises(mp.ConvergenceError, match="non-finite"):
+        mp.solve(p, method="newton")
+
+
+def test_fixed_point_reports_stagnation_for_undamped_picard():
+    """Plain Picard (theta = 1) on a strongly coupled problem oscillates: reported, not hidden."""
+    p = log_problem()
+    p.coupling = mp.PowerCoupling(1.0, scale=200.0)
+    r = mp.solve(p, method="fixed_point", damping=1.0, max_iter=400, tol=1e-10)
+    assert not r.converged and r.status in ("stagnated", "max_iter")
+    r2 = mp.solve(p, method="newton", tol=1e-10)
+    assert r2.converged
+
+
+def test_continuation_in_nu_reaches_small_viscosity():
+    p = log_problem(60, 30)
+    p.nu = 0.005
+    r = mp.continuation(p, "nu", [0.1, 0.03, 0.01], method="newton", tol=1e-10)
+    assert r.converged
+    assert [s["value"] for s in r.diagnostics["continuation"]["steps"]] == [0.1, 0.03, 0.01, 0.005]
+    assert r.diagnostics["mass_error"] < 1e-12 and r.diagnostics["min_density"] > 0
+
+
+def test_ergodic_manufactured_solution_first_order():
+    """u = A cos(2 pi x), m = exp(-u/nu)/Z, rho = -log Z solve the ergodic MFG with f = log m + V."""
+    from conftest import observed_order
+
+    nu, A = 0.5, 0.3
+    uex = lambda x: A * np.cos(2 * np.pi * x)  # noqa: E731
+
+    def V(x):
+        up, upp = -2 * np.pi * A * np.sin(2 * np.pi * x), -(2 * np.pi) ** 2 * A * np.cos(2 * np.pi * x)
+        return -nu * upp + up**2 / 2 + uex(x) / nu
+
+    ns, eu, em, er = [50, 100, 200, 400], [], [], []
+    for n in ns:
+        g = mp.TensorGrid([(0, 1)], n, "periodic")
+        r = mp.solve(mp.ErgodicMFGProblem(g, nu, mp.QuadraticHamiltonian(),
+                                          coupling=mp.LogCoupling() + mp.PotentialCoupling(V)), tol=1e-9)
+        assert r.converged
+        x = g.axes[0]
+        mex = np.exp(-uex(x) / nu)
+        Z = mex.mean()
+        eu.append(np.abs(r.u - uex(x)).max())
+        em.append(np.abs(r.m - mex / Z).max())
+        er.append(abs(r.rho + np.log(Z)))
+    h = 1.0 / np.array(ns)
+    for e in (eu, em, er):
+        assert 0.85 < observed_order(h, e) < 1.2, e
