@@ -1,0 +1,136 @@
+"""Benchmarks of the finite-difference core; writes ``benchmarks/results/core.json``.
+
+Each case is run once in a fresh subprocess with an empty Numba cache (``cold``: JIT
+compilation included), then ``--repeat`` times in one warm process (``warm``: median).
+Where the peer ``mfgsolver`` is installed (``.venv-peer``, see README), B1 is also run with it
+in the same invocation and the ratio of medians is reported.
+
+Usage::
+
+    python benchmarks/run.py [--only B1 B2 ...] [--repeat 3] [--no-cold]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+
+def case_problem(name):
+    import numpy as np
+
+    import mfgpde as mp
+    from mfgpde import config
+
+    if name == "B1":
+        return config.build_problem(os.path.join(ROOT, "solvers", "lst_case1.toml")), dict(tol=1e-10)
+    if name == "B2":
+        return config.build_problem(os.path.join(ROOT, "solvers", "lst_case2.toml")), dict(tol=1e-10)
+    if name == "LOG2D_128":
+        g = mp.TensorGrid([(0, 1), (0, 1)], 128, "periodic")
+        p = mp.MFGProblem(g, 1.0, 128, 0.1, mp.QuadraticHamiltonian(),
+                          lambda x, y: 1 + 0.5 * np.cos(2 * np.pi * x) * np.cos(2 * np.pi * y),
+                          coupling=mp.LogCoupling() + mp.PotentialCoupling(
+                              lambda x, y: np.sin(2 * np.pi * x) + np.cos(2 * np.pi * y)),
+                          terminal=lambda x, y: 0.5 * np.cos(2 * np.pi * (x - y)), normalize=True, name="log2d_128")
+        return p, dict(tol=1e-8)
+    if name == "CUBE3D_32":
+        g = mp.TensorGrid([(0, 1)] * 3, 32, "periodic")
+        p = mp.MFGProblem(g, 1.0, 32, 0.1, mp.QuadraticHamiltonian(),
+                          lambda x, y, z: 1 + 0.5 * np.cos(2 * np.pi * x) * np.cos(2 * np.pi * z),
+                          coupling=mp.LogCoupling(), terminal=lambda x, y, z: 0.5 * np.cos(2 * np.pi * (x + y)),
+                          normalize=True, name="cube3d_32")
+        return p, dict(tol=1e-8)
+    raise KeyError(name)
+
+
+CASES = {"B1": "1D congestion, 200 x 200 steps (LST case 1)", "B2": "2D congestion, 50^2 x 50 steps (LST case 2)",
+         "LOG2D_128": "2D quadratic H + log coupling, 128^2 x 128 steps",
+         "CUBE3D_32": "3D quadratic H + log coupling, 32^3 x 32 steps"}
+
+
+def run_once(name, method="newton"):
+    import mfgpde as mp
+
+    p, opts = case_problem(name)
+    t0 = time.perf_counter()
+    r = mp.solve(p, method=method, **opts)
+    wall = time.perf_counter() - t0
+    d = r.diagnostics
+    return {"wall_time_s": wall, "converged": d["converged"], "iterations": d["iterations"], "residual": d["residual"],
+            "mass_error": d["mass_error"], "min_density": d["min_density"], "method": method}
+
+
+def cold(name, method):
+    env = dict(os.environ)
+    env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="mfgpde-bench-cache-")
+    code = (f"import json, time, sys; t0 = time.perf_counter(); sys.path.insert(0, {ROOT!r}); "
+            f"sys.path.insert(0, {HERE!r}); import run; r = run.run_once({name!r}, {method!r}); "
+            "r['process_time_s'] = time.perf_counter() - t0; print(json.dumps(r))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=HERE)
+    if out.returncode != 0:
+        return {"error": out.stderr[-2000:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def peer_b1(repeat):
+    py = os.path.join(ROOT, ".venv-peer", "bin", "python")
+    if not os.path.exists(py):
+        return None
+    runs = []
+    for _ in range(repeat):
+        out = subprocess.run([py, os.path.join(HERE, "peer_mfgsolver_b1.py")], capture_output=True, text=True)
+        if out.returncode != 0:
+            return {"error": out.stderr[-2000:]}
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {"runs": runs, "median_s": statistics.median(r["wall_time_s"] for r in runs)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", default=list(CASES))
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-cold", action="store_true")
+    ap.add_argument("--method", default="newton")
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "core.json"))
+    args = ap.parse_args(argv)
+    from mfgpde.result import write_json
+
+    results = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "node": platform.node()},
+               "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cases": {}}
+    for name in args.only:
+        print(f"[bench] {name}: {CASES[name]}", file=sys.stderr, flush=True)
+        entry = {"description": CASES[name]}
+        if not args.no_cold:
+            entry["cold"] = cold(name, args.method)
+            print(f"[bench]   cold {entry['cold']}", file=sys.stderr, flush=True)
+        run_once(name, args.method)  # warm-up in this process
+        warm = [run_once(name, args.method) for _ in range(args.repeat)]
+        entry["warm"] = warm
+        entry["warm_median_s"] = statistics.median(w["wall_time_s"] for w in warm)
+        print(f"[bench]   warm median {entry['warm_median_s']:.3f} s  ({warm[-1]})", file=sys.stderr, flush=True)
+        if name == "B1":
+            peer = peer_b1(args.repeat)
+            if peer is not None:
+                entry["peer_mfgsolver"] = peer
+                if "median_s" in peer:
+                    entry["speedup_vs_mfgsolver"] = peer["median_s"] / entry["warm_median_s"]
+                print(f"[bench]   mfgsolver {peer.get('median_s')}", file=sys.stderr, flush=True)
+        results["cases"][name] = entry
+        write_json(args.out, results)
+    return results
+
+
+if __name__ == "__main__":
+    main()

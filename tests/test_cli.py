@@ -1,0 +1,96 @@
+"""The CLI writes the solution, a plot and summary.json; bad configurations fail clearly."""
+
+import json
+import os
+
+import pytest
+
+from mfgpde import cli, config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOLVERS = os.path.join(ROOT, "solvers")
+
+
+
+
+def _write_toml(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("name", ["lq_gaussian.toml", "lst_case1.toml", "lst_case2.toml"])
+def test_shipped_configurations_build(name):
+    p = config.build_problem(os.path.join(SOLVERS, name))
+    assert p.grid.size > 0 and p.nt > 0
+
+
+def test_cli_solve_writes_outputs(tmp_path):
+    out = tmp_path / "out"
+    rc = cli.main(["solve", os.path.join(SOLVERS, "lst_case1.toml"), "--out", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("converged", "iterations", "residual", "mass_error", "min_density", "wall_time_s"):
+        assert key in summary
+    assert summary["converged"] and summary["residual"] <= 1e-10 and summary["mass_error"] < 1e-12
+    assert (out / "solution.png").stat().st_size > 10_000
+    import xarray as xr
+
+    with xr.open_dataset(out / "solution.nc") as ds:
+        assert ds["m"].shape == (201, 200)
+        assert "mfgpde_problem" in ds.attrs
+    assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
+
+
+def test_cli_bad_config_is_reported(tmp_path, capsys):
+    bad = _write_toml(tmp_path / "bad.toml", """
+[grid]
+bounds = [[0, 1]]
+shape = 2
+[time]
+T = 1.0
+nt = 4
+[model]
+nu = 0.1
+[m0]
+expr = "1 + 0 * x"
+""")
+    rc = cli.main(["solve", bad, "--out", str(tmp_path / "o")])
+    assert rc == 1
+    assert "too coarse" in capsys.readouterr().err
+    bad2 = _write_toml(tmp_path / "bad2.toml", """
+[grid]
+bounds = [[0, 1]]
+shape = 20
+[time]
+T = 1.0
+nt = 4
+[model]
+nu = 0.1
+[m0]
+expr = "1 + os.system('x')"
+""")
+    assert cli.main(["solve", bad2, "--out", str(tmp_path / "o")]) == 1
+    assert "unknown name(s)" in capsys.readouterr().err
+    assert cli.main(["solve", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_ergodic_config(tmp_path):
+    path = _write_toml(tmp_path / "erg.toml", """
+kind = "ergodic"
+[grid]
+bounds = [[0, 1]]
+shape = 64
+boundary = "periodic"
+[model]
+nu = 0.3
+[[coupling]]
+type = "log"
+[[coupling]]
+type = "potential"
+expr = "cos(2 * pi * x)"
+""")
+    out = tmp_path / "o"
+    assert cli.main(["solve", path, "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["converged"] and "rho" in s

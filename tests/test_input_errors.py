@@ -1,0 +1,81 @@
+"""Bad input raises a clear error naming the parameter, before any work starts."""
+
+import numpy as np
+import pytest
+
+import mfgpde as mp
+
+
+def grid():
+    return mp.TensorGrid([(0, 1)], 20, "periodic")
+
+
+def make(**over):
+    kw = dict(grid=grid(), T=1.0, nt=10, nu=0.1, hamiltonian=mp.QuadraticHamiltonian(), m0=np.ones(20))
+    kw.update(over)
+    return mp.MFGProblem(**kw)
+
+
+@pytest.mark.parametrize("over, match", [
+    (dict(nu=-0.1), r"nu \(diffusion\) must be finite and >= 0"),
+    (dict(T=-1.0), r"T \(horizon\) must be finite and > 0"),
+    (dict(T=0.0), r"T \(horizon\)"),
+    (dict(nt=0), r"nt \(number of time steps\)"),
+    (dict(nt=2.5), r"nt \(number of time steps\)"),
+    (dict(m0=-np.ones(20)), r"m0 must be >= 0"),
+    (dict(m0=np.r_[np.ones(19), np.inf]), r"m0 must be finite"),
+    (dict(m0=np.zeros(20)), r"m0 has zero mass"),
+    (dict(m0=np.ones(21)), r"m0: array of shape \(21,\) does not match the grid shape \(20,\)"),
+    (dict(m0=lambda x: np.log(x - 0.5)), r"m0: values on the grid must be finite"),
+    (dict(hamiltonian="quadratic"), r"hamiltonian must be a Hamiltonian instance"),
+    (dict(terminal=np.ones(7)), r"potential V: array of shape \(7,\) does not match"),
+    (dict(drift=np.ones((2, 20))), r"drift: array of shape \(2, 20\), expected \(1, 20\)"),
+])
+def test_problem_errors(over, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make(**over)
+
+
+@pytest.mark.parametrize("args, match", [
+    (([(0, 1)], 3, "periodic"), r"shape\[0\] = 3: the grid is too coarse, need at least 4"),
+    (([(0, 1)], 10, "dirichlet"), r"boundary\[0\] = 'dirichlet' is unknown; allowed: \('periodic', 'noflux'\)"),
+    (([(1, 0)], 10, "periodic"), r"bounds\[0\] must satisfy lower < upper"),
+    (([(0, 1), (0, 1)], (10, 10, 10), "periodic"), r"shape must have one point count per axis \(2\), got 3"),
+    (([(0, 1)] * 4, 5, "periodic"), r"1-, 2- or 3-dimensional"),
+])
+def test_grid_errors(args, match):
+    with pytest.raises(ValueError, match=match):
+        mp.TensorGrid(*args)
+
+
+def test_hamiltonian_errors():
+    with pytest.raises(ValueError, match="dH/dp is required"):
+        mp.CustomHamiltonian(lambda S, m: S)
+    with pytest.raises(ValueError, match=r"lam \(kinetic weight lambda\) must be > 0"):
+        mp.QuadraticHamiltonian(-1.0)
+    with pytest.raises(ValueError, match=r"q \(power-law exponent\) must be > 1"):
+        mp.PowerHamiltonian(1.0)
+
+
+def test_newton_without_second_derivative_is_refused_before_work():
+    p = make(hamiltonian=mp.CustomHamiltonian(lambda S, m: S / 2, lambda S, m: 0.5 + 0 * S))
+    with pytest.raises(ValueError, match="needs a Hamiltonian with phi_SS"):
+        mp.solve(p, method="newton")
+    assert mp.solve(p, method="fixed_point", tol=1e-9).converged
+
+
+def test_solve_argument_errors():
+    p = make()
+    with pytest.raises(ValueError, match="method must be one of"):
+        mp.solve(p, method="picard")
+    with pytest.raises(ValueError, match="tol must be > 0"):
+        mp.solve(p, tol=-1)
+    with pytest.raises(ValueError, match="backend must be 'fd'"):
+        mp.solve(p, backend="spectral")
+    with pytest.raises(ValueError, match="damping must be in"):
+        mp.solve(p, method="fixed_point", damping=1.5)
+
+
+def test_kl_reference_that_vanishes_is_refused():
+    with pytest.raises(ValueError, match="reference density vanishes"):
+        mp.kl_terminal(np.array([0.0, -np.inf, 1.0]))
