@@ -16,7 +16,7 @@ METHODS = ("newton", "fixed_point", "fictitious_play")
 
 
 def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backend="fd", verbose=None,
-          initial=None, linear_solver="auto"):
+          initial=None, linear_solver="auto", viscosity_continuation="auto"):
     """Solve a mean-field game.
 
     Parameters
@@ -39,6 +39,13 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         Initial guess (warm start, continuation, multi-start studies).
     linear_solver : {"auto", "direct", "iterative"}
         Solver of the per-step systems in the half-sweeps.
+    viscosity_continuation : {"auto", True, False}
+        First-order problems (``nu = 0``, e.g. CNF and JKO steps) are transport problems
+        whose upwind Newton system is non-smooth and stiff: from a cold start Newton takes
+        tiny steps. With continuation the problem is first solved with
+        ``nu_k = c_k L^2 / T`` (``c_k = 0.1, 0.03, 0.01, 0.003, 0.001``, L the largest box
+        side) and each solution warm-starts the next, down to ``nu = 0``. ``"auto"`` does
+        this for Newton on ``nu = 0`` problems without an initial guess.
 
     Returns
     -------
@@ -50,12 +57,12 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         raise ValueError(f"backend must be 'fd' (finite differences), got {backend!r}")
     if not (np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be > 0, got {tol}")
+    t0 = time.perf_counter()
     if isinstance(problem, ErgodicMFGProblem):
         from .ergodic import solve_ergodic
         return solve_ergodic(problem, tol=tol, max_iter=max_iter or 50, verbose=verbose)
     if not isinstance(problem, MFGProblem):
         raise TypeError(f"problem must be an MFGProblem or ErgodicMFGProblem, got {type(problem).__name__}")
-    t0 = time.perf_counter()
     scheme = FDScheme(problem, linear_solver=linear_solver)
     U0 = M0 = None
     if initial is not None:
@@ -64,6 +71,16 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         M0 = np.asarray(M0, float).reshape(problem.nt + 1, -1)
         if U0.shape != (problem.nt + 1, problem.grid.size) or M0.shape != U0.shape:
             raise ValueError(f"initial: expected arrays of {(problem.nt + 1,) + problem.grid.shape}")
+    if (viscosity_continuation is True or (viscosity_continuation == "auto" and problem.nu == 0.0
+                                             and method == "newton" and initial is None)):
+        L = max(b - a for a, b in problem.grid.bounds)
+        values = [c * L * L / problem.T for c in (0.1, 0.03, 0.01, 0.003, 0.001)]
+        values = [v for v in values if v > problem.nu]
+        if values:
+            res = continuation(problem, "nu", values, method=method, tol=tol, max_iter=max_iter, damping=damping,
+                               verbose=verbose, linear_solver=linear_solver, viscosity_continuation=False)
+            res.diagnostics["wall_time_s"] = time.perf_counter() - t0
+            return res
     if method == "newton":
         if not problem.hamiltonian.has_second_derivatives:
             raise ValueError("method='newton' needs a Hamiltonian with phi_SS; use method='fixed_point'")
@@ -116,6 +133,7 @@ def continuation(problem, parameter, values, method="newton", **kwargs):
             return self.s * self.base.derivative(m, grid)
 
     steps, result = [], None
+    kwargs.setdefault("viscosity_continuation", False)
     target = problem.nu if parameter == "nu" else 1.0
     for v in list(values) + [target]:
         p = copy.copy(problem)

@@ -48,8 +48,11 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
     log = IterationLog("newton", verbose)
     U, M = np.array(U0, float), np.array(M0, float)
     shape, n = U.shape, U.size
-    positive = (scheme.problem.coupling.needs_positive_density or scheme.problem.terminal.needs_positive_density
-                or scheme.problem.hamiltonian.needs_positive_density)
+    # Couplings with a floor (log) are defined for every m, and the converged FP equation
+    # forces m >= 0 (M-matrix), so intermediate iterates may dip below zero in vanishing
+    # tails; capping the step there would stall Newton (steps ~ m/|dm| ~ 1e-11 in the
+    # tails of a transported Gaussian). Only a Hamiltonian singular at m = 0 needs the cap.
+    positive = scheme.problem.hamiltonian.needs_positive_density
     hjb, fp, RU, Rm = residual_norms(scheme, U, M)
     step = 1.0
     for k in range(max_iter + 1):
