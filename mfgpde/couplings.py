@@ -287,8 +287,11 @@ class KLCoupling(Coupling):
     def _log_pi(self, grid):
         key = id(grid)
         if key not in self._cache:
-            vals = _field_on_grid(self.log_pi, grid, "log_pi (KL reference)") if callable(self.log_pi) \
-                else np.broadcast_to(np.asarray(self.log_pi, float), grid.shape)
+            vals = np.asarray(self.log_pi(*grid.coordinates()) if callable(self.log_pi) else self.log_pi, float)
+            vals = np.broadcast_to(vals, grid.shape)
+            if not np.all(np.isfinite(vals)):
+                raise ValueError("log_pi: the KL reference density vanishes (or is not finite) somewhere on the "
+                                 "grid; the KL needs log pi finite everywhere")
             self._cache[key] = (vals, np.exp(vals))
         return self._cache[key]
 

@@ -202,7 +202,11 @@ def jko_step_problem(grid, rho, energy, tau, nt=8, name="jko_step"):
 
 
 def jko_chain(grid, rho0, energy, tau, steps, nt=8, tol=1e-9, verbose=False):
-    """Iterated JKO steps, each an MFG solved by Newton and warm-started from the last.
+    """Iterated JKO steps, each an MFG solved by Newton.
+
+    Step k+1 is warm-started from the value function of step k (the densities change by
+    O(tau) per step); if that start fails, it is solved from scratch with viscosity
+    continuation.
 
     Returns
     -------
@@ -216,15 +220,19 @@ def jko_chain(grid, rho0, energy, tau, steps, nt=8, tol=1e-9, verbose=False):
     dens, results, prev = [rho], [], None
     for k in range(steps):
         p = jko_step_problem(grid, rho, energy, tau, nt, name=f"jko_{k}")
-        init = None if prev is None else (np.repeat(prev.U[-1:], nt + 1, 0) * 0 + prev.U, None)
-        r = solve(p, method="newton", tol=tol, verbose=verbose)
+        r = None
+        if prev is not None:
+            M0 = np.repeat(rho.ravel()[None], nt + 1, axis=0)
+            r = solve(p, method="newton", tol=tol, verbose=verbose, initial=(prev.U, M0), max_iter=25)
+        if r is None or not r.converged:
+            r = solve(p, method="newton", tol=tol, verbose=verbose)
         if not r.converged:
             raise RuntimeError(f"JKO step {k}: the MFG did not converge ({r.status}, residual {r.diagnostics['residual']:.2e})")
         rho = np.maximum(r.m[-1], 0.0)
+        rho = rho / grid.integrate(rho)
         dens.append(rho)
         results.append(r)
         prev = r
-        del init
     return tau * np.arange(steps + 1), np.array(dens), results
 
 

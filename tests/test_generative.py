@@ -1,0 +1,134 @@
+"""Generative-model MFGs against the closed forms C1, C2, C4."""
+
+import numpy as np
+import pytest
+from conftest import observed_order
+
+import mfgpde as mp
+from mfgpde.closed_forms import CNFGaussian, fokker_planck_gaussian, ou_mixture_density_and_score
+from mfgpde.generative import energies as E
+from mfgpde.generative.densities import gaussian, gaussian_mixture
+from mfgpde.generative.presets import (ScoreModel, cnf_problem, jko_chain, score_mfg_problem,
+                                       standard_normal_log_density)
+
+
+def test_c1_cnf_1d_order():
+    ns, errs = [50, 100, 200], []
+    for n in ns:
+        g = mp.TensorGrid([(-5, 5)], n, "noflux")
+        r = mp.solve(cnf_problem(g, gaussian([1.0], 0.25), lam=1.0, T=1.0, nt=n // 4), tol=1e-9)
+        assert r.converged and r.diagnostics["mass_error"] < 1e-12
+        assert r.m.min() > -1e-12 * r.m.max()
+        ex = CNFGaussian(1.0, 0.5, lam=1.0)
+        errs.append(max(g.integrate(np.abs(r.m[i] - ex.m(t, g.axes[0]))) for i, t in enumerate(r.times)))
+    order = observed_order(10.0 / np.array(ns), errs)
+    assert 0.7 < order < 1.3, (errs, order)
+    assert errs[-1] < 0.02
+
+
+def test_c1_cnf_2d_per_eigendirection():
+    """Anisotropic Gaussian data: m(T) is the product of the 1D closed forms per axis."""
+    n = 48
+    g = mp.TensorGrid([(-5, 5), (-5, 5)], n, "noflux")
+    lam = 0.5
+    data = gaussian([1.0, -0.5], np.diag([0.25, 0.64]))
+    r = mp.solve(cnf_problem(g, data, lam=lam, T=1.0, nt=12), tol=1e-9)
+    assert r.converged and r.diagnostics["mass_error"] < 1e-12
+    X, Y = g.coordinates()
+    exx, exy = CNFGaussian(1.0, 0.5, lam), CNFGaussian(-0.5, 0.8, lam)
+    mT = r.m[-1]
+    mean = [g.integrate(X * mT), g.integrate(Y * mT)]
+    std = [np.sqrt(g.integrate((X - mean[0]) ** 2 * mT)), np.sqrt(g.integrate((Y - mean[1]) ** 2 * mT))]
+    np.testing.assert_allclose(mean, [exx.mu1, exy.mu1], atol=0.05)
+    np.testing.assert_allclose(std, [exx.s1, exy.s1], atol=0.08)
+    assert g.integrate(np.abs(mT - exx.m(1.0, X) * exy.m(1.0, Y))) < 0.12
+
+
+MIX = dict(weights=[0.4, 0.6], means=[[-1.5], [1.2]], covs=[0.09, 0.16])
+
+
+def test_c2_ou_score_on_the_grid_first_order():
+    ns, errs = [100, 200, 400], []
+    for n in ns:
+        g = mp.TensorGrid([(-6, 6)], n, "noflux")
+        sm = ScoreModel(g, "vp", T=1.0, nt=n // 2)
+        p = sm.forward(gaussian_mixture(**MIX))
+        s = sm.grid_score(p)
+        err = 0.0
+        for i in (sm.nt // 4, sm.nt // 2, sm.nt):
+            t = sm.times[i]
+            dens, score = ou_mixture_density_and_score(MIX["weights"], MIX["means"], MIX["covs"], t, g.points())
+            err = max(err, np.sqrt(g.integrate(dens * (s[i, 0].ravel() - score[:, 0]) ** 2)))
+        errs.append(err)
+        mass = p.reshape(len(p), -1).sum(axis=1) * g.cell_volume
+        assert np.max(np.abs(mass - 1)) < 1e-12 and p.min() >= 0
+    order = observed_order(12.0 / np.array(ns), errs)
+    assert 0.75 < order < 1.4, (errs, order)
+
+
+def test_reverse_fp_with_exact_score_regenerates_data():
+    errs = []
+    for n in (100, 200, 400):
+        g = mp.TensorGrid([(-6, 6)], n, "noflux")
+        sm = ScoreModel(g, "vp", T=3.0, nt=n // 2)
+        data = gaussian_mixture(**MIX)
+        p = sm.forward(data)
+        q = sm.generate(sm.grid_score(p), start=p[-1])
+        assert q.min() >= 0 and abs(g.integrate(q[-1]) - 1) < 1e-12
+        errs.append(g.integrate(np.abs(q[-1] - p[0])))
+    assert errs[-1] < errs[0] and errs[-1] < 0.1, errs
+    assert observed_order(12.0 / np.array([100, 200, 400]), errs) > 0.5, errs
+
+
+def test_c4_jko_chain_approaches_fokker_planck_in_tau():
+    g = mp.TensorGrid([(-5, 5)], 400, "noflux")
+    x = g.axes[0]
+    energy = E.KL(standard_normal_log_density(1), eps=1e-6)
+    taus, errs = [0.2, 0.1, 0.05], []
+    for tau in taus:
+        ts, dens, _ = jko_chain(g, gaussian([1.5], 0.25), energy, tau, int(round(0.6 / tau)), nt=4)
+        m = dens[-1]
+        mean = g.integrate(x * m)
+        mu, _ = fokker_planck_gaussian([1.5], 0.25, ts[-1])
+        errs.append(abs(mean - mu[0]))
+        assert abs(g.integrate(m) - 1) < 1e-12 and m.min() >= 0
+    assert errs[0] > errs[1] > errs[2]
+    assert observed_order(taus, errs) > 0.9, errs
+
+
+def test_energy_first_variations_are_derivatives(rng):
+    """d/de E(m + e phi) at e = 0 equals int (dE/dm) phi for every energy of the library."""
+    g = mp.TensorGrid([(-3, 3)], 64, "periodic")
+    x = g.axes[0]
+    m = np.exp(-x**2) + 0.1
+    phi = np.cos(x) * 0.05
+    lp = lambda x: -0.5 * x**2  # noqa: E731
+    energies = [E.KL(lp), E.Entropy(), E.CrossEntropy(lp), E.PotentialEnergy(lambda x: np.sin(x)),
+                E.InteractionEnergy(lambda z: np.exp(-z**2)), E.PorousMedium(2.5),
+                E.KL(lp) + 0.5 * E.PorousMedium(2.0)]
+    for en in energies:
+        eps = 1e-6
+        dE = (en.value(m + eps * phi, g) - en.value(m - eps * phi, g)) / (2 * eps)
+        fv = en.first_variation().value(m, g)
+        assert abs(dE - g.integrate(fv * phi)) < 1e-6 * max(1, abs(dE)), type(en).__name__
+
+
+def test_score_mfg_problem_solves():
+    g = mp.TensorGrid([(-5, 5)], 100, "noflux")
+    p = score_mfg_problem(g, lambda x: np.log(gaussian([1.0], 0.5)(x)), nu=0.5, T=1.0, nt=25)
+    r = mp.solve(p, tol=1e-9)
+    assert r.converged and r.diagnostics["mass_error"] < 1e-12
+
+
+def test_bad_generative_input():
+    g = mp.TensorGrid([(-2, 2)], 50, "noflux")
+    with pytest.raises(ValueError, match=r"lam \(kinetic weight lambda\) must be > 0"):
+        cnf_problem(g, gaussian([0.0], 0.1), lam=-1.0)
+    with pytest.raises(ValueError, match="data density does not fit in the box along axis 0"):
+        cnf_problem(g, gaussian([1.5], 0.25), lam=1.0)
+    with pytest.raises(ValueError, match="reference density vanishes"):
+        cnf_problem(g, gaussian([0.0], 0.1), lam=1.0, reference_log_density=lambda x: np.where(x > 1, -np.inf, 0.0))
+    with pytest.raises(ValueError, match="sde must be"):
+        ScoreModel(g, "sub-vp")
+    with pytest.raises(ValueError, match="samples must have shape"):
+        cnf_problem(g, np.zeros((10, 3)), lam=1.0)
