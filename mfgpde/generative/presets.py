@@ -43,7 +43,7 @@ def data_on_grid(data, grid, tail_tol=1e-4, bandwidth=None):
     """
     if not callable(data):
         arr = np.asarray(data, float)
-        if arr.ndim == 2 and arr.shape[1] == grid.dim and arr.shape != grid.shape:
+        if arr.ndim == 2 and arr.shape != grid.shape:  # samples (n, d)
             data = density_from_samples(arr, grid, bandwidth)
     values = density_on_grid(data, grid, "data density", normalize=True)
     peak = values.max()
