@@ -63,21 +63,9 @@ def main(argv=None):
 
 def _register_extra_verbs(sub):
     """Verbs of the optional parts (well-posedness studies, validation, sweeps)."""
-    try:
-        from .studies.cli import register as reg_studies
-        reg_studies(sub)
-    except ImportError:
-        pass
-    try:
-        from .validate.cli import register as reg_validate
-        reg_validate(sub)
-    except ImportError:
-        pass
-    try:
-        from .parallel.cli import register as reg_sweep
-        reg_sweep(sub)
-    except ImportError:
-        pass
+    from .studies.cli import register as reg_studies
+
+    reg_studies(sub)
 
 
 if __name__ == "__main__":

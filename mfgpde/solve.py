@@ -43,7 +43,7 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         First-order problems (``nu = 0``, e.g. CNF and JKO steps) are transport problems
         whose upwind Newton system is non-smooth and stiff: from a cold start Newton takes
         tiny steps. With continuation the problem is first solved with
-        ``nu_k = c_k L^2 / T`` (``c_k = 0.1, 0.03, 0.01, 0.003, 0.001``, L the largest box
+        ``nu_k = c_k L^2 / T`` (``c_k = 1e-3, 3e-4, 1e-4, 3e-5, 1e-5``, L the largest box
         side) and each solution warm-starts the next, down to ``nu = 0``. ``"auto"`` does
         this for Newton on ``nu = 0`` problems without an initial guess.
 
@@ -73,14 +73,11 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
             raise ValueError(f"initial: expected arrays of {(problem.nt + 1,) + problem.grid.shape}")
     if (viscosity_continuation is True or (viscosity_continuation == "auto" and problem.nu == 0.0
                                              and method == "newton" and initial is None)):
-        L = max(b - a for a, b in problem.grid.bounds)
-        values = [c * L * L / problem.T for c in (0.1, 0.03, 0.01, 0.003, 0.001)]
-        values = [v for v in values if v > problem.nu]
-        if values:
-            res = continuation(problem, "nu", values, method=method, tol=tol, max_iter=max_iter, damping=damping,
-                               verbose=verbose, linear_solver=linear_solver, viscosity_continuation=False)
-            res.diagnostics["wall_time_s"] = time.perf_counter() - t0
-            return res
+        res = _viscosity_continuation(problem, initial, dict(method=method, tol=tol, max_iter=max_iter,
+                                                             damping=damping, verbose=verbose,
+                                                             linear_solver=linear_solver))
+        res.diagnostics["wall_time_s"] = time.perf_counter() - t0
+        return res
     if method == "newton":
         if not problem.hamiltonian.has_second_derivatives:
             raise ValueError("method='newton' needs a Hamiltonian with phi_SS; use method='fixed_point'")
@@ -93,6 +90,44 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         U, M, log, status = fixed_point(scheme, tol=tol, max_iter=max_iter or 1000, damping=damping,
                                         fictitious=(method == "fictitious_play"), M0=M0, verbose=verbose)
     return MFGResult.from_arrays(problem, U, M, log, status, method, time.perf_counter() - t0, scheme=scheme)
+
+
+def _viscosity_continuation(problem, initial, opts, start=0.1, stop=1e-5, factor=3.0, max_refine=4):
+    """Adaptive continuation in nu down to ``problem.nu`` (see :func:`solve`).
+
+    Viscosities ``nu_k = c_k L^2 / T`` from ``c = start`` down by ``factor`` to ``stop``, then the
+    target. A stage that fails is retried at the geometric mean of the last converged and the
+    failed value (at most ``max_refine`` times in a row).
+    """
+    L = max(b - a for a, b in problem.grid.bounds)
+    scale = L * L / problem.T
+    plan = []
+    c = start
+    while c >= stop * 0.999:
+        if c * scale > problem.nu:
+            plan.append(c * scale)
+        c /= factor
+    plan.append(problem.nu)
+    steps, current, last_ok = [], initial, None
+    refinements = 0
+    while plan:
+        nu = plan[0]
+        p = copy.copy(problem)
+        p.nu = float(nu)
+        r = solve(p, initial=current, viscosity_continuation=False, **opts)
+        steps.append({"value": float(nu), "status": r.status, "iterations": r.iterations})
+        if r.converged:
+            plan.pop(0)
+            current, last_ok, refinements = r, nu, 0
+            continue
+        if last_ok is None or refinements >= max_refine:
+            current = r
+            break
+        plan.insert(0, float(np.sqrt(last_ok * max(nu, 1e-3 * last_ok))))
+        refinements += 1
+    current.problem = problem
+    current.diagnostics["continuation"] = {"parameter": "nu", "steps": steps}
+    return current
 
 
 def continuation(problem, parameter, values, method="newton", **kwargs):
@@ -132,7 +167,7 @@ def continuation(problem, parameter, values, method="newton", **kwargs):
         def derivative(self, m, grid):
             return self.s * self.base.derivative(m, grid)
 
-    steps, result = [], None
+    steps, result = [], kwargs.pop("initial", None)
     kwargs.setdefault("viscosity_continuation", False)
     target = problem.nu if parameter == "nu" else 1.0
     for v in list(values) + [target]:
