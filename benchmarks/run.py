@@ -52,10 +52,13 @@ def case_problem(name):
                           coupling=mp.LogCoupling(), terminal=lambda x, y, z: 0.5 * np.cos(2 * np.pi * (x + y)),
                           normalize=True, name="cube3d_32")
         return p, dict(tol=1e-8)
+    if name == "CNF2D_128":
+        return config.build_problem(os.path.join(ROOT, "solvers", "cnf_gmm8_2d.toml")), dict(tol=1e-8)
     raise KeyError(name)
 
 
-CASES = {"B1": "1D congestion, 200 x 200 steps (LST case 1)", "B2": "2D congestion, 50^2 x 50 steps (LST case 2)",
+CASES = {"CNF2D_128": "2D CNF preset, 8-mode mixture to N(0, I), 128^2 x 64 steps (viscosity continuation)",
+"B1": "1D congestion, 200 x 200 steps (LST case 1)", "B2": "2D congestion, 50^2 x 50 steps (LST case 2)",
          "LOG2D_128": "2D quadratic H + log coupling, 128^2 x 128 steps",
          "CUBE3D_32": "3D quadratic H + log coupling, 32^3 x 32 steps"}
 

@@ -56,7 +56,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FloatingPointError, NotImplementedError) as exc:
+    except (ValueError, TypeError, FloatingPointError, NotImplementedError, RuntimeError) as exc:
         print(f"mfgpde {args.verb}: error: {exc}", file=sys.stderr)
         return 1
 
@@ -64,8 +64,10 @@ def main(argv=None):
 def _register_extra_verbs(sub):
     """Verbs of the optional parts (well-posedness studies, validation, sweeps)."""
     from .studies.cli import register as reg_studies
+    from .validate.cli import register as reg_validate
 
     reg_studies(sub)
+    reg_validate(sub)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,140 @@
+"""Adapters that turn a user's model into a checked NumPy callable.
+
+Convention: a model is called as ``f(x, t)`` with ``x`` an ``(n, d)`` float64 array of points
+and ``t`` a float, and returns
+
+* ``"velocity"`` / ``"score"``: an ``(n, d)`` array,
+* ``"potential"``: an ``(n,)`` array (``(n, 1)`` is accepted).
+
+PyTorch modules and JAX functions are adapted without importing either framework at package
+import time: a ``torch.nn.Module`` is detected by duck typing, called under ``no_grad`` on a
+tensor with the module's dtype, and its output moved back to NumPy; a JAX function returns
+``jax.Array`` objects, which ``numpy.asarray`` converts. A model may also take ``(x, t)`` with
+``t`` broadcast to an ``(n, 1)`` column: set ``time_as_column=True``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+import numpy as np
+
+KINDS = ("velocity", "potential", "score")
+
+
+class ModelError(RuntimeError):
+    """The model raised, or returned NaN/inf, the wrong shape or the wrong dtype; says where."""
+
+
+def _is_torch_module(obj):
+    mod = type(obj).__module__ or ""
+    return hasattr(obj, "parameters") and hasattr(obj, "forward") and mod.split(".")[0] in ("torch", "__main__") or \
+        any(c.__module__.startswith("torch.nn") for c in type(obj).__mro__)
+
+
+class TorchAdapter:
+    """Call a ``torch.nn.Module`` (or torch function) on NumPy arrays."""
+
+    def __init__(self, module):
+        import torch  # imported only when a torch model is given
+
+        self.torch, self.module = torch, module
+        params = list(module.parameters()) if hasattr(module, "parameters") else []
+        self.dtype = params[0].dtype if params else torch.float32
+
+    def __call__(self, x, t):
+        torch = self.torch
+        with torch.no_grad():
+            xt = torch.as_tensor(x, dtype=self.dtype)
+            tt = torch.full((x.shape[0], 1), float(t), dtype=self.dtype)
+            out = self.module(xt, tt)
+        return out.detach().cpu().numpy().astype(np.float64)
+
+
+class CheckedModel:
+    """A model wrapped with shape/dtype/finiteness checks and timing.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(x, t)``; see the module docstring.
+    kind : {"velocity", "potential", "score"}
+    dim : int
+    time_as_column : bool
+        Pass ``t`` as an ``(n, 1)`` array instead of a float.
+    name : str
+    """
+
+    def __init__(self, fn, kind, dim, time_as_column=False, name="model"):
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if not callable(fn):
+            raise TypeError(f"model must be callable, got {type(fn).__name__}")
+        self.fn = TorchAdapter(fn) if _is_torch_module(fn) else fn
+        self.kind, self.dim, self.time_as_column, self.name = kind, int(dim), bool(time_as_column), name
+        self.eval_time_s = 0.0
+        self.calls = 0
+
+    def __call__(self, x, t):
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        targ = np.full((x.shape[0], 1), float(t)) if self.time_as_column else float(t)
+        t0 = time.perf_counter()
+        try:
+            out = self.fn(x, targ)
+        except Exception as exc:  # report the user's error with where it happened
+            raise ModelError(f"{self.name}: the {self.kind} model raised {type(exc).__name__}: {exc} "
+                             f"(called at t = {float(t):.6g} on {x.shape[0]} points, first point {x[0].tolist()})") from exc
+        finally:
+            self.eval_time_s += time.perf_counter() - t0
+            self.calls += 1
+        arr = np.asarray(out)
+        if arr.dtype.kind not in "fiu":
+            raise ModelError(f"{self.name}: the {self.kind} model returned dtype {arr.dtype} at t = {float(t):.6g}; "
+                             "expected a real floating-point array")
+        arr = arr.astype(np.float64)
+        expect = (x.shape[0],) if self.kind == "potential" else (x.shape[0], self.dim)
+        if self.kind == "potential" and arr.shape == (x.shape[0], 1):
+            arr = arr[:, 0]
+        if arr.shape != expect:
+            raise ModelError(f"{self.name}: the {self.kind} model returned shape {arr.shape} at t = {float(t):.6g}; "
+                             f"expected {expect} for {x.shape[0]} points in {self.dim}D")
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            i = int(np.argwhere(bad)[0][0])
+            raise ModelError(f"{self.name}: the {self.kind} model returned a non-finite value at t = {float(t):.6g}, "
+                             f"point {x[i].tolist()} (index {i})")
+        return arr
+
+    def on_grid(self, grid, times):
+        """Evaluate at every grid point and time: ``(nt + 1, d) + shape`` or ``(nt + 1,) + shape``."""
+        P = grid.points()
+        out = []
+        for t in times:
+            v = self(P, t)
+            out.append(v.reshape(grid.shape) if self.kind == "potential" else v.T.reshape((grid.dim,) + grid.shape))
+        return np.array(out)
+
+
+def as_model(obj, kind, dim, **kw):
+    """Wrap a callable / torch module / JAX function as a :class:`CheckedModel`."""
+    return obj if isinstance(obj, CheckedModel) else CheckedModel(obj, kind, dim, **kw)
+
+
+def load_model(spec):
+    """Import ``package.module:attribute``; if the attribute is a zero-argument factory named
+    ``make_*`` it is called."""
+    if ":" not in spec:
+        raise ValueError(f"--model must look like package.module:callable, got {spec!r}")
+    mod_name, attr = spec.split(":", 1)
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise ValueError(f"--model: cannot import module {mod_name!r}: {exc}") from None
+    try:
+        obj = getattr(mod, attr)
+    except AttributeError:
+        raise ValueError(f"--model: module {mod_name!r} has no attribute {attr!r}") from None
+    if attr.startswith("make_"):
+        obj = obj()
+    return obj

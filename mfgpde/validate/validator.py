@@ -1,0 +1,189 @@
+"""What a model really does on the grid, measured against the MFG reference.
+
+Flow models (velocity or potential): the data density is pushed forward with the model's
+drift through the continuity / Fokker-Planck equation, discretised exactly like the FP half
+of the MFG scheme (conservative, positivity preserving), and compared with the reference
+density path; the model's velocity is compared with the optimal one
+``v* = b - dH/dp(grad U*)`` weighted by the reference density. A potential ``Phi`` defines
+``v = b - dH/dp(grad Phi)``, and its HJB residual
+
+    R = -dPhi/dt - nu Lap Phi - b . grad Phi + H(grad Phi, m) - f[m]
+
+(centred differences in space, forward differences in time) is integrated against the
+model's own density -- the value of the HJB regulariser -- together with the terminal
+mismatch ``E_{m(T)} |Phi(T) - g[m(T)]|``.
+
+Score models: the reference is the forward FP of the noising SDE and its exact grid score;
+the model's score drives the reverse-time FP from the reference law, and the generated
+density is compared with the data (and with what the exact grid score generates).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..couplings import KLCoupling
+from ..generative.transport import evolve_density, grid_gradient
+from ..hamiltonians import QuadraticHamiltonian
+from .metrics import density_metrics, kl_divergence, weighted_field_error
+from .models import as_model
+
+
+def _laplacian(field, grid):
+    out = np.zeros_like(field)
+    for k, h in enumerate(grid.h):
+        if grid.boundary[k] == "periodic":
+            out += (np.roll(field, -1, axis=k) - 2 * field + np.roll(field, 1, axis=k)) / h**2
+        else:
+            fp = np.concatenate([np.take(field, range(1, field.shape[k]), axis=k),
+                                 np.take(field, [-1], axis=k)], axis=k)
+            fm = np.concatenate([np.take(field, [0], axis=k), np.take(field, range(0, field.shape[k] - 1), axis=k)],
+                                axis=k)
+            out += (fp - 2 * field + fm) / h**2
+    return out
+
+
+def optimal_velocity(result):
+    """``v* = b - dH/dp(grad U*, m*)`` on the grid at every time level, ``(nt + 1, d) + shape``."""
+    p = result.problem
+    g = p.grid
+    out = []
+    for n, t in enumerate(result.times):
+        grad = grid_gradient(result.U[n], g)
+        v = -p.hamiltonian.dH_dp(np.moveaxis(grad, 0, -1), result.m[n])
+        v = np.moveaxis(v, -1, 0)
+        if p.drift is not None:
+            v = v + p.drift.at(t)
+        out.append(v)
+    return np.array(out)
+
+
+def hjb_residual(problem, Phi, m, times):
+    """HJB residual of a candidate value function ``Phi`` (``(nt + 1,) + shape``) weighted by ``m``.
+
+    Returns
+    -------
+    value : float
+        ``sum_n dt int m^n |R^n|`` over n = 0..nt-1 (the HJB regulariser).
+    terminal : float
+        ``int m^{nt} |Phi^{nt} - g[m^{nt}]|``.
+    residual_map : ndarray of ``grid.shape``
+        ``sum_n dt |R^n|`` (where in space the candidate violates the HJB).
+    """
+    g = problem.grid
+    dt = times[1] - times[0]
+    total, rmap = 0.0, np.zeros(g.shape)
+    for n in range(len(times) - 1):
+        grad = grid_gradient(Phi[n], g)
+        H = problem.hamiltonian.H(np.moveaxis(grad, 0, -1), m[n])
+        R = -(Phi[n + 1] - Phi[n]) / dt - problem.nu * _laplacian(Phi[n], g) + H
+        if problem.drift is not None:
+            R -= np.sum(problem.drift.at(times[n]) * grad, axis=0)
+        R -= problem.coupling.value(m[n], g)
+        total += dt * g.integrate(m[n] * np.abs(R))
+        rmap += dt * np.abs(R)
+    gT = problem.terminal.value(m[-1], g)
+    terminal = g.integrate(m[-1] * np.abs(Phi[-1] - gT))
+    return float(total), float(terminal), rmap
+
+
+def validate_flow(reference, model, kind="velocity", name="model"):
+    """Measure a flow model (velocity or potential) against a reference :class:`MFGResult`.
+
+    Parameters
+    ----------
+    reference : MFGResult
+        Converged grid solution of the model's MFG (e.g. :func:`cnf_problem`).
+    model : callable, torch module or CheckedModel
+        ``f(x, t)``, see :mod:`mfgpde.validate.models`.
+    kind : {"velocity", "potential"}
+
+    Returns
+    -------
+    metrics : dict
+    fields : dict of arrays for the report (densities, error map, residual map).
+    """
+    t0 = time.perf_counter()
+    p = reference.problem
+    g, times = p.grid, reference.times
+    model = as_model(model, kind, g.dim, name=name)
+    if kind not in ("velocity", "potential"):
+        raise ValueError(f"validate_flow: kind must be 'velocity' or 'potential', got {kind!r}")
+    raw = model.on_grid(g, times)
+    v_ref = optimal_velocity(reference)
+    if kind == "potential":
+        Phi = raw
+        v = []
+        for n, t in enumerate(times):
+            grad = grid_gradient(Phi[n], g)
+            vn = np.moveaxis(-p.hamiltonian.dH_dp(np.moveaxis(grad, 0, -1), reference.m[n]), -1, 0)
+            if p.drift is not None:
+                vn = vn + p.drift.at(t)
+            v.append(vn)
+        v = np.array(v)
+    else:
+        v = raw
+    m_model = evolve_density(g, reference.m[0], v, p.T, p.nt, p.nu)
+    m_ref = reference.m
+    metrics = {"kind": kind, "grid": list(g.shape), "nt": p.nt}
+    metrics["final"] = density_metrics(m_model[-1], m_ref[-1], g)
+    metrics["max_L1_over_time"] = float(max(g.integrate(np.abs(a - b)) for a, b in zip(m_model, m_ref)))
+    metrics["velocity_error_weighted"] = weighted_field_error(v, v_ref, m_ref, g, times)
+    metrics["velocity_norm_weighted"] = weighted_field_error(v_ref, 0 * v_ref, m_ref, g, times)
+    if isinstance(p.hamiltonian, QuadraticHamiltonian):
+        lam = p.hamiltonian.lam
+        drift = np.zeros_like(v) if p.drift is None else np.array([p.drift.at(t) for t in times])
+
+        def kinetic(vel, m):
+            per_t = [g.integrate(0.5 * lam * np.sum((vel[n] - drift[n]) ** 2, axis=0) * m[n]) for n in range(len(times))]
+            return float(np.trapezoid(per_t, times))
+
+        metrics["kinetic_energy_model"] = kinetic(v, m_model)
+        metrics["kinetic_energy_reference"] = kinetic(v_ref, m_ref)
+    if isinstance(p.terminal, KLCoupling):
+        lp, pi = p.terminal._log_pi(g)
+        metrics["terminal_kl_model"] = kl_divergence(m_model[-1], pi, g)
+        metrics["terminal_kl_reference"] = kl_divergence(m_ref[-1], pi, g)
+    fields = {"times": times, "m_model": m_model, "m_ref": m_ref, "grid": g}
+    if kind == "potential":
+        value, terminal, rmap = hjb_residual(p, Phi, m_model, times)
+        metrics["hjb_residual"] = value
+        metrics["hjb_terminal_mismatch"] = terminal
+        fields["hjb_residual_map"] = rmap
+    metrics["model_eval_time_s"] = model.eval_time_s
+    metrics["validation_time_s"] = time.perf_counter() - t0 - model.eval_time_s
+    return metrics, fields
+
+
+def validate_score(score_model, data, model, name="model"):
+    """Measure a score model against the grid reference of a :class:`ScoreModel`.
+
+    Parameters
+    ----------
+    score_model : mfgpde.generative.presets.ScoreModel
+    data : callable or ndarray
+        Data density.
+    model : callable ``s(x, t)`` (forward time) or torch module
+    """
+    t0 = time.perf_counter()
+    g = score_model.grid
+    model = as_model(model, "score", g.dim, name=name)
+    times = score_model.times
+    s_model = model.on_grid(g, times)
+    p = score_model.forward(data)
+    s_exact = score_model.grid_score(p)
+    start = p[-1] if score_model.sde == "ve" else None
+    q_model = score_model.generate(s_model, start=start)
+    q_exact = score_model.generate(s_exact, start=start)
+    metrics = {"kind": "score", "sde": score_model.sde, "grid": list(g.shape), "nt": score_model.nt}
+    metrics["generated_vs_data"] = density_metrics(q_model[-1], p[0], g)
+    metrics["generated_vs_exact_score_generation"] = density_metrics(q_model[-1], q_exact[-1], g)
+    metrics["exact_score_generation_vs_data"] = density_metrics(q_exact[-1], p[0], g, w2=False)
+    inner = slice(1, None)  # the score of the data itself (t = 0) can be singular; weight from t > 0
+    metrics["score_error_weighted"] = weighted_field_error(s_model[inner], s_exact[inner], p[inner], g, times[inner])
+    metrics["model_eval_time_s"] = model.eval_time_s
+    metrics["validation_time_s"] = time.perf_counter() - t0 - model.eval_time_s
+    fields = {"times": times, "m_model": q_model[::-1], "m_ref": p, "grid": g}
+    return metrics, fields
