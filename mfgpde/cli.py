@@ -66,8 +66,11 @@ def _register_extra_verbs(sub):
     from .studies.cli import register as reg_studies
     from .validate.cli import register as reg_validate
 
+    from .parallel.cli import register as reg_sweep
+
     reg_studies(sub)
     reg_validate(sub)
+    reg_sweep(sub)
 
 
 if __name__ == "__main__":

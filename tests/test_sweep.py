@@ -1,0 +1,61 @@
+"""Parameter sweeps: serial and under mpiexec -n 2, failed members reported, bad parameters refused."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from mfgpde import cli
+from mfgpde.config import ConfigError
+from mfgpde.parallel.sweep import parse_params, sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CFG = os.path.join(ROOT, "solvers", "lst_case1.toml")
+PARAMS = ["model.nu=0.05,0.1,-1.0", "grid.shape=50"]
+
+
+def test_serial_sweep_reports_every_member(tmp_path):
+    table = sweep(CFG, parse_params(PARAMS), str(tmp_path))
+    assert len(table) == 3
+    ok = [r for r in table if r["status"] == "converged"]
+    bad = [r for r in table if r["status"] == "error"]
+    assert len(ok) == 2 and len(bad) == 1
+    assert "nu (diffusion) must be finite and >= 0" in bad[0]["message"]
+    assert (tmp_path / "sweep.csv").read_text().count("\n") == 4
+
+
+def test_sweep_refuses_unknown_parameter(tmp_path):
+    with pytest.raises(ConfigError, match="parameter 'model.viscosity' does not exist"):
+        sweep(CFG, parse_params(["model.viscosity=1,2"]), str(tmp_path))
+    assert cli.main(["sweep", CFG, "--param", "model.viscosity=1", "--out", str(tmp_path / "x")]) == 1
+
+
+def _mpiexec():
+    cand = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return cand if os.path.exists(cand) else shutil.which("mpiexec")
+
+
+@pytest.mark.mpi
+def test_sweep_under_mpiexec_matches_serial(tmp_path):
+    mpiexec = _mpiexec()
+    if mpiexec is None:
+        pytest.skip("mpiexec not found (install the mpich wheel: pip install mpich)")
+    out = tmp_path / "mpi"
+    cmd = [mpiexec, "-n", "2", sys.executable, "-m", "mfgpde", "sweep", CFG, "--out", str(out)]
+    for p in PARAMS:
+        cmd += ["--param", p]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((out / "sweep.json").read_text())
+    assert data["ranks"] == 2
+    rows = data["members"]
+    assert sorted(r["rank"] for r in rows) == [0, 0, 1]
+    serial = sweep(CFG, parse_params(PARAMS), str(tmp_path / "serial"))
+    for a, b in zip(rows, serial):
+        assert a["status"] == b["status"]
+        if a["status"] == "converged":
+            assert a["iterations"] == b["iterations"]
+            assert abs(a["residual"] - b["residual"]) < 1e-10
