@@ -8,9 +8,14 @@ PY := $(VENV)/bin/python
 
 setup:
 	./.ci/setup-venv $(VENV)
+	./.ci/setup-neural .venv-neural
 
 test:
 	$(PY) -m pytest -q
+	@if [ -x .venv-neural/bin/python ]; then \
+	  echo "neural extra (.venv-neural, torch):"; \
+	  .venv-neural/bin/python -m pytest -q tests/test_neural_study.py; \
+	else echo "neural study skipped: no .venv-neural (needs Python 3.11 + torch==2.13.0)"; fi
 
 bench:
 	$(PY) benchmarks/run.py
