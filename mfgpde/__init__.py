@@ -9,11 +9,19 @@
 
 import numpy as np  # noqa: F401  (used in the docstring example)
 
-from .couplings import (CallableCoupling, ConvolutionCoupling, Coupling, LogCoupling, PotentialCoupling,
-                        PowerCoupling, ZeroCoupling, gaussian_log_density, kl_terminal)
+from .couplings import (
+                        CallableCoupling,
+                        ConvolutionCoupling,
+                        Coupling,
+                        LogCoupling,
+                        PotentialCoupling,
+                        PowerCoupling,
+                        ZeroCoupling,
+                        gaussian_log_density,
+                        kl_terminal,
+)
 from .grid import TensorGrid
-from .hamiltonians import (CongestionHamiltonian, CustomHamiltonian, Hamiltonian, PowerHamiltonian,
-                           QuadraticHamiltonian)
+from .hamiltonians import CongestionHamiltonian, CustomHamiltonian, Hamiltonian, PowerHamiltonian, QuadraticHamiltonian
 from .iterations import ConvergenceError
 from .problem import ErgodicMFGProblem, MFGProblem
 from .result import MFGResult

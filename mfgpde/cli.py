@@ -63,10 +63,9 @@ def main(argv=None):
 
 def _register_extra_verbs(sub):
     """Verbs of the optional parts (well-posedness studies, validation, sweeps)."""
+    from .parallel.cli import register as reg_sweep
     from .studies.cli import register as reg_studies
     from .validate.cli import register as reg_validate
-
-    from .parallel.cli import register as reg_sweep
 
     reg_studies(sub)
     reg_validate(sub)

@@ -119,7 +119,6 @@ def solve_ergodic(problem, tol=1e-10, max_iter=50, verbose=None, initial=None):
     else:
         u, m, rho = (np.asarray(initial[0], float).ravel(), np.asarray(initial[1], float).ravel(), float(initial[2]))
     log = IterationLog("ergodic_newton", verbose)
-    positive = problem.coupling.needs_positive_density
     Ru, Rm, Rc = _residual(sc, problem, u, m, rho)
     status = "max_iter"
     ones = np.full((1, N), hd)

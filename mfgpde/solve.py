@@ -31,8 +31,9 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         Default 50 for Newton, 1000 for the fixed-point iterations.
     damping : float in (0, 1]
         Relaxation of the damped fixed point.
-    backend : {"fd"}
-        Discretisation (finite differences on the tensor grid).
+    backend : {"fd", "fem"}
+        Discretisation: finite differences on the tensor grid. ``"fem"`` is reserved for the
+        DOLFINx backend, which is not implemented yet (a clear error says so).
     verbose : bool or None
         Progress line per iteration; ``None`` prints only on solves longer than 2 s.
     initial : MFGResult or tuple (U, m), optional
@@ -53,8 +54,17 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if backend == "fem":
+        import importlib.util
+
+        if importlib.util.find_spec("dolfinx") is None:
+            raise ValueError("backend='fem' needs the FEM extra: pip install 'mfgpde[fem]' (DOLFINx 0.11 through "
+                             "dolfinx-solver-real, Python >= 3.12 only); `make setup` installs it when such a "
+                             "Python is on the machine")
+        raise NotImplementedError("backend='fem': the finite-element discretisation is not implemented in this "
+                                  "version; use backend='fd'")
     if backend != "fd":
-        raise ValueError(f"backend must be 'fd' (finite differences), got {backend!r}")
+        raise ValueError(f"backend must be 'fd' (finite differences) or 'fem', got {backend!r}")
     if not (np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be > 0, got {tol}")
     t0 = time.perf_counter()

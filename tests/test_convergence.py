@@ -1,7 +1,6 @@
 """Observed orders of convergence against the closed form C3 (linear-quadratic MFG)."""
 
 import numpy as np
-import pytest
 from conftest import observed_order
 
 import mfgpde as mp

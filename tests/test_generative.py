@@ -8,8 +8,7 @@ import mfgpde as mp
 from mfgpde.closed_forms import CNFGaussian, fokker_planck_gaussian, ou_mixture_density_and_score
 from mfgpde.generative import energies as E
 from mfgpde.generative.densities import gaussian, gaussian_mixture
-from mfgpde.generative.presets import (ScoreModel, cnf_problem, jko_chain, score_mfg_problem,
-                                       standard_normal_log_density)
+from mfgpde.generative.presets import ScoreModel, cnf_problem, jko_chain, score_mfg_problem, standard_normal_log_density
 
 
 def test_c1_cnf_1d_order():

@@ -72,6 +72,8 @@ def test_solve_argument_errors():
         mp.solve(p, tol=-1)
     with pytest.raises(ValueError, match="backend must be 'fd'"):
         mp.solve(p, backend="spectral")
+    with pytest.raises((ValueError, NotImplementedError), match="FEM extra|not implemented"):
+        mp.solve(p, backend="fem")
     with pytest.raises(ValueError, match="damping must be in"):
         mp.solve(p, method="fixed_point", damping=1.5)
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from . import kernels
 from ..iterations.base import ConvergenceError
+from . import kernels
 from .linear import solve_stencil
 
 

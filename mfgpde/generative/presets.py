@@ -17,7 +17,7 @@ from ..couplings import gaussian_log_density
 from ..grid import TensorGrid
 from ..hamiltonians import QuadraticHamiltonian
 from ..problem import MFGProblem, density_on_grid
-from .densities import density_from_samples, gaussian_mixture
+from .densities import density_from_samples
 from .energies import KL, CrossEntropy, Energy
 from .transport import evolve_density, grid_gradient
 

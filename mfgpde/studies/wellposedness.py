@@ -199,8 +199,8 @@ def cnf_lambda_study(grid, data, lambdas, T=1.0, nt=16, starts=3, tol=1e-9, seed
     Newton Jacobian at the solution, Newton iterations, multi-start spread, terminal KL and
     ``W2^2``-like kinetic cost.
     """
-    from ..generative.presets import cnf_problem, standard_normal_log_density
     from ..generative.energies import KL
+    from ..generative.presets import cnf_problem, standard_normal_log_density
 
     rows = []
     for lam in lambdas:
