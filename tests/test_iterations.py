@@ -42,7 +42,7 @@ def test_b1_direct_and_krylov_newton_agree():
     np.testing.assert_allclose(a[1], b[1], atol=1e-10)
 
 
-@pytest.mark.parametrize("make", [log_problem, lambda: b1_problem(60, 60)])
+@pytest.mark.parametrize("make", [log_problem, lambda: b1_problem(40, 40)])
 def test_methods_agree_on_the_discrete_solution(make):
     p = make()
     rn = mp.solve(p, method="newton", tol=1e-11)

@@ -62,10 +62,11 @@ def test_lasry_lions_check_detects_non_monotone_couplings():
 
 def test_wellposed_cli(tmp_path):
     out = tmp_path / "wp"
-    rc = cli.main(["wellposed", os.path.join(ROOT, "solvers", "cnf_gaussian_1d.toml"), "--out", str(out),
-                   "--starts", "2", "--refine", "50", "100", "200"])
+    rc = cli.main(["wellposed", os.path.join(ROOT, "solvers", "lst_case1.toml"), "--out", str(out),
+                   "--starts", "3", "--refine", "50", "100", "200"])
     assert rc == 0
     rep = json.loads((out / "wellposed.json").read_text())
-    assert rep["multi_start"]["converged"] == 2 and rep["multi_start"]["spread_m"] < 1e-8
+    assert rep["multi_start"]["converged"] == 3 and rep["multi_start"]["spread_m"] < 1e-8
     assert rep["refinement"]["order_m"] > 0.6
+    assert rep["lasry_lions"]["coupling"]["monotone"]
     assert (out / "wellposed.png").exists()

@@ -90,12 +90,15 @@ def test_bad_models_are_reported(reference, model, match):
 
 
 def test_validate_cli_writes_report_and_nothing_on_failure(tmp_path, capsys):
-    cfg = os.path.join(ROOT, "solvers", "cnf_gaussian_1d.toml")
+    text = open(os.path.join(ROOT, "solvers", "cnf_gaussian_1d.toml")).read()
+    cfg = tmp_path / "cnf.toml"
+    cfg.write_text(text.replace("shape = [200]", "shape = [100]").replace("nt = 50", "nt = 25"))
+    cfg = str(cfg)
     out = tmp_path / "v"
     assert cli.main(["validate", cfg, "--model", "neural_fixtures:exact_potential", "--kind", "potential",
                      "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["final"]["L1"] < 0.08 and "hjb_residual" in metrics
+    assert metrics["final"]["L1"] < 0.15 and "hjb_residual" in metrics  # 100 cells: discretisation level
     for f in ("densities.png", "errors.png", "metrics.png"):
         assert (out / f).exists()
     bad = tmp_path / "bad"

@@ -125,7 +125,7 @@ def main(argv=None):
         return 2
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    n, nt, iters, steps, batch = (32, 8, 150, 8, 256) if args.reduced else (64, 32, 1500, 16, 512)
+    n, nt, iters, steps, batch = (32, 8, 150, 8, 256) if args.reduced else (48, 16, 600, 10, 256)
     grid = mp.TensorGrid([(-4.5, 4.5), (-4.5, 4.5)], n, "noflux")
     ref = mp.solve(cnf_problem(grid, gaussian_mixture(**MIX), lam=LAM, T=T, nt=nt), tol=1e-8)
     if not ref.converged:
