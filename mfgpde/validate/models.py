@@ -28,9 +28,8 @@ class ModelError(RuntimeError):
 
 
 def _is_torch_module(obj):
-    mod = type(obj).__module__ or ""
-    return hasattr(obj, "parameters") and hasattr(obj, "forward") and mod.split(".")[0] in ("torch", "__main__") or \
-        any(c.__module__.startswith("torch.nn") for c in type(obj).__mro__)
+    # duck typing on the class hierarchy: no torch import unless the model is a torch module
+    return any((c.__module__ or "").startswith("torch.nn") for c in type(obj).__mro__)
 
 
 class TorchAdapter:

@@ -1,0 +1,15 @@
+"""The README's Python examples run as written (so the documentation cannot rot)."""
+
+import os
+import re
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BLOCKS = re.findall(r"```python\n(.*?)```", open(os.path.join(ROOT, "README.md")).read(), re.S)
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_python_block(index, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the examples write files
+    exec(compile(BLOCKS[index], f"README block {index}", "exec"), {})
