@@ -44,8 +44,8 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         First-order problems (``nu = 0``, e.g. CNF and JKO steps) are transport problems
         whose upwind Newton system is non-smooth and stiff: from a cold start Newton takes
         tiny steps. With continuation the problem is first solved with
-        ``nu_k = c_k L^2 / T`` (``c_k = 1e-3, 3e-4, 1e-4, 3e-5, 1e-5``, L the largest box
-        side) and each solution warm-starts the next, down to ``nu = 0``. ``"auto"`` does
+        ``nu_k = c_k L^2 / T`` (``c_k`` from 0.1 down by factors of 3 to 1e-5, L the largest
+        box side; a failing stage is retried at an intermediate value) and each solution warm-starts the next, down to ``nu = 0``. ``"auto"`` does
         this for Newton on ``nu = 0`` problems without an initial guess.
 
     Returns

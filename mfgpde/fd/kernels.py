@@ -17,9 +17,22 @@ import numpy as np
 
 _JIT = dict(cache=True, fastmath=False, nogil=True)
 
+#: Below this many points a call runs the serial build of a kernel: starting threads costs more
+#: than it saves on small arrays (one time slice of a 1D grid), and on a loaded machine
+#: oversubscribed threads make it much worse.
+PARALLEL_MIN_POINTS = 32_768
 
-@nb.njit(parallel=True, **_JIT)
-def _upwind_square(u, cols, has_minus, has_plus, inv_h, S, ap, bm):
+
+def _serial_and_parallel(func):
+    """Compile ``func`` twice (serial and threaded); the caller picks by problem size."""
+    return nb.njit(parallel=False, **_JIT)(func), nb.njit(parallel=True, **_JIT)(func)
+
+
+def _pick(pair, points):
+    return pair[1] if points >= PARALLEL_MIN_POINTS else pair[0]
+
+
+def _upwind_square_py(u, cols, has_minus, has_plus, inv_h, S, ap, bm):
     K, N = u.shape
     d = inv_h.shape[0]
     for t in nb.prange(K):
@@ -41,6 +54,9 @@ def _upwind_square(u, cols, has_minus, has_plus, inv_h, S, ap, bm):
                 bm[t, k, p] = b
                 s += a * a + b * b
             S[t, p] = s
+
+
+_upwind_square = _serial_and_parallel(_upwind_square_py)
 
 
 def upwind_square(u, grid):
@@ -67,12 +83,11 @@ def upwind_square(u, grid):
     S = np.empty((K, N))
     ap = np.empty((K, grid.dim, N))
     bm = np.empty((K, grid.dim, N))
-    _upwind_square(u, cols, hm, hp, inv_h, S, ap, bm)
+    _pick(_upwind_square, K * N)(u, cols, hm, hp, inv_h, S, ap, bm)
     return S, ap, bm
 
 
-@nb.njit(parallel=True, **_JIT)
-def _dS_stencil(ap, bm, inv_h, scale, out):
+def _dS_stencil_py(ap, bm, inv_h, scale, out):
     K, d, N = ap.shape
     for t in nb.prange(K):
         for p in range(N):
@@ -85,6 +100,9 @@ def _dS_stencil(ap, bm, inv_h, scale, out):
                 out[t, p, 1 + 2 * k] = -wa
                 out[t, p, 2 + 2 * k] = wb
             out[t, p, 0] = c
+
+
+_dS_stencil = _serial_and_parallel(_dS_stencil_py)
 
 
 def dS_stencil(ap, bm, grid, scale=None):
@@ -102,12 +120,11 @@ def dS_stencil(ap, bm, grid, scale=None):
     inv_h = np.array([1.0 / h for h in grid.h])
     scale = np.ones((K, N)) if scale is None else np.ascontiguousarray(np.broadcast_to(scale, (K, N)), dtype=np.float64)
     out = np.empty((K, N, 1 + 2 * d))
-    _dS_stencil(np.ascontiguousarray(ap), np.ascontiguousarray(bm), inv_h, scale, out)
+    _pick(_dS_stencil, K * N)(np.ascontiguousarray(ap), np.ascontiguousarray(bm), inv_h, scale, out)
     return out
 
 
-@nb.njit(parallel=True, **_JIT)
-def _apply(vals, cols, x, y):
+def _apply_py(vals, cols, x, y):
     K, N, s = vals.shape
     for t in nb.prange(K):
         for p in range(N):
@@ -115,6 +132,9 @@ def _apply(vals, cols, x, y):
             for j in range(s):
                 acc += vals[t, p, j] * x[t, cols[p, j]]
             y[t, p] = acc
+
+
+_apply = _serial_and_parallel(_apply_py)
 
 
 @nb.njit(**_JIT)
@@ -134,7 +154,8 @@ def apply_stencil(vals, grid, x, transpose=False):
     vals = np.ascontiguousarray(vals, dtype=np.float64)
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.empty_like(x)
-    (_apply_transpose if transpose else _apply)(vals, grid.stencil[0], x, y)
+    kernel = _apply_transpose if transpose else _pick(_apply, x.size)
+    kernel(vals, grid.stencil[0], x, y)
     return y
 
 
