@@ -93,6 +93,24 @@ class SumCoupling(Coupling):
         return {"type": "sum", "terms": [t.describe() for t in self.terms]}
 
 
+class ScaledCoupling(Coupling):
+    """``s * f[m]`` for a coupling f (monotone if f is and ``s >= 0``)."""
+
+    def __init__(self, base, s):
+        self.base, self.s = base, float(s)
+        self.local, self.needs_positive_density = base.local, base.needs_positive_density
+        self.monotone = base.monotone and self.s >= 0
+
+    def value(self, m, grid):
+        return self.s * self.base.value(m, grid)
+
+    def derivative(self, m, grid):
+        return self.s * self.base.derivative(m, grid)
+
+    def describe(self):
+        return {"type": "scaled", "scale": self.s, "coupling": self.base.describe()}
+
+
 class LogCoupling(Coupling):
     """``f = scale * log(max(m, floor))``: the first variation of the entropy ``scale int m log m``.
 

@@ -45,8 +45,9 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         whose upwind Newton system is non-smooth and stiff: from a cold start Newton takes
         tiny steps. With continuation the problem is first solved with
         ``nu_k = c_k L^2 / T`` (``c_k`` from 0.1 down by factors of 3 to 1e-5, L the largest
-        box side; a failing stage is retried at an intermediate value) and each solution warm-starts the next, down to ``nu = 0``. ``"auto"`` does
-        this for Newton on ``nu = 0`` problems without an initial guess.
+        box side; a failing stage is retried at an intermediate value) and each solution
+        warm-starts the next, down to ``nu = 0``. ``"auto"`` does this for Newton on
+        ``nu = 0`` problems without an initial guess.
 
     Returns
     -------
@@ -160,22 +161,10 @@ def continuation(problem, parameter, values, method="newton", **kwargs):
         The solution of the target problem; ``result.diagnostics["continuation"]`` lists
         the intermediate solves.
     """
-    from .couplings import Coupling
+    from .couplings import ScaledCoupling
 
     if parameter not in ("nu", "coupling_scale"):
         raise ValueError(f"parameter must be 'nu' or 'coupling_scale', got {parameter!r}")
-
-    class _Scaled(Coupling):
-        def __init__(self, base, s):
-            self.base, self.s = base, s
-            self.local, self.monotone = base.local, base.monotone
-            self.needs_positive_density = base.needs_positive_density
-
-        def value(self, m, grid):
-            return self.s * self.base.value(m, grid)
-
-        def derivative(self, m, grid):
-            return self.s * self.base.derivative(m, grid)
 
     steps, result = [], kwargs.pop("initial", None)
     kwargs.setdefault("viscosity_continuation", False)
@@ -185,7 +174,7 @@ def continuation(problem, parameter, values, method="newton", **kwargs):
         if parameter == "nu":
             p.nu = float(v)
         else:
-            p.coupling = _Scaled(problem.coupling, float(v))
+            p.coupling = ScaledCoupling(problem.coupling, float(v))
         result = solve(p, method=method, initial=result, **kwargs)
         steps.append({"value": float(v), "status": result.status, "iterations": result.iterations})
         if not result.converged:

@@ -74,19 +74,6 @@ class SumEnergy(Energy):
         return {"type": "sum", "terms": [t.describe() for t in self.terms]}
 
 
-class _ScaledCoupling(C.Coupling):
-    def __init__(self, base, s):
-        self.base, self.s = base, float(s)
-        self.local, self.needs_positive_density = base.local, base.needs_positive_density
-        self.monotone = base.monotone and self.s >= 0
-
-    def value(self, m, grid):
-        return self.s * self.base.value(m, grid)
-
-    def derivative(self, m, grid):
-        return self.s * self.base.derivative(m, grid)
-
-
 class ScaledEnergy(Energy):
     def __init__(self, base, s):
         s = float(s)
@@ -99,7 +86,7 @@ class ScaledEnergy(Energy):
         return self.s * self.base.value(m, grid)
 
     def first_variation(self):
-        return _ScaledCoupling(self.base.first_variation(), self.s)
+        return C.ScaledCoupling(self.base.first_variation(), self.s)
 
     def describe(self):
         return {"type": "scaled", "weight": self.s, "energy": self.base.describe()}

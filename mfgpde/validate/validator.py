@@ -25,24 +25,11 @@ import time
 import numpy as np
 
 from ..couplings import KLCoupling
+from ..fd.reference import laplacian
 from ..generative.transport import evolve_density, grid_gradient
 from ..hamiltonians import QuadraticHamiltonian
 from .metrics import density_metrics, kl_divergence, weighted_field_error
 from .models import as_model
-
-
-def _laplacian(field, grid):
-    out = np.zeros_like(field)
-    for k, h in enumerate(grid.h):
-        if grid.boundary[k] == "periodic":
-            out += (np.roll(field, -1, axis=k) - 2 * field + np.roll(field, 1, axis=k)) / h**2
-        else:
-            fp = np.concatenate([np.take(field, range(1, field.shape[k]), axis=k),
-                                 np.take(field, [-1], axis=k)], axis=k)
-            fm = np.concatenate([np.take(field, [0], axis=k), np.take(field, range(0, field.shape[k] - 1), axis=k)],
-                                axis=k)
-            out += (fp - 2 * field + fm) / h**2
-    return out
 
 
 def optimal_velocity(result):
@@ -78,7 +65,7 @@ def hjb_residual(problem, Phi, m, times):
     for n in range(len(times) - 1):
         grad = grid_gradient(Phi[n], g)
         H = problem.hamiltonian.H(np.moveaxis(grad, 0, -1), m[n])
-        R = -(Phi[n + 1] - Phi[n]) / dt - problem.nu * _laplacian(Phi[n], g) + H
+        R = -(Phi[n + 1] - Phi[n]) / dt - problem.nu * laplacian(Phi[n], g) + H
         if problem.drift is not None:
             R -= np.sum(problem.drift.at(times[n]) * grad, axis=0)
         R -= problem.coupling.value(m[n], g)
