@@ -60,7 +60,7 @@ class MFGResult:
         self.diagnostics = diagnostics
 
     @classmethod
-    def from_arrays(cls, problem, U, M, log, status, method, wall_time, scheme=None):
+    def from_arrays(cls, problem, U, M, log, status, method, wall_time):
         shape = (problem.nt + 1,) + problem.grid.shape
         masses = M.sum(axis=1) * problem.grid.cell_volume
         last = log.records[-1]

@@ -100,7 +100,7 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
     else:
         U, M, log, status = fixed_point(scheme, tol=tol, max_iter=max_iter or 1000, damping=damping,
                                         fictitious=(method == "fictitious_play"), M0=M0, verbose=verbose)
-    return MFGResult.from_arrays(problem, U, M, log, status, method, time.perf_counter() - t0, scheme=scheme)
+    return MFGResult.from_arrays(problem, U, M, log, status, method, time.perf_counter() - t0)
 
 
 def _viscosity_continuation(problem, initial, opts, start=0.1, stop=1e-5, factor=3.0, max_refine=4):

@@ -41,34 +41,26 @@ def test_cli_solve_writes_outputs(tmp_path):
     assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
 
 
-def test_cli_bad_config_is_reported(tmp_path, capsys):
-    bad = _write_toml(tmp_path / "bad.toml", """
+_SMALL = """
 [grid]
 bounds = [[0, 1]]
-shape = 2
+shape = {shape}
 [time]
 T = 1.0
 nt = 4
 [model]
 nu = 0.1
 [m0]
-expr = "1 + 0 * x"
-""")
+expr = "{m0}"
+"""
+
+
+def test_cli_bad_config_is_reported(tmp_path, capsys):
+    bad = _write_toml(tmp_path / "bad.toml", _SMALL.format(shape=2, m0="1 + 0 * x"))
     rc = cli.main(["solve", bad, "--out", str(tmp_path / "o")])
     assert rc == 1
     assert "too coarse" in capsys.readouterr().err
-    bad2 = _write_toml(tmp_path / "bad2.toml", """
-[grid]
-bounds = [[0, 1]]
-shape = 20
-[time]
-T = 1.0
-nt = 4
-[model]
-nu = 0.1
-[m0]
-expr = "1 + os.system('x')"
-""")
+    bad2 = _write_toml(tmp_path / "bad2.toml", _SMALL.format(shape=20, m0="1 + os.system('x')"))
     assert cli.main(["solve", bad2, "--out", str(tmp_path / "o")]) == 1
     assert "unknown name(s)" in capsys.readouterr().err
     assert cli.main(["solve", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")]) == 1
