@@ -85,8 +85,9 @@ class MFGProblem:
 
     Parameters
     ----------
-    grid : TensorGrid
-        Box domain, per-axis boundary conditions and resolution.
+    grid : TensorGrid or mfgpde.fem.MeshDomain
+        Box domain, per-axis boundary conditions and resolution; or a DOLFINx mesh
+        (solved with ``backend="fem"``).
     T : float
         Horizon, > 0.
     nt : int
@@ -113,7 +114,9 @@ class MFGProblem:
 
     def __init__(self, grid, T, nt, nu, hamiltonian, m0, coupling=None, terminal=None, drift=None,
                  normalize=False, name="mfg"):
-        self.grid = _check_instance("grid", grid, TensorGrid)
+        if not getattr(grid, "is_mesh", False):
+            _check_instance("grid", grid, TensorGrid)
+        self.grid = grid
         self.T = _positive("T (horizon)", T)
         if isinstance(nt, bool) or not isinstance(nt, (int, np.integer)) or nt < 1:
             raise ValueError(f"nt (number of time steps) must be an integer >= 1, got {nt!r}")
@@ -126,7 +129,11 @@ class MFGProblem:
         elif not isinstance(terminal, Coupling):
             terminal = PotentialCoupling(terminal)
         self.terminal = terminal
+        # the sources are kept so that the same problem can be rebuilt on a mesh (backend="fem")
+        self.m0_source, self.normalize = m0, bool(normalize)
         self.m0 = density_on_grid(m0, grid, "m0", normalize=normalize)
+        if drift is not None and getattr(grid, "is_mesh", False):
+            raise NotImplementedError("drift: a drift b(t, x) is not supported on meshes yet (use a TensorGrid)")
         self.drift = None if drift is None else _Drift(drift, grid)
         self.name = str(name)
         if isinstance(self.terminal, PotentialCoupling):

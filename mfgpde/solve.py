@@ -15,7 +15,7 @@ from .result import MFGResult
 METHODS = ("newton", "fixed_point", "fictitious_play")
 
 
-def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backend="fd", verbose=None,
+def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backend="auto", verbose=None,
           initial=None, linear_solver="auto", viscosity_continuation="auto"):
     """Solve a mean-field game.
 
@@ -31,9 +31,12 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         Default 50 for Newton, 1000 for the fixed-point iterations.
     damping : float in (0, 1]
         Relaxation of the damped fixed point.
-    backend : {"fd", "fem"}
-        Discretisation: finite differences on the tensor grid. ``"fem"`` is reserved for the
-        DOLFINx backend, which is not implemented yet (a clear error says so).
+    backend : {"auto", "fd", "fem"}
+        Discretisation: monotone finite differences on the tensor grid, or monotone P1 finite
+        elements on a DOLFINx mesh (:mod:`mfgpde.fem`; needs the ``fem`` extra). ``"auto"`` is
+        ``"fem"`` for a problem on a :class:`~mfgpde.fem.domain.MeshDomain`, else ``"fd"``; a TensorGrid problem with
+        ``backend="fem"`` is solved on the matching structured mesh. Returns an
+        :class:`~mfgpde.fem.result.FEMResult` then.
     verbose : bool or None
         Progress line per iteration; ``None`` prints only on solves longer than 2 s.
     initial : MFGResult or tuple (U, m), optional
@@ -55,17 +58,24 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if backend not in ("auto", "fd", "fem"):
+        raise ValueError(f"backend must be 'auto', 'fd' (finite differences) or 'fem' (P1 finite elements), got {backend!r}")
+    if backend == "auto":
+        backend = "fem" if getattr(problem.grid, "is_mesh", False) else "fd"
+    if backend == "fd" and getattr(problem.grid, "is_mesh", False):
+        raise ValueError("backend='fd' needs a TensorGrid; this problem lives on a mesh, use backend='fem'")
     if backend == "fem":
-        import importlib.util
+        from .fem import require_dolfinx
 
-        if importlib.util.find_spec("dolfinx") is None:
-            raise ValueError("backend='fem' needs the FEM extra: pip install 'mfgpde[fem]' (DOLFINx 0.11 through "
-                             "dolfinx-solver-real, Python >= 3.12 only); `make setup` installs it when such a "
-                             "Python is on the machine")
-        raise NotImplementedError("backend='fem': the finite-element discretisation is not implemented in this "
-                                  "version; use backend='fd'")
-    if backend != "fd":
-        raise ValueError(f"backend must be 'fd' (finite differences) or 'fem', got {backend!r}")
+        require_dolfinx()
+        if not (np.isfinite(tol) and tol > 0):
+            raise ValueError(f"tol must be > 0, got {tol}")
+        if isinstance(problem, ErgodicMFGProblem):
+            raise NotImplementedError("backend='fem': the ergodic problem is solved with backend='fd' only")
+        from .fem.solve import solve_fem
+
+        return solve_fem(problem, method=method, tol=tol, max_iter=max_iter, damping=damping, verbose=verbose,
+                         initial=initial, linear_solver=linear_solver)
     if not (np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be > 0, got {tol}")
     t0 = time.perf_counter()

@@ -1,0 +1,30 @@
+"""Finite elements on DOLFINx meshes (the ``fem`` extra).
+
+P1 Lagrange with a lumped mass matrix, reduced to the edge graph of the stiffness matrix
+(see :mod:`mfgpde.fem.domain` and :mod:`mfgpde.fem.scheme`); Newton through PETSc SNES.
+Importing this package does not import DOLFINx; :func:`require_dolfinx` does, with a clear
+message when the extra is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+INSTALL_HINT = ("the FEM backend needs the FEM extra: pip install 'mfgpde[fem]' (DOLFINx 0.11 through "
+                "dolfinx-solver-real, Python >= 3.12 only); `make setup` installs it when such a Python is on "
+                "the machine")
+
+
+def fem_available() -> bool:
+    """True when DOLFINx can be imported (without importing it)."""
+    return importlib.util.find_spec("dolfinx") is not None and importlib.util.find_spec("petsc4py") is not None
+
+
+def require_dolfinx():
+    """Import DOLFINx (mpi4py first, as the wheel requires) or raise a clear ``ImportError``."""
+    if not fem_available():
+        raise ImportError(INSTALL_HINT)
+    from mpi4py import MPI  # noqa: F401  (must precede dolfinx)
+    import dolfinx
+
+    return dolfinx

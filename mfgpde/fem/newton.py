@@ -1,0 +1,277 @@
+"""Newton on the coupled FEM system through PETSc SNES, and the damped fixed point.
+
+The unknown is one distributed vector ``X = (U^0..U^{N_t}, m^0..m^{N_t})`` (each rank holds
+its dofs at every time level). SNES (``newtonls`` with backtracking) calls
+
+* :meth:`FEMNewton.function` for the residual of :class:`~mfgpde.fem.scheme.FEMScheme`,
+* :meth:`FEMNewton.jacobian`, which assembles the per-level blocks of the Jacobian
+
+      dR_U^n/dU^n = B_n,  dR_U^n/dU^{n+1} = -I/dt,  dR_U^n/dm^{n+1} = diag(phi_m - f')
+      dR_m^{n+1}/dm^{n+1} = E_n,  dR_m^{n+1}/dm^n = -I/dt,  dR_m^{n+1}/dU^n = G_n
+
+  into a matrix-free operator (a PETSc "python" Mat), and
+* GMRES preconditioned by one backward sweep with the ``B_n`` and one forward sweep with the
+  ``E_n`` (block-triangular in time, the coupling ``G_n`` kept), each step a sparse LU that
+  is factorised once per Newton iteration and reused by every GMRES iteration.
+
+The convergence test is the max-norm of the residual, as for the finite-difference solver.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..iterations.base import ConvergenceError, IterationLog
+
+
+class _Operator:
+    """Shared level data of the current Newton iterate."""
+
+    def __init__(self, scheme):
+        self.s = scheme
+        self.ready = False
+
+    def update(self, U, M):
+        s = self.s
+        Hm = s.problem.hamiltonian
+        self.B, self.E, self.G, self.D, self.c2, self.cU = [], [], [], [], [], []
+        dF = s.df(M[1:])
+        nonlinear_S = False
+        for n in range(s.nt):
+            S, d, phi, phiS = s._level(U[n], M[n + 1])
+            m = M[n + 1]
+            self.B.append(s.hjb_matrix(d, phiS, key=n))
+            self.E.append(s.fp_matrix(d, phiS + m * Hm.phi_Sm(S, m), key=n))
+            self.G.append(s.hessian_matrix(d, phiS * m, key=n))
+            c2 = Hm.phi_SS(S, m) * m
+            self.c2.append(c2)
+            nonlinear_S |= bool(np.any(c2 != 0))
+            self.cU.append(Hm.phi_m(S, m) - dF[n])
+            self._d = d
+        from mpi4py import MPI
+
+        self.nonlinear_S = s.dom.comm.allreduce(nonlinear_S, op=MPI.LOR)
+        if self.nonlinear_S:
+            for n in range(s.nt):
+                S, d, phi, phiS = s._level(U[n], M[n + 1])
+                self.D.append(s.ds_matrix(d, key=n))
+        self.dg = s.dg(M[-1])
+        self.ready = True
+
+    def _mv(self, A, x):
+        xv, yv = A.createVecs()
+        xv.array[:] = x
+        A.mult(xv, yv)
+        return yv.array.copy()
+
+    def _mvT(self, A, x):
+        xv, yv = A.createVecs()
+        xv.array[:] = x
+        A.multTranspose(xv, yv)
+        return yv.array.copy()
+
+    def G_apply(self, n, x):
+        y = self._mv(self.G[n], x)
+        if self.nonlinear_S:
+            y += self._mvT(self.D[n], self.c2[n] * self.s.dom.mu * self._mv(self.D[n], x)) / self.s.dom.mu
+        return y
+
+
+class _JacobianShell:
+    def __init__(self, op, shape):
+        self.op, self.shape = op, shape
+
+    def mult(self, mat, x, y):
+        s, op = self.op.s, self.op
+        nt, dt = s.nt, s.dt
+        X = x.array_r.reshape(self.shape)
+        xU, xm = X[0], X[1]
+        Y = np.empty(self.shape)
+        for n in range(nt):
+            Y[0, n] = op._mv(op.B[n], xU[n]) - xU[n + 1] / dt + op.cU[n] * xm[n + 1]
+            Y[1, n + 1] = op._mv(op.E[n], xm[n + 1]) - xm[n] / dt + op.G_apply(n, xU[n])
+        Y[0, nt] = xU[nt] - op.dg * xm[nt]
+        Y[1, 0] = xm[0]
+        y.array[:] = Y.ravel()
+
+
+class _SweepPC:
+    """Backward HJB sweep, then forward FP sweep with the U -> m coupling (block-triangular)."""
+
+    def __init__(self, op, shape):
+        self.op, self.shape = op, shape
+
+    def apply(self, pc, x, y):
+        s, op = self.op.s, self.op
+        nt, dt = s.nt, s.dt
+        R = x.array_r.reshape(self.shape)
+        Z = np.empty(self.shape)
+        Z[0, nt] = R[0, nt]
+        for n in range(nt - 1, -1, -1):
+            Z[0, n] = s.solve_with(("B", n), op.B[n], R[0, n] + Z[0, n + 1] / dt)
+        Z[1, 0] = R[1, 0]
+        for n in range(nt):
+            rhs = R[1, n + 1] + Z[1, n] / dt - op.G_apply(n, Z[0, n])
+            Z[1, n + 1] = s.solve_with(("E", n), op.E[n], rhs)
+        y.array[:] = Z.ravel()
+
+
+def newton_snes(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, krylov_rtol=1e-9, globalize=True,
+                progress=0.1, sweeps=4, damping=0.5):
+    """Newton (PETSc SNES) on the FEM system from ``(U0, M0)``.
+
+    Parameters
+    ----------
+    tol : float
+        Stop when the max-norm of the residual is below ``tol``.
+    krylov_rtol : float
+        Relative tolerance of GMRES on each Newton system.
+    globalize : bool
+        When a Newton step reduces the residual by less than ``progress`` (far from the
+        solution), leave SNES, take ``sweeps`` damped fixed-point sweeps (``damping``) and
+        resume Newton from there.
+
+    Returns
+    -------
+    U, M : ndarray (N_t + 1, n)
+    log : IterationLog
+    status : {"converged", "max_iter"}
+    """
+    from mpi4py import MPI
+    from petsc4py import PETSc
+
+    s = scheme
+    comm = s.dom.comm
+    shape = (2, s.nt + 1, s.n)
+    nloc = 2 * (s.nt + 1) * s.n
+    X = PETSc.Vec().createMPI((nloc, PETSc.DECIDE), comm=comm)
+    X.array[:] = np.stack([U0, M0]).ravel()
+    Fv = X.duplicate()
+    log = IterationLog("newton (fem, SNES)", verbose)
+    op = _Operator(s)
+    state = {"hjb": np.inf, "fp": np.inf, "iterations": 0, "krylov": 0}
+
+    def gmax(a):
+        return comm.allreduce(float(np.abs(a).max()) if a.size else 0.0, op=MPI.MAX)
+
+    def function(snes, x, f):
+        Xa = x.array_r.reshape(shape)
+        with np.errstate(all="ignore"):  # trial points of the line search may leave the domain of H (m <= 0)
+            RU, Rm = s.residual(Xa[0], Xa[1])
+        f.array[:] = np.stack([RU, Rm]).ravel()
+        state["last"] = (gmax(RU), gmax(Rm))
+
+    def jacobian(snes, x, J, P):
+        Xa = x.array_r.reshape(shape)
+        op.update(Xa[0], Xa[1])
+
+    J = PETSc.Mat().createPython(((nloc, PETSc.DECIDE), (nloc, PETSc.DECIDE)), _JacobianShell(op, shape), comm=comm)
+    J.setUp()
+    snes = PETSc.SNES().create(comm)
+    snes.setType("newtonls")
+    snes.setFunction(function, Fv)
+    snes.setJacobian(jacobian, J, J)
+    snes.getLineSearch().setType("bt")
+    ksp = snes.getKSP()
+    ksp.setType("gmres")
+    ksp.setGMRESRestart(60)
+    ksp.setTolerances(rtol=krylov_rtol, atol=1e-15, max_it=300)
+    pc = ksp.getPC()
+    pc.setType("python")
+    pc.setPythonContext(_SweepPC(op, shape))
+
+    def converged(snes, it, norms):
+        f = snes.getFunction()[0]
+        Fa = f.array_r.reshape(shape)
+        hjb, fp = gmax(Fa[0]), gmax(Fa[1])
+        lin = snes.getKSP().getIterationNumber() if it > 0 else 0
+        k = state["offset"] + it
+        if it == 0 and state["offset"] > 0:
+            return PETSc.SNES.ConvergedReason.ITERATING  # already recorded after the sweeps
+        r = log.record(k, hjb, fp, gmres=lin, **({"step_cap": state.pop("capped")} if "capped" in state else {}))
+        state["iterations"] = k
+        if r <= tol:
+            state["done"] = "converged"
+            return PETSc.SNES.ConvergedReason.CONVERGED_FNORM_ABS
+        if k > 2:
+            log.check_divergence(k)
+        if k >= max_iter:
+            state["done"] = "max_iter"
+            return PETSc.SNES.ConvergedReason.DIVERGED_MAX_IT
+        prev = state.get("prev", np.inf)
+        state["prev"] = r
+        if it > 0 and globalize and r > (1.0 - progress) * prev:
+            # far from the solution (e.g. congestion with m close to 0) Newton takes tiny steps:
+            # leave SNES, take damped fixed-point sweeps, and come back (as the FD Newton does)
+            state["done"] = "globalize"
+            return PETSc.SNES.ConvergedReason.CONVERGED_ITS
+        return PETSc.SNES.ConvergedReason.ITERATING
+
+    snes.setConvergenceTest(converged)
+    snes.setTolerances(max_it=max_iter + 1)
+    snes.setErrorIfNotConverged(False)
+    state["offset"] = 0
+    while True:
+        state["done"] = None
+        snes.solve(None, X)
+        reason = snes.getConvergedReason()
+        if state["done"] != "globalize":
+            break
+        Xa = X.array.reshape(shape)
+        M = Xa[1].copy()
+        for _ in range(sweeps):
+            Us, _ = s.solve_hjb(M)
+            M = (1.0 - damping) * M + damping * s.solve_fp(Us, M_lag=M)
+        U, _ = s.solve_hjb(M)
+        Xa[0], Xa[1] = U, M
+        RU, Rm = s.residual(U, M)
+        k = state["iterations"] + 1
+        state["prev"] = log.record(k, gmax(RU), gmax(Rm), fixed_point_sweeps=sweeps)
+        state["iterations"] = state["offset"] = k
+        if state["prev"] <= tol:
+            state["done"], reason = "converged", 1
+            break
+    Xa = X.array_r.reshape(shape)
+    U, M = Xa[0].copy(), Xa[1].copy()
+    if state["done"] == "converged":
+        status = "converged"
+    elif state["done"] == "max_iter":
+        status = "max_iter"
+    else:
+        raise ConvergenceError(f"newton (fem, SNES): stopped at iteration {state['iterations']} with SNES reason "
+                               f"{reason} (line search or linear solve failed); last residuals: {log.summary_tail()}")
+    for obj in (snes, J, X, Fv):
+        obj.destroy()
+    return U, M, log, status
+
+
+def fixed_point(scheme, tol=1e-10, max_iter=1000, damping=0.5, fictitious=False, M0=None, verbose=None):
+    """Damped fixed point (or fictitious play) with FEM half-sweeps; same contract as the FD one."""
+    from mpi4py import MPI
+
+    s = scheme
+    comm = s.dom.comm
+    name = "fictitious_play (fem)" if fictitious else "fixed_point (fem)"
+    log = IterationLog(name, verbose)
+    M = np.tile(s.m0, (s.nt + 1, 1)) if M0 is None else np.array(M0, float)
+    status = "max_iter"
+
+    def gmax(a):
+        return comm.allreduce(float(np.abs(a).max()) if a.size else 0.0, op=MPI.MAX)
+
+    t0 = time.perf_counter()
+    for k in range(1, max_iter + 1):
+        U, _ = s.solve_hjb(M)
+        Mnew = s.solve_fp(U, M_lag=M)
+        theta = 1.0 / (k + 1) if fictitious else damping
+        M = (1 - theta) * M + theta * Mnew
+        RU, Rm = s.residual(U, M)
+        r = log.record(k, gmax(RU), gmax(Rm), change=gmax(Mnew - M) / max(theta, 1e-300))
+        log.check_divergence(k)
+        if r <= tol:
+            status = "converged"
+            break
+    log.wall = time.perf_counter() - t0
+    return U, M, log, status

@@ -1,0 +1,186 @@
+"""FEM solutions: diagnostics, gathered fields, XDMF output for ParaView, figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from ..result import atomic_write
+
+
+class FEMResult:
+    """The solution of a time-dependent MFG on a mesh.
+
+    Every rank keeps its own dofs (``U_local``, ``m_local``, shape (N_t + 1, n)). Rank 0 also
+    holds the gathered fields in the full P1 space, in global dof order: ``U``, ``m``
+    (N_t + 1, N), ``coords`` (N, dim) and ``cells`` (ncells, dim + 1); these are ``None`` on
+    the other ranks.
+
+    Attributes
+    ----------
+    diagnostics : dict
+        ``converged, status, iterations, residual, hjb_residual, fp_residual, mass_error,
+        min_density, wall_time_s, method, backend, dofs, ranks``.
+    history : list of dict
+    """
+
+    backend = "fem"
+
+    def __init__(self, problem, U_local, m_local, history, diagnostics):
+        self.problem = problem
+        self.domain = self.grid = problem.grid
+        self.times = problem.times
+        self.U_local, self.m_local = U_local, m_local
+        self.history = history
+        self.diagnostics = diagnostics
+        dom = self.domain
+        self.coords = dom.gather()
+        self.cells = dom.gather_cells()
+        self.U = dom.gather(U_local)
+        self.m = dom.gather(m_local)
+
+    @classmethod
+    def from_arrays(cls, problem, U, M, log, status, method, wall_time):
+        from mpi4py import MPI
+
+        dom = problem.grid
+        masses = np.array([dom.integrate(m) for m in M])
+        last = log.records[-1]
+        mloc = float(M.min()) if M.size else np.inf
+        diag = {
+            "converged": status == "converged", "status": status, "method": method, "backend": "fem",
+            "iterations": int(last["iteration"]), "residual": last["residual"],
+            "hjb_residual": last["hjb_residual"], "fp_residual": last["fp_residual"],
+            "mass_error": float(np.max(np.abs(masses - masses[0])) / masses[0]),
+            "min_density": float(dom.comm.allreduce(mloc, op=MPI.MIN)), "wall_time_s": float(wall_time),
+            "dofs": int(dom.size), "ranks": int(dom.comm.size),
+        }
+        return cls(problem, U, M, log.records, diag)
+
+    @property
+    def converged(self):
+        return self.diagnostics["converged"]
+
+    @property
+    def status(self):
+        return self.diagnostics["status"]
+
+    @property
+    def iterations(self):
+        return self.diagnostics["iterations"]
+
+    def mass(self):
+        """``int m(t) dx`` at every time (collective)."""
+        return np.array([self.domain.integrate(m) for m in self.m_local])
+
+    def summary(self) -> dict:
+        out = dict(self.diagnostics)
+        out["problem"] = self.problem.describe()
+        return out
+
+    def __repr__(self):
+        d = self.diagnostics
+        return (f"FEMResult({self.problem.name!r}, status={d['status']}, iterations={d['iterations']}, "
+                f"residual={d['residual']:.2e}, mass_error={d['mass_error']:.1e}, dofs={d['dofs']}, ranks={d['ranks']})")
+
+    # ------------------------------------------------------------------ output
+    def write_xdmf(self, path, snapshots=None):
+        """Write the mesh and ``U``, ``m`` at every time (or ``snapshots`` of them) to XDMF (+ .h5).
+
+        Collective. The pair of files is written in a temporary folder next to ``path`` and
+        moved into place, so an interrupted run leaves no half-written output.
+        """
+        import dolfinx
+        from dolfinx.io import XDMFFile
+
+        dom = self.domain
+        comm = dom.comm
+        path = os.path.abspath(os.fspath(path))
+        base = os.path.splitext(os.path.basename(path))[0]
+        tmpdir = tempfile.mkdtemp(prefix=".tmp-xdmf-", dir=os.path.dirname(path)) if comm.rank == 0 else None
+        tmpdir = comm.bcast(tmpdir, root=0)
+        idx = range(len(self.times)) if snapshots is None else np.unique(np.linspace(0, len(self.times) - 1,
+                                                                                       snapshots).round().astype(int))
+        fU = dolfinx.fem.Function(dom.V, name="U")
+        fm = dolfinx.fem.Function(dom.V, name="m")
+        try:
+            with XDMFFile(comm, os.path.join(tmpdir, base + ".xdmf"), "w") as fh:
+                fh.write_mesh(dom.mesh)
+                for k in idx:
+                    for f, arr in ((fU, self.U_local[k]), (fm, self.m_local[k])):
+                        f.x.array[: dom.n_full] = dom.full_values(arr)
+                        f.x.scatter_forward()
+                        fh.write_function(f, float(self.times[k]))
+            comm.barrier()
+            if comm.rank == 0:
+                for name in os.listdir(tmpdir):
+                    os.replace(os.path.join(tmpdir, name), os.path.join(os.path.dirname(path), name))
+        finally:
+            comm.barrier()
+            if comm.rank == 0:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+        return path
+
+    def save(self, path):
+        """Rank 0 writes the gathered fields to ``.npz`` (atomic); other ranks do nothing."""
+        if self.domain.comm.rank != 0:
+            return None
+
+        def w(tmp):
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, times=self.times, coords=self.coords, cells=self.cells, U=self.U, m=self.m,
+                                    diagnostics=json.dumps(self.diagnostics, default=float),
+                                    problem=json.dumps(self.problem.describe(), default=str))
+        return atomic_write(path, w, ".npz")
+
+    def plot(self, path=None, snapshots=4):
+        """Density snapshots on the mesh, the value function at t = 0 and the residual history (rank 0)."""
+        if self.domain.comm.rank != 0:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+        import matplotlib.tri as mtri
+
+        idx = np.unique(np.linspace(0, len(self.times) - 1, snapshots).round().astype(int))
+        dim = self.coords.shape[1]
+        fig, axes = plt.subplots(1, len(idx) + 2, figsize=(3.6 * (len(idx) + 2), 3.4))
+        if dim == 2:
+            tri = mtri.Triangulation(self.coords[:, 0], self.coords[:, 1], self.cells)
+            vmax = float(np.percentile(self.m[idx], 99.5))
+            for ax, k in zip(axes, idx):
+                pc = ax.tripcolor(tri, self.m[k], shading="gouraud", vmin=0.0, vmax=vmax, cmap="viridis")
+                ax.set_aspect("equal")
+                ax.set_title(f"m, t = {self.times[k]:.3g}")
+            fig.colorbar(pc, ax=axes[len(idx) - 1], fraction=0.046)
+            ax = axes[len(idx)]
+            pc = ax.tripcolor(tri, self.U[0], shading="gouraud", cmap="magma")
+            ax.set_aspect("equal")
+            ax.set_title("U, t = 0")
+            fig.colorbar(pc, ax=ax, fraction=0.046)
+        else:
+            order = np.argsort(self.coords[:, 0])
+            x = self.coords[order, 0]
+            for ax, k in zip(axes, idx):
+                ax.plot(x, self.m[k][order])
+                ax.set_title(f"m, t = {self.times[k]:.3g}")
+            axes[len(idx)].plot(x, self.U[0][order])
+            axes[len(idx)].set_title("U, t = 0")
+        ax = axes[-1]
+        res = [r["residual"] for r in self.history]
+        ax.semilogy(range(len(res)), res, "o-")
+        ax.set_xlabel("iteration")
+        ax.set_title("residual (max-norm)")
+        fig.suptitle(f"{self.problem.name}: P1 FEM, {self.diagnostics['dofs']} dofs, {len(self.times) - 1} steps")
+        fig.tight_layout()
+        if path is None:
+            return fig
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1][1:] or "png"),
+                     os.path.splitext(path)[1])
+        plt.close(fig)
+        return path

@@ -1,0 +1,297 @@
+"""The monotone P1 finite-element discretisation of the time-dependent MFG system.
+
+Lumped P1 on the edge graph of :class:`~mfgpde.fem.domain.MeshDomain` (masses ``mu_i``,
+edge weights ``w_ij = -K_ij >= 0``). With ``d_ij = U_i - U_j``:
+
+* diffusion ``(L U)_i = mu_i^{-1} sum_j w_ij d_ij`` (lumped P1 stiffness, ``-Lap``);
+* the upwind square of the gradient
+
+      S_i(U) = mu_i^{-1} sum_j w_ij ((d_ij)^+)^2,
+
+  non-decreasing in ``U_i`` and non-increasing in every neighbour ``U_j``: the numerical
+  Hamiltonian ``phi(S_i, m_i)`` is monotone. On a 1D mesh and on right-diagonal rectangle
+  meshes ``S`` is exactly the Engquist-Osher square of the finite-difference scheme, so the
+  two discretisations coincide at the nodes. On unstructured meshes ``S`` is consistent up
+  to the asymmetry of the vertex stars (see :func:`mfgpde.fem.geometry.hamiltonian_consistency`).
+
+Discrete system (``dt = T / N_t``, ``n = 0..N_t-1``), as in :mod:`mfgpde.fd.scheme`:
+
+    HJB:  (U^n - U^{n+1}) / dt + nu L U^n + phi(S(U^n), m^{n+1}) - f[m^{n+1}] = 0,  U^{N_t} = g[m^{N_t}]
+    FP:   (m^{n+1} - m^n) / dt + nu L^* m^{n+1} + A_n^* m^{n+1} = 0,                 m^0 = m0
+
+with ``A_n = diag(phi_S) dS/dU`` the linearised Hamiltonian and ``X^* = mu^{-1} X^T mu`` the
+adjoint in the lumped inner product. Written as fluxes along edges,
+
+    (A_n^* m)_i = 2 mu_i^{-1} sum_j w_ij ( c_i (d_ij)^+ - c_j (d_ij)^- ),   c = phi_S m,
+
+which is antisymmetric in (i, j): ``sum_i mu_i m_i`` is conserved exactly, and the FP matrix
+is the transpose of an M-matrix, so ``m^{n+1} >= 0`` whenever ``m^n >= 0``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..iterations.base import ConvergenceError
+
+
+def upwind_square(dom, u_ext):
+    """``S_i`` and the edge differences ``d_ij`` for exchanged values ``u_ext``."""
+    d = u_ext[dom.rows] - u_ext[dom.cols]
+    dp = np.maximum(d, 0.0)
+    S = np.bincount(dom.rows, dom.w * dp * dp, minlength=dom.n) / dom.mu
+    return S, d
+
+
+class StepMatrices:
+    """Persistent PETSc matrices on the fixed pattern ``diag + edges`` of a domain."""
+
+    def __init__(self, dom):
+        from petsc4py import PETSc
+
+        self.dom = dom
+        n = dom.n
+        counts = np.diff(dom.rowptr) + 1
+        self.indptr = np.r_[0, np.cumsum(counts)].astype(PETSc.IntType)
+        self.diag_pos = self.indptr[:-1]
+        self.edge_pos = (self.indptr[dom.rows] + 1 + (np.arange(dom.rows.size) - dom.rowptr[dom.rows])).astype(np.int64)
+        cols = np.empty(self.indptr[-1], PETSc.IntType)
+        cols[self.diag_pos] = dom.start + np.arange(n)
+        cols[self.edge_pos] = dom.gcols
+        self.cols = cols
+        self.nnz = int(self.indptr[-1])
+
+    def values(self, diag, off):
+        v = np.empty(self.nnz)
+        v[self.diag_pos] = diag
+        v[self.edge_pos] = off
+        return v
+
+    def create(self, diag, off):
+        from petsc4py import PETSc
+
+        dom = self.dom
+        A = PETSc.Mat().createAIJ(((dom.n, dom.size), (dom.n, dom.size)),
+                                  csr=(self.indptr, self.cols, self.values(diag, off)), comm=dom.comm)
+        A.assemble()
+        return A
+
+    def update(self, A, diag, off):
+        from petsc4py import PETSc
+
+        if A is None:
+            return self.create(diag, off)
+        A.setValuesCSR(self.indptr, self.cols, self.values(diag, off), addv=PETSc.InsertMode.INSERT_VALUES)
+        A.assemble()
+        return A
+
+
+class FEMScheme:
+    """Residuals, Jacobian blocks and half-sweeps of the monotone P1 scheme.
+
+    Parameters
+    ----------
+    problem : MFGProblem
+        A problem whose ``grid`` is a :class:`~mfgpde.fem.domain.MeshDomain`.
+    linear_solver : {"auto", "direct", "iterative"}
+        Per-step systems: sparse LU (PETSc serially, MUMPS in parallel) or GMRES with a
+        block-Jacobi/ILU preconditioner. ``"auto"`` is direct.
+    """
+
+    def __init__(self, problem, linear_solver="auto"):
+        if problem.drift is not None:
+            raise NotImplementedError("backend='fem': a drift b(t, x) is not supported on meshes yet; use backend='fd'")
+        self.problem = problem
+        self.dom = dom = problem.grid
+        self.n, self.nt, self.dt, self.nu = dom.n, problem.nt, problem.dt, problem.nu
+        self.pattern = StepMatrices(dom)
+        self.sum_w = np.bincount(dom.rows, dom.w, minlength=dom.n) / dom.mu
+        self.m0 = problem.m0.reshape(-1)
+        if linear_solver not in ("auto", "direct", "iterative"):
+            raise ValueError(f"linear_solver must be 'auto', 'direct' or 'iterative', got {linear_solver!r}")
+        self.linear_solver = "direct" if linear_solver == "auto" else linear_solver
+        self._ksps = {}
+        self._mats = {}
+
+    # ------------------------------------------------------------------ couplings
+    def f(self, m):
+        return self.problem.coupling.value(m, self.dom)
+
+    def df(self, m):
+        return self.problem.coupling.derivative(m, self.dom)
+
+    def g(self, mT):
+        return self.problem.terminal.value(mT, self.dom)
+
+    def dg(self, mT):
+        return self.problem.terminal.derivative(mT, self.dom)
+
+    # ------------------------------------------------------------------ level pieces
+    def _level(self, u, mnext):
+        """Upwind pieces of ``phi(S(u), m)`` at one time level (u owned values)."""
+        dom = self.dom
+        ue = dom.exchange(u)
+        S, d = upwind_square(dom, ue)
+        Hm = self.problem.hamiltonian
+        return S, d, Hm.phi(S, mnext), Hm.phi_S(S, mnext)
+
+    def _diffusion(self, d):
+        return self.nu * np.bincount(self.dom.rows, self.dom.w * d, minlength=self.n) / self.dom.mu
+
+    def transport_adjoint(self, d, c_owned):
+        """``mu^{-1} dS/dU^T (mu c)`` as edge fluxes: ``2 mu_i^{-1} sum_j w_ij (c_i d_ij^+ - c_j d_ij^-)``."""
+        dom = self.dom
+        ce = dom.exchange(c_owned)
+        flux = dom.w * (ce[dom.rows] * np.maximum(d, 0.0) - ce[dom.cols] * np.maximum(-d, 0.0))
+        return 2.0 * np.bincount(dom.rows, flux, minlength=self.n) / dom.mu
+
+    def residual(self, U, M):
+        """Residuals ``(R_U, R_m)``, each (N_t + 1, n) on this rank's dofs."""
+        nt, dt = self.nt, self.dt
+        RU, Rm = np.empty_like(U), np.empty_like(M)
+        F = self.f(M[1:])
+        for n in range(nt):
+            S, d, phi, phiS = self._level(U[n], M[n + 1])
+            RU[n] = (U[n] - U[n + 1]) / dt + self._diffusion(d) + phi - F[n]
+            me = self.dom.exchange(M[n + 1])
+            dm = me[self.dom.rows] - me[self.dom.cols]
+            Rm[n + 1] = (M[n + 1] - M[n]) / dt + self._diffusion(dm) + self.transport_adjoint(d, phiS * M[n + 1])
+        RU[-1] = U[-1] - self.g(M[-1])
+        Rm[0] = M[0] - self.m0
+        return RU, Rm
+
+    # ------------------------------------------------------------------ matrices
+    def hjb_matrix(self, d, phiS, key=None):
+        """``I/dt + nu L + diag(phi_S) dS/dU`` (the HJB step Jacobian) as a PETSc matrix."""
+        dom = self.dom
+        dp = np.maximum(d, 0.0)
+        diag = 1.0 / self.dt + self.nu * self.sum_w + 2.0 * phiS * np.bincount(dom.rows, dom.w * dp, minlength=self.n) / dom.mu
+        off = -(self.nu * dom.w + 2.0 * phiS[dom.rows] * dom.w * dp) / dom.mu[dom.rows]
+        return self._matrix(("B", key), diag, off)
+
+    def fp_matrix(self, d, q, key=None):
+        """``I/dt + nu L^* + mu^{-1} dS/dU^T diag(mu q)``: the FP step (q = phi_S) or its Jacobian
+        (q = phi_S + m phi_Sm)."""
+        dom = self.dom
+        qe = dom.exchange(q)
+        diag = (1.0 / self.dt + self.nu * self.sum_w
+                + 2.0 * q * np.bincount(dom.rows, dom.w * np.maximum(d, 0.0), minlength=self.n) / dom.mu)
+        off = -(self.nu * dom.w + 2.0 * qe[dom.cols] * dom.w * np.maximum(-d, 0.0)) / dom.mu[dom.rows]
+        return self._matrix(("E", key), diag, off)
+
+    def hessian_matrix(self, d, c, key=None):
+        """``d/dU [mu^{-1} dS/dU^T (mu c)]`` at fixed c = phi_S m: a weighted graph Laplacian."""
+        dom = self.dom
+        ce = dom.exchange(c)
+        W = 2.0 * dom.w * np.where(d > 0, ce[dom.rows], 0.0) + 2.0 * dom.w * np.where(d < 0, ce[dom.cols], 0.0)
+        diag = np.bincount(dom.rows, W, minlength=self.n) / dom.mu
+        return self._matrix(("G", key), diag, -W / dom.mu[dom.rows])
+
+    def ds_matrix(self, d, key=None):
+        """``dS/dU`` (needed only when phi is nonlinear in S)."""
+        dom = self.dom
+        dp = np.maximum(d, 0.0)
+        diag = 2.0 * np.bincount(dom.rows, dom.w * dp, minlength=self.n) / dom.mu
+        return self._matrix(("D", key), diag, -2.0 * dom.w * dp / dom.mu[dom.rows])
+
+    def _matrix(self, key, diag, off):
+        if key[1] is None:
+            return self.pattern.create(diag, off)
+        A = self.pattern.update(self._mats.get(key), diag, off)
+        self._mats[key] = A
+        return A
+
+    def ksp(self, key, A):
+        """A persistent solver for the step matrix ``A`` (refactorised when A changes)."""
+        from petsc4py import PETSc
+
+        ksp = self._ksps.get(key)
+        if ksp is None:
+            ksp = PETSc.KSP().create(self.dom.comm)
+            if self.linear_solver == "direct":
+                ksp.setType("preonly")
+                pc = ksp.getPC()
+                pc.setType("lu")
+                if self.dom.comm.size > 1:
+                    pc.setFactorSolverType("mumps")
+            else:
+                ksp.setType("gmres")
+                ksp.getPC().setType("bjacobi" if self.dom.comm.size > 1 else "ilu")
+                ksp.setTolerances(rtol=1e-12, atol=1e-14, max_it=1000)
+            self._ksps[key] = ksp
+        ksp.setOperators(A)
+        return ksp
+
+    def solve_with(self, key, A, rhs, transpose=False):
+        ksp = self.ksp(key, A)
+        b = A.createVecLeft()
+        b.array[:] = rhs
+        x = A.createVecRight()
+        if transpose:
+            ksp.solveTranspose(b, x)
+        else:
+            ksp.solve(b, x)
+        if ksp.getConvergedReason() < 0:
+            raise ConvergenceError(f"FEM step solve {key}: the linear solver failed (reason {ksp.getConvergedReason()})")
+        return x.array.copy()
+
+    # ------------------------------------------------------------------ sweeps
+    def solve_hjb(self, M, tol=1e-12, max_newton=50):
+        """Backward sweep: U for a given density path M (Newton with backtracking per step)."""
+        from mpi4py import MPI
+
+        nt, dt, comm = self.nt, self.dt, self.dom.comm
+        U = np.empty((nt + 1, self.n))
+        U[-1] = self.g(M[-1])
+        F = self.f(M[1:])
+        for name, arr in (("terminal cost g[m(T)]", U[-1]), ("coupling f[m]", F)):
+            if not comm.allreduce(bool(np.all(np.isfinite(arr))), op=MPI.LAND):
+                raise ConvergenceError(f"HJB sweep: the {name} is non-finite; check the coupling for the densities reached")
+        total = 0
+
+        def gmax(r):
+            return comm.allreduce(float(np.abs(r).max()) if r.size else 0.0, op=MPI.MAX)
+
+        for n in range(nt - 1, -1, -1):
+            u = U[n + 1].copy()
+            rhs = U[n + 1] / dt + F[n]
+            scale = max(1.0, gmax(rhs), gmax(u) * (1.0 / dt + self.nu * float(gmax(self.sum_w))))
+            atol = max(tol, 64 * np.finfo(float).eps * scale)
+
+            def res(v):
+                S, d, phi, phiS = self._level(v, M[n + 1])
+                return v / dt + self._diffusion(d) + phi - rhs, d, phiS
+
+            r, d, phiS = res(u)
+            prev = np.inf
+            for it in range(max_newton):
+                rn = gmax(r)
+                if not np.isfinite(rn):
+                    raise ConvergenceError(f"HJB step n={n}: the residual became non-finite at inner Newton iteration {it}")
+                if rn <= atol or (it > 2 and rn < 1e3 * atol and rn > 0.5 * prev):
+                    break
+                prev = rn
+                du = self.solve_with("hjb_sweep", self.hjb_matrix(d, phiS, key="sweep"), -r)
+                step = 1.0
+                while True:
+                    cand = u + step * du
+                    rc, dc, phiSc = res(cand)
+                    if gmax(rc) < rn or step < 1e-4:
+                        break
+                    step *= 0.5
+                u, r, d, phiS = cand, rc, dc, phiSc
+                total += 1
+            else:
+                raise ConvergenceError(f"HJB step n={n}: Newton did not reach {tol:g} in {max_newton} steps (residual {rn:.3e})")
+            U[n] = u
+        return U, total
+
+    def solve_fp(self, U, M_lag=None):
+        """Forward sweep: m for the value function U (drift lagged in m for congestion H)."""
+        M = np.empty((self.nt + 1, self.n))
+        M[0] = self.m0
+        for n in range(self.nt):
+            lag = M[n] if M_lag is None else M_lag[n + 1]
+            S, d, phi, phiS = self._level(U[n], lag)
+            M[n + 1] = self.solve_with("fp_sweep", self.fp_matrix(d, phiS, key="sweep"), M[n] / self.dt)
+        return M

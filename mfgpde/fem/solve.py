@@ -1,0 +1,89 @@
+"""``solve(problem, backend="fem")``: the FEM path of :func:`mfgpde.solve`."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+
+from ..couplings import ConvolutionCoupling, SumCoupling
+
+
+def problem_on_mesh(problem, comm=None):
+    """The same problem on the structured mesh matching its :class:`~mfgpde.TensorGrid`.
+
+    Callables (m0, potentials) are re-evaluated at the mesh nodes; arrays given on the
+    tensor grid are interpolated linearly.
+    """
+    from ..problem import MFGProblem
+    from .domain import MeshDomain
+
+    grid = problem.grid
+    if getattr(grid, "is_mesh", False):
+        return problem
+    dom = MeshDomain.from_grid(grid, comm)
+    m0 = problem.m0_source
+    if not callable(m0):
+        m0 = _interpolator(grid, problem.m0)
+    terminal = copy.copy(problem.terminal)
+    if hasattr(terminal, "_cache"):
+        terminal._cache = {}
+        if not callable(terminal.V):
+            terminal.V = _interpolator(grid, terminal.field(grid))
+    p = MFGProblem(dom, problem.T, problem.nt, problem.nu, problem.hamiltonian, m0, coupling=problem.coupling,
+                   terminal=terminal, drift=None, normalize=problem.normalize, name=problem.name)
+    return p
+
+
+def _interpolator(grid, values):
+    from scipy.interpolate import RegularGridInterpolator
+
+    interp = RegularGridInterpolator(grid.axes, np.asarray(values, float), bounds_error=False, fill_value=None)
+    return lambda *xs: interp(np.stack([np.asarray(x, float) for x in xs], axis=-1))
+
+
+def _check_local(coupling, name):
+    terms = coupling.terms if isinstance(coupling, SumCoupling) else [coupling]
+    for t in terms:
+        if isinstance(t, ConvolutionCoupling):
+            raise NotImplementedError(f"backend='fem': the {name} is a convolution (nonlocal, FFT on a tensor grid); "
+                                      "use backend='fd'")
+
+
+def solve_fem(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, verbose=None, initial=None,
+              linear_solver="auto", comm=None):
+    """Solve an :class:`~mfgpde.MFGProblem` with the monotone P1 scheme (see :mod:`mfgpde.fem.scheme`).
+
+    Returns
+    -------
+    FEMResult
+    """
+    from .newton import fixed_point, newton_snes
+    from .result import FEMResult
+    from .scheme import FEMScheme
+
+    if problem.drift is not None:
+        raise NotImplementedError("backend='fem': a drift b(t, x) is not supported on meshes yet; use backend='fd'")
+    _check_local(problem.coupling, "coupling")
+    t0 = time.perf_counter()
+    p = problem_on_mesh(problem, comm)
+    scheme = FEMScheme(p, linear_solver=linear_solver)
+    U0 = M0 = None
+    if initial is not None:
+        U0, M0 = (initial.U_local, initial.m_local) if hasattr(initial, "U_local") else initial
+        U0, M0 = np.asarray(U0, float), np.asarray(M0, float)
+        if U0.shape != (p.nt + 1, scheme.n) or M0.shape != U0.shape:
+            raise ValueError(f"initial: expected this rank's arrays of shape {(p.nt + 1, scheme.n)}")
+    if method == "newton":
+        if not p.hamiltonian.has_second_derivatives:
+            raise ValueError("method='newton' needs a Hamiltonian with phi_SS; use method='fixed_point'")
+        if U0 is None:
+            M0 = np.tile(scheme.m0, (p.nt + 1, 1))
+            U0, _ = scheme.solve_hjb(M0)
+            M0 = scheme.solve_fp(U0, M_lag=M0)
+        U, M, log, status = newton_snes(scheme, U0, M0, tol=tol, max_iter=max_iter or 50, verbose=verbose)
+    else:
+        U, M, log, status = fixed_point(scheme, tol=tol, max_iter=max_iter or 1000, damping=damping,
+                                        fictitious=(method == "fictitious_play"), M0=M0, verbose=verbose)
+    return FEMResult.from_arrays(p, U, M, log, status, method, time.perf_counter() - t0)
