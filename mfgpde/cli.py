@@ -8,6 +8,14 @@ import sys
 import time
 
 
+def _rank():
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return 0
+    return MPI.COMM_WORLD.rank
+
+
 def _solve(args):
     from . import config
     from .result import write_json
@@ -20,30 +28,41 @@ def _solve(args):
         val = getattr(args, key)
         if val is not None:
             opts[key] = val
-    os.makedirs(args.out, exist_ok=True)
-    print(f"mfgpde: solving {problem.name} ({problem.kind}, grid {problem.grid.shape}"
-          + (f", {problem.nt} steps" if problem.kind == "evolutive" else "") + f") with {opts.get('method', 'newton')}",
-          file=sys.stderr)
+    rank = _rank()
+    if rank == 0:
+        os.makedirs(args.out, exist_ok=True)
+        size = problem.grid.describe().get("dofs", problem.grid.shape)
+        print(f"mfgpde: solving {problem.name} ({problem.kind}, "
+              + (f"mesh with {size} dofs" if getattr(problem.grid, "is_mesh", False) else f"grid {problem.grid.shape}")
+              + (f", {problem.nt} steps" if problem.kind == "evolutive" else "") + f") with {opts.get('method', 'newton')}",
+              file=sys.stderr)
     t0 = time.perf_counter()
     result = solve(problem, verbose=None if not args.verbose else True, **opts)
     summary = result.summary()
     summary["wall_time_s"] = result.diagnostics["wall_time_s"]
     summary["config"] = os.path.abspath(args.config)
-    result.save(os.path.join(args.out, "solution.nc"))
-    if not args.no_plot:
-        result.plot(os.path.join(args.out, "solution.png"))
-    write_json(os.path.join(args.out, "summary.json"), summary)
-    d = result.diagnostics
-    print(f"mfgpde: {d['status']} after {d['iterations']} iterations, residual {d['residual']:.2e}, "
-          f"mass error {d['mass_error']:.1e}, min density {d['min_density']:.2e}, "
-          f"{time.perf_counter() - t0:.2f} s -> {args.out}", file=sys.stderr)
+    if getattr(result, "backend", "fd") == "fem":
+        # XDMF (+ .h5) for ParaView, collective over the ranks; rank 0 adds the gathered arrays
+        result.write_xdmf(os.path.join(args.out, "solution.xdmf"))
+        result.save(os.path.join(args.out, "solution.npz"))
+    elif rank == 0:
+        result.save(os.path.join(args.out, "solution.nc"))
+    if rank == 0:
+        if not args.no_plot:
+            result.plot(os.path.join(args.out, "solution.png"))
+        write_json(os.path.join(args.out, "summary.json"), summary)
+        d = result.diagnostics
+        print(f"mfgpde: {d['status']} after {d['iterations']} iterations, residual {d['residual']:.2e}, "
+              f"mass error {d['mass_error']:.1e}, min density {d['min_density']:.2e}, "
+              f"{time.perf_counter() - t0:.2f} s -> {args.out}", file=sys.stderr)
     return 0 if result.converged else 2
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="mfgpde", description="Mean-field game PDE solver")
     sub = parser.add_subparsers(dest="verb", required=True)
-    p = sub.add_parser("solve", help="solve a configuration and write solution.nc, solution.png, summary.json")
+    p = sub.add_parser("solve", help="solve a configuration and write solution.nc (FD) or solution.xdmf/.npz (FEM), "
+                       "solution.png, summary.json")
     p.add_argument("config", help="TOML configuration (see solvers/)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--method", choices=["newton", "fixed_point", "fictitious_play"])
@@ -56,7 +75,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FloatingPointError, NotImplementedError, RuntimeError) as exc:
+    except (ValueError, TypeError, FloatingPointError, NotImplementedError, RuntimeError, ImportError, OSError) as exc:
         print(f"mfgpde {args.verb}: error: {exc}", file=sys.stderr)
         return 1
 

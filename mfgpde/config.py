@@ -28,6 +28,17 @@ A configuration names the grid, the time discretisation, the model pieces and th
     [solver]
     method = "newton"
     tol = 1e-10
+    backend = "fd"              # or "fem" (P1 on the structured mesh of [grid])
+
+A ``[mesh]`` table instead of ``[grid]`` solves on a DOLFINx mesh (FEM backend)::
+
+    [mesh]
+    type = "room"               # room(width, height, obstacles, h) | rectangle(n, bounds, periodic)
+                                # | interval(n, bounds, periodic) | box(n, bounds, periodic) | file(path)
+    width = 2.0
+    height = 1.0
+    obstacles = [[1.0, 0.5, 0.2]]   # disks (cx, cy, r) cut out of the room
+    h = 0.0105
 
 Expressions are NumPy expressions of the coordinates ``x, y, z`` (and ``t`` for drifts),
 evaluated with only NumPy's functions in scope.
@@ -173,16 +184,51 @@ def set_parameter(cfg, dotted, value):
     return cfg
 
 
-def build_problem(cfg):
-    """Problem from a configuration dict (see the module docstring)."""
+def build_mesh(tab, cfg, comm=None):
+    """A :class:`~mfgpde.fem.domain.MeshDomain` from a ``[mesh]`` table (needs the FEM extra)."""
+    from .fem import require_dolfinx
+
+    require_dolfinx()
+    from .fem import geometry
+    from .fem.domain import MeshDomain
+
+    kind = _get(tab, "type", "mesh", required=True)
+    params = {k: v for k, v in tab.items() if k != "type"}
+    allowed = {"room": {"width", "height", "obstacles", "h"}, "rectangle": {"n", "bounds", "periodic", "diagonal"},
+               "interval": {"n", "bounds", "periodic"}, "box": {"n", "bounds", "periodic"}, "file": {"path"}}
+    if kind not in allowed:
+        raise ConfigError(f"[mesh] type = {kind!r} is unknown; allowed: {sorted(allowed)}")
+    unknown = set(params) - allowed[kind]
+    if unknown:
+        raise ConfigError(f"[mesh] {kind}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed[kind])}")
+    if kind == "room":
+        return geometry.room(comm=comm, **params)
+    if kind == "file":
+        path = _get(tab, "path", "mesh", required=True)
+        if not os.path.isabs(path) and "_path" in cfg:
+            path = os.path.join(os.path.dirname(os.path.abspath(cfg["_path"])), path)
+        return MeshDomain.from_file(path, comm=comm)
+    if "n" not in params:
+        raise ConfigError(f"[mesh] {kind} is missing the required key 'n' (cells per axis)")
+    return getattr(MeshDomain, kind)(comm=comm, **params)
+
+
+def build_problem(cfg, comm=None):
+    """Problem from a configuration dict (see the module docstring).
+
+    ``comm`` is the MPI communicator a ``[mesh]`` is distributed over (default: all ranks).
+    """
     cfg = load(cfg)
     if "preset" in cfg:
         from .generative.presets import problem_from_preset
 
         return problem_from_preset(cfg)
-    gt = _get(cfg, "grid", "top level", required=True)
-    bounds = _get(gt, "bounds", "grid", required=True)
-    grid = TensorGrid(bounds, _get(gt, "shape", "grid", required=True), _get(gt, "boundary", "grid", "noflux"))
+    if "mesh" in cfg:
+        grid = build_mesh(cfg["mesh"], cfg, comm)
+    else:
+        gt = _get(cfg, "grid", "top level", required=True)
+        bounds = _get(gt, "bounds", "grid", required=True)
+        grid = TensorGrid(bounds, _get(gt, "shape", "grid", required=True), _get(gt, "boundary", "grid", "noflux"))
     model = cfg.get("model", {})
     ham = build_hamiltonian(cfg.get("hamiltonian", {}))
     terms = cfg.get("coupling", [])
@@ -214,7 +260,7 @@ def build_problem(cfg):
 def solver_options(cfg):
     """Keyword arguments for :func:`mfgpde.solve` from ``[solver]``."""
     tab = dict(cfg.get("solver", {}))
-    allowed = {"method", "tol", "max_iter", "damping", "linear_solver"}
+    allowed = {"method", "tol", "max_iter", "damping", "linear_solver", "backend"}
     unknown = set(tab) - allowed
     if unknown:
         raise ConfigError(f"[solver] unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")

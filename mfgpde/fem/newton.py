@@ -43,7 +43,7 @@ class _Operator:
             S, d, phi, phiS = s._level(U[n], M[n + 1])
             m = M[n + 1]
             self.B.append(s.hjb_matrix(d, phiS, key=n))
-            self.E.append(s.fp_matrix(d, phiS + m * Hm.phi_Sm(S, m), key=n))
+            self.E.append(None if not Hm.depends_on_m else s.fp_matrix(d, phiS + m * Hm.phi_Sm(S, m), key=n))
             self.G.append(s.hessian_matrix(d, phiS * m, key=n))
             c2 = Hm.phi_SS(S, m) * m
             self.c2.append(c2)
@@ -53,6 +53,7 @@ class _Operator:
         from mpi4py import MPI
 
         self.nonlinear_S = s.dom.comm.allreduce(nonlinear_S, op=MPI.LOR)
+        self.separable = not Hm.depends_on_m
         if self.nonlinear_S:
             for n in range(s.nt):
                 S, d, phi, phiS = s._level(U[n], M[n + 1])
@@ -71,6 +72,12 @@ class _Operator:
         xv.array[:] = x
         A.multTranspose(xv, yv)
         return yv.array.copy()
+
+    def E_apply(self, n, x):
+        if self.E[n] is None:
+            mu = self.s.dom.mu
+            return self._mvT(self.B[n], mu * x) / mu
+        return self._mv(self.E[n], x)
 
     def G_apply(self, n, x):
         y = self._mv(self.G[n], x)
@@ -91,34 +98,45 @@ class _JacobianShell:
         Y = np.empty(self.shape)
         for n in range(nt):
             Y[0, n] = op._mv(op.B[n], xU[n]) - xU[n + 1] / dt + op.cU[n] * xm[n + 1]
-            Y[1, n + 1] = op._mv(op.E[n], xm[n + 1]) - xm[n] / dt + op.G_apply(n, xU[n])
+            Y[1, n + 1] = op.E_apply(n, xm[n + 1]) - xm[n] / dt + op.G_apply(n, xU[n])
         Y[0, nt] = xU[nt] - op.dg * xm[nt]
         Y[1, 0] = xm[0]
         y.array[:] = Y.ravel()
 
 
 class _SweepPC:
-    """Backward HJB sweep, then forward FP sweep with the U -> m coupling (block-triangular)."""
+    """Backward HJB sweep, forward FP sweep with the U -> m coupling, and (``symmetric``) a
+    second backward HJB sweep with the m -> U coupling: block Gauss-Seidel in time."""
 
-    def __init__(self, op, shape):
-        self.op, self.shape = op, shape
+    def __init__(self, op, shape, symmetric=True):
+        self.op, self.shape, self.symmetric = op, shape, symmetric
 
     def apply(self, pc, x, y):
         s, op = self.op.s, self.op
         nt, dt = s.nt, s.dt
         R = x.array_r.reshape(self.shape)
-        Z = np.empty(self.shape)
-        Z[0, nt] = R[0, nt]
-        for n in range(nt - 1, -1, -1):
-            Z[0, n] = s.solve_with(("B", n), op.B[n], R[0, n] + Z[0, n + 1] / dt)
-        Z[1, 0] = R[1, 0]
-        for n in range(nt):
-            rhs = R[1, n + 1] + Z[1, n] / dt - op.G_apply(n, Z[0, n])
-            Z[1, n + 1] = s.solve_with(("E", n), op.E[n], rhs)
+        Z = np.zeros(self.shape)
+        # symmetric block Gauss-Seidel in (U, m): backward HJB, forward FP, then backward HJB
+        # again with the m -> U coupling diag(phi_m - f') of the new m correction
+        for sweep in range(2 if self.symmetric else 1):
+            Z[0, nt] = R[0, nt] + op.dg * Z[1, nt]
+            for n in range(nt - 1, -1, -1):
+                Z[0, n] = s.solve_with(("B", n), op.B[n], R[0, n] + Z[0, n + 1] / dt - op.cU[n] * Z[1, n + 1])
+            if sweep == 1:
+                break
+            Z[1, 0] = R[1, 0]
+            for n in range(nt):
+                rhs = R[1, n + 1] + Z[1, n] / dt - op.G_apply(n, Z[0, n])
+                if op.separable:
+                    # E_n = mu^{-1} B_n^T mu exactly when phi_S does not depend on m: one LU serves both
+                    mu = s.dom.mu
+                    Z[1, n + 1] = s.solve_with(("B", n), op.B[n], mu * rhs, transpose=True) / mu
+                else:
+                    Z[1, n + 1] = s.solve_with(("E", n), op.E[n], rhs)
         y.array[:] = Z.ravel()
 
 
-def newton_snes(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, krylov_rtol=1e-9, globalize=True,
+def newton_snes(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, krylov_rtol=1e-11, globalize=True,
                 progress=0.1, sweeps=4, damping=0.5):
     """Newton (PETSc SNES) on the FEM system from ``(U0, M0)``.
 
@@ -127,10 +145,11 @@ def newton_snes(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, krylov_rto
     tol : float
         Stop when the max-norm of the residual is below ``tol``.
     krylov_rtol : float
-        Relative tolerance of GMRES on each Newton system.
+        Smallest relative tolerance of GMRES on a Newton system; the tolerance used is
+        ``max(krylov_rtol, min(1e-2, 1e-2 |R|))`` (inexact Newton).
     globalize : bool
-        When a Newton step reduces the residual by less than ``progress`` (far from the
-        solution), leave SNES, take ``sweeps`` damped fixed-point sweeps (``damping``) and
+        When two Newton steps in a row reduce the residual by less than ``progress`` (far
+        from the solution), leave SNES, take ``sweeps`` damped fixed-point sweeps (``damping``) and
         resume Newton from there.
 
     Returns
@@ -166,6 +185,10 @@ def newton_snes(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, krylov_rto
     def jacobian(snes, x, J, P):
         Xa = x.array_r.reshape(shape)
         op.update(Xa[0], Xa[1])
+        # inexact Newton: the forcing term shrinks with the residual, so early steps are cheap
+        # and the local rate stays quadratic down to the tolerance
+        r = state.get("prev", np.inf)
+        snes.getKSP().setTolerances(rtol=max(krylov_rtol, min(1e-2, 1e-2 * r)))
 
     J = PETSc.Mat().createPython(((nloc, PETSc.DECIDE), (nloc, PETSc.DECIDE)), _JacobianShell(op, shape), comm=comm)
     J.setUp()
@@ -200,9 +223,12 @@ def newton_snes(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, krylov_rto
         if k >= max_iter:
             state["done"] = "max_iter"
             return PETSc.SNES.ConvergedReason.DIVERGED_MAX_IT
-        prev = state.get("prev", np.inf)
-        state["prev"] = r
-        if it > 0 and globalize and r > (1.0 - progress) * prev:
+        prev = state.get("prev2", np.inf)
+        state["prev"], state["prev2"] = r, norms[2]
+        # progress is judged in the 2-norm, the merit function of the SNES line search
+        state["stalls"] = state.get("stalls", 0) + 1 if (it > 0 and norms[2] > (1.0 - progress) * prev) else 0
+        if globalize and state["stalls"] >= 2:
+            state["stalls"] = 0
             # far from the solution (e.g. congestion with m close to 0) Newton takes tiny steps:
             # leave SNES, take damped fixed-point sweeps, and come back (as the FD Newton does)
             state["done"] = "globalize"
@@ -229,6 +255,7 @@ def newton_snes(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, krylov_rto
         RU, Rm = s.residual(U, M)
         k = state["iterations"] + 1
         state["prev"] = log.record(k, gmax(RU), gmax(Rm), fixed_point_sweeps=sweeps)
+        state["prev2"] = np.inf
         state["iterations"] = state["offset"] = k
         if state["prev"] <= tol:
             state["done"], reason = "converged", 1

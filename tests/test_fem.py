@@ -1,0 +1,217 @@
+"""The P1 finite-element backend (DOLFINx): closed form C3, agreement with FD, conservation,
+positivity, serial vs ``mpiexec -n 2``, meshes with holes, bad input.
+
+Skipped with a visible reason when the FEM extra is not installed (Python < 3.12); CI installs
+it, so there these tests always run.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mfgpde.fem import INSTALL_HINT, fem_available
+
+pytestmark = pytest.mark.skipif(not fem_available(), reason="FEM extra (DOLFINx) not installed: " + INSTALL_HINT)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def mp():
+    import mfgpde
+
+    return mfgpde
+
+
+def c3_problem(mp, dom, nt, nu=0.05, q=1.0, g0=1.0, T=0.5, s0=0.3):
+    from mfgpde.closed_forms import LinearQuadratic
+
+    lq = LinearQuadratic(q, g0, nu, T, [0.0] * dom.dim, s0)
+    prob = mp.MFGProblem(dom, T=T, nt=nt, nu=nu, hamiltonian=mp.QuadraticHamiltonian(),
+                         m0=lambda *x: lq.m(0, *x), coupling=mp.PotentialCoupling(lambda *x: 0.5 * q * sum(c**2 for c in x)),
+                         terminal=lambda *x: 0.5 * g0 * sum(c**2 for c in x), normalize=True, name="c3")
+    return prob, lq
+
+
+def test_c3_observed_order_1d(mp):
+    """FEM against the closed form C3: L1 error of m(T) and sup error of U(0) fall at order ~1."""
+    from mfgpde.fem.domain import MeshDomain
+
+    hs, em, eu = [], [], []
+    for n in (40, 80, 160):
+        dom = MeshDomain.interval(n, (-2.0, 2.0))
+        prob, lq = c3_problem(mp, dom, nt=n // 2)
+        r = mp.solve(prob, tol=1e-11)
+        assert r.converged
+        x = dom.coords[:, 0]
+        em.append(dom.integrate(np.abs(r.m_local[-1] - lq.m(prob.T, x))))
+        inner = np.abs(x) < 1.0  # away from the truncated tails
+        eu.append(np.abs(r.U_local[0] - lq.U(0.0, x))[inner].max())
+        hs.append(4.0 / n)
+    pm = np.polyfit(np.log(hs), np.log(em), 1)[0]
+    pu = np.polyfit(np.log(hs), np.log(eu), 1)[0]
+    assert 0.75 < pm < 1.4, (em, pm)
+    assert 0.75 < pu < 1.4, (eu, pu)
+
+
+def test_c3_2d_on_unstructured_mesh_with_log_coupling_conserves_and_stays_positive(mp):
+    """A coupled 2D problem on a gmsh mesh with a hole: Newton converges quadratically, mass is
+    conserved to round-off and m >= 0."""
+    from mfgpde.fem import geometry
+
+    dom = geometry.room(width=2.0, height=1.0, obstacles=[(1.0, 0.5, 0.15)], h=0.06)
+    assert dom.stabilised_edges >= 0 and dom.n > 300
+    prob = mp.MFGProblem(dom, T=0.5, nt=10, nu=0.05, hamiltonian=mp.QuadraticHamiltonian(),
+                         m0=lambda x, y: np.exp(-((x - 0.4) ** 2 + (y - 0.5) ** 2) / 0.02), coupling=mp.LogCoupling(0.1),
+                         terminal=lambda x, y: (x - 2.0) ** 2, normalize=True)
+    r = mp.solve(prob, tol=1e-10)
+    assert r.converged
+    d = r.diagnostics
+    assert d["mass_error"] < 1e-12
+    assert d["min_density"] >= -1e-14
+    res = [h["residual"] for h in r.history]
+    tail = [(a, b) for a, b in zip(res[:-1], res[1:]) if a < 1e-2]
+    assert all(b <= 100 * a * a + 1e-10 for a, b in tail), res
+
+
+def test_fem_equals_fd_on_b2_structured_periodic_mesh(mp):
+    """On a right-diagonal periodic mesh the P1 edge scheme is the FD scheme: B2 (congestion,
+    c0 = 0) gives the same discrete solution to solver tolerance."""
+    from mfgpde import config
+
+    cfg = config.load(os.path.join(ROOT, "solvers", "lst_case2.toml"))
+    n = 24
+    cfg["grid"]["shape"] = [n, n]
+    cfg["time"]["nt"] = 12
+    p = config.build_problem(cfg)
+    rfe = mp.solve(p, backend="fem", tol=1e-11)
+    rfd = mp.solve(p, backend="fd", tol=1e-11)
+    assert rfe.converged and rfd.converged
+    X = rfe.coords
+    ix = np.rint(X[:, 0] / p.grid.h[0]).astype(int) % n
+    iy = np.rint(X[:, 1] / p.grid.h[1]).astype(int) % n
+    assert np.abs(rfe.m[-1] - rfd.m[-1][ix, iy]).max() < 1e-8
+    assert np.abs(rfe.U[0] - rfd.U[0][ix, iy]).max() < 1e-8
+    assert rfe.diagnostics["mass_error"] < 1e-12
+
+
+def test_fem_and_fd_agree_on_c3_2d_to_discretisation_error(mp):
+    """C3 in 2D on no-flux boxes: FD (cell centres) and FEM (vertices) differ by less than
+    their own errors against the closed form, and the gap shrinks under refinement."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    gaps, errs = [], []
+    for n in (16, 32):
+        grid = mp.TensorGrid([(-1.5, 1.5)] * 2, n, "noflux")
+        from mfgpde.closed_forms import LinearQuadratic
+
+        lq = LinearQuadratic(1.0, 1.0, 0.05, 0.5, [0.0, 0.0], 0.3)
+        prob = mp.MFGProblem(grid, T=0.5, nt=n // 2, nu=0.05, hamiltonian=mp.QuadraticHamiltonian(),
+                             m0=lambda x, y: lq.m(0, x, y), coupling=mp.PotentialCoupling(lambda x, y: 0.5 * (x**2 + y**2)),
+                             terminal=lambda x, y: 0.5 * (x**2 + y**2), normalize=True)
+        rfd = mp.solve(prob, backend="fd")
+        rfe = mp.solve(prob, backend="fem")
+        X = rfe.coords
+        fd_at_nodes = RegularGridInterpolator(grid.axes, rfd.m[-1], bounds_error=False, fill_value=None)(X)
+        exact = lq.m(0.5, X[:, 0], X[:, 1])
+        dom = rfe.domain
+        gaps.append(dom.integrate(np.abs(fd_at_nodes - rfe.m[-1])))
+        errs.append(dom.integrate(np.abs(rfe.m[-1] - exact)))
+    assert gaps[1] < gaps[0]
+    assert gaps[-1] < 1.5 * errs[-1], (gaps, errs)
+
+
+def test_fixed_point_matches_newton_on_mesh(mp):
+    from mfgpde.fem.domain import MeshDomain
+
+    dom = MeshDomain.rectangle((12, 12), ((0.0, 1.0), (0.0, 1.0)), diagonal="crossed")
+    prob = mp.MFGProblem(dom, T=0.3, nt=6, nu=0.1, hamiltonian=mp.QuadraticHamiltonian(),
+                         m0=lambda x, y: 1 + 0.5 * np.cos(np.pi * x), coupling=mp.PowerCoupling(1.0, 0.5),
+                         terminal=lambda x, y: np.cos(np.pi * y), normalize=True)
+    rn = mp.solve(prob, tol=1e-11)
+    rf = mp.solve(prob, method="fixed_point", damping=0.7, tol=1e-10)
+    assert rn.converged and rf.converged
+    assert np.abs(rn.m_local - rf.m_local).max() < 1e-8
+
+
+def test_xdmf_and_npz_outputs(mp, tmp_path):
+    from mfgpde.fem.domain import MeshDomain
+
+    dom = MeshDomain.rectangle((8, 8))
+    prob = mp.MFGProblem(dom, T=0.2, nt=4, nu=0.1, hamiltonian=mp.QuadraticHamiltonian(),
+                         m0=lambda x, y: 1 + x, terminal=lambda x, y: y, normalize=True)
+    r = mp.solve(prob)
+    r.write_xdmf(tmp_path / "sol.xdmf")
+    r.save(tmp_path / "sol.npz")
+    r.plot(str(tmp_path / "sol.png"))
+    assert (tmp_path / "sol.xdmf").exists() and (tmp_path / "sol.h5").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
+    with np.load(tmp_path / "sol.npz") as z:
+        assert z["m"].shape == (5, 81)
+    text = (tmp_path / "sol.xdmf").read_text()
+    assert text.count('Name="m"') >= 5
+
+
+def test_bad_mesh_input(mp, tmp_path):
+    from mfgpde.fem.domain import MeshDomain
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        MeshDomain.from_file(tmp_path / "nope.msh")
+    bad = tmp_path / "bad.msh"
+    bad.write_text("this is not a mesh\n")
+    with pytest.raises(ValueError, match="not a gmsh mesh"):
+        MeshDomain.from_file(bad)
+    other = tmp_path / "mesh.txt"
+    other.write_text("1 2 3\n")
+    with pytest.raises(ValueError, match="unknown format"):
+        MeshDomain.from_file(other)
+    with pytest.raises(ValueError, match="at least 2 cells"):
+        MeshDomain.rectangle((1, 5))
+    from mfgpde.fem import geometry
+
+    with pytest.raises(ValueError, match="obstacle 0"):
+        geometry.room(obstacles=[(0.1, 0.5, 0.3)])
+
+
+def test_cli_bad_mesh_file_is_a_clear_error(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[mesh]\ntype = "file"\npath = "missing.msh"\n[time]\nT = 1.0\nnt = 4\n[model]\nnu = 0.1\n'
+                   '[m0]\ntype = "expr"\nexpr = "1 + 0 * x"\n')
+    out = subprocess.run([sys.executable, "-m", "mfgpde", "solve", str(cfg), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "missing.msh" in out.stderr and "does not exist" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.mpi
+def test_serial_and_mpi_cli_solves_agree(tmp_path):
+    """``mpiexec -n 2 mfgpde solve`` on the crowd-room configuration (coarse) gives the serial
+    result to solver tolerance, writes XDMF for ParaView and the usual summary.json."""
+    import mfgpde.config as config
+
+    src = config.load(os.path.join(ROOT, "solvers", "crowd_room.toml"))
+    text = open(src["_path"]).read().replace("h = 0.0105", "h = 0.06").replace("nt = 50", "nt = 10")
+    cfg = tmp_path / "crowd.toml"
+    cfg.write_text(text)
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    runs = {}
+    for n in (1, 2):
+        out = tmp_path / f"o{n}"
+        cmd = [sys.executable, "-m", "mfgpde", "solve", str(cfg), "--out", str(out), "--no-plot"]
+        if n > 1:
+            cmd = [mpiexec, "-n", str(n)] + cmd
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        summary = json.load(open(out / "summary.json"))
+        assert summary["converged"] and summary["ranks"] == n
+        assert (out / "solution.xdmf").exists() and (out / "solution.h5").exists()
+        with np.load(out / "solution.npz") as z:
+            order = np.lexsort(np.round(z["coords"].T[::-1], 9))
+            runs[n] = z["m"][:, order], z["U"][:, order]
+    assert np.abs(runs[1][0] - runs[2][0]).max() < 1e-8
+    assert np.abs(runs[1][1] - runs[2][1]).max() < 1e-8
