@@ -29,9 +29,9 @@ def _solve(args):
         if val is not None:
             opts[key] = val
     rank = _rank()
+    size = problem.grid.describe().get("dofs", problem.grid.shape)  # collective on a distributed mesh
     if rank == 0:
         os.makedirs(args.out, exist_ok=True)
-        size = problem.grid.describe().get("dofs", problem.grid.shape)
         print(f"mfgpde: solving {problem.name} ({problem.kind}, "
               + (f"mesh with {size} dofs" if getattr(problem.grid, "is_mesh", False) else f"grid {problem.grid.shape}")
               + (f", {problem.nt} steps" if problem.kind == "evolutive" else "") + f") with {opts.get('method', 'newton')}",

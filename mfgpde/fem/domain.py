@@ -107,6 +107,7 @@ class MeshDomain:
         self.start = K.getOwnershipRange()[0]
         self.size = K.getSize()[0]
         self._graph(K)
+        self._hmax = self._compute_h()  # collective: computed once here, so describe() is local
 
     # ------------------------------------------------------------------ construction
     def _periodic_prolongation(self):
@@ -200,6 +201,9 @@ class MeshDomain:
     @property
     def h(self):
         """Largest cell diameter (global)."""
+        return self._hmax
+
+    def _compute_h(self):
         from mpi4py import MPI
 
         cmap = self.mesh.topology.index_map(self.tdim)

@@ -208,14 +208,14 @@ class FEMScheme:
         ksp = self._ksps.get(key)
         if ksp is None:
             ksp = PETSc.KSP().create(self.dom.comm)
-            if self.linear_solver == "direct" and key not in ("hjb_sweep", "fp_sweep"):
+            if self.linear_solver == "direct" and key != "hjb_sweep":
                 ksp.setType("preonly")
                 pc = ksp.getPC()
                 pc.setType("lu")
                 if self.dom.comm.size > 1:
                     pc.setFactorSolverType("mumps")
             else:
-                # the half-sweeps refactorise at every inner Newton step: ILU-BiCGStab is ~5x cheaper
+                # the HJB half-sweep refactorises at every inner Newton step: ILU-BiCGStab is ~5x cheaper
                 # there than a sparse LU (upwind transport suits ILU)
                 ksp.setType("bcgs")
                 ksp.getPC().setType("bjacobi" if self.dom.comm.size > 1 else "ilu")

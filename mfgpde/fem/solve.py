@@ -68,6 +68,8 @@ def solve_fem(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, v
     _check_local(problem.coupling, "coupling")
     t0 = time.perf_counter()
     p = problem_on_mesh(problem, comm)
+    if p.grid.comm.rank != 0:
+        verbose = False  # one progress line per iteration, from rank 0
     scheme = FEMScheme(p, linear_solver=linear_solver)
     U0 = M0 = None
     if initial is not None:
