@@ -137,7 +137,7 @@ class _SweepPC:
 
 
 def newton_snes(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, krylov_rtol=1e-11, globalize=True,
-                progress=0.1, sweeps=4, damping=0.5):
+                progress=0.1, sweeps=4, damping=0.5, symmetric_pc=False):
     """Newton (PETSc SNES) on the FEM system from ``(U0, M0)``.
 
     Parameters
@@ -203,7 +203,7 @@ def newton_snes(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, krylov_rto
     ksp.setTolerances(rtol=krylov_rtol, atol=1e-15, max_it=300)
     pc = ksp.getPC()
     pc.setType("python")
-    pc.setPythonContext(_SweepPC(op, shape))
+    pc.setPythonContext(_SweepPC(op, shape, symmetric=symmetric_pc))
 
     def converged(snes, it, norms):
         f = snes.getFunction()[0]
@@ -249,7 +249,7 @@ def newton_snes(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, krylov_rto
         M = Xa[1].copy()
         for _ in range(sweeps):
             Us, _ = s.solve_hjb(M)
-            M = (1.0 - damping) * M + damping * s.solve_fp(Us, M_lag=M)
+            M = (1.0 - damping) * M + damping * s.solve_fp(Us, M_lag=M, exact=False)
         U, _ = s.solve_hjb(M)
         Xa[0], Xa[1] = U, M
         RU, Rm = s.residual(U, M)

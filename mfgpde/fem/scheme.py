@@ -94,8 +94,9 @@ class FEMScheme:
     problem : MFGProblem
         A problem whose ``grid`` is a :class:`~mfgpde.fem.domain.MeshDomain`.
     linear_solver : {"auto", "direct", "iterative"}
-        Per-step systems: sparse LU (PETSc serially, MUMPS in parallel) or GMRES with a
-        block-Jacobi/ILU preconditioner. ``"auto"`` is direct.
+        Per-step systems of the Newton preconditioner: sparse LU serially, additive Schwarz
+        (overlap 2) with a sparse LU per rank in parallel; or ILU-BiCGStab (``"iterative"``).
+        ``"auto"`` is direct. The half-sweeps use ILU-BiCGStab for the HJB steps.
     """
 
     def __init__(self, problem, linear_solver="auto"):
@@ -208,18 +209,35 @@ class FEMScheme:
         ksp = self._ksps.get(key)
         if ksp is None:
             ksp = PETSc.KSP().create(self.dom.comm)
-            if self.linear_solver == "direct" and key != "hjb_sweep":
+            parallel = self.dom.comm.size > 1
+            sweep = key in ("hjb_sweep", "fp_sweep_ilu")
+            opts = PETSc.Options()
+            prefix = f"mfgpde_{id(self)}_{len(self._ksps)}_"
+            ksp.setOptionsPrefix(prefix)
+            if self.linear_solver == "direct" and not sweep:
                 ksp.setType("preonly")
-                pc = ksp.getPC()
-                pc.setType("lu")
-                if self.dom.comm.size > 1:
-                    pc.setFactorSolverType("mumps")
+                if parallel:
+                    # a distributed LU (MUMPS) of every step matrix scales poorly on a few ranks; the
+                    # Newton preconditioner only needs a good approximate step inverse: additive
+                    # Schwarz with overlap 2 and a sparse LU per rank (GMRES absorbs the difference)
+                    ksp.getPC().setType("asm")
+                    ksp.getPC().setASMOverlap(2)
+                    opts[prefix + "sub_ksp_type"] = "preonly"
+                    opts[prefix + "sub_pc_type"] = "lu"
+                else:
+                    ksp.getPC().setType("lu")
             else:
                 # the HJB half-sweep refactorises at every inner Newton step: ILU-BiCGStab is ~5x cheaper
                 # there than a sparse LU (upwind transport suits ILU)
                 ksp.setType("bcgs")
-                ksp.getPC().setType("bjacobi" if self.dom.comm.size > 1 else "ilu")
+                if parallel:
+                    ksp.getPC().setType("asm")
+                    ksp.getPC().setASMOverlap(1)
+                    opts[prefix + "sub_pc_type"] = "ilu"
+                else:
+                    ksp.getPC().setType("ilu")
                 ksp.setTolerances(rtol=1e-12, atol=1e-300, max_it=2000)
+            ksp.setFromOptions()
             self._ksps[key] = ksp
         ksp.setOperators(A)
         return ksp
@@ -289,14 +307,18 @@ class FEMScheme:
             U[n] = u
         return U, total
 
-    def solve_fp(self, U, M_lag=None):
-        """Forward sweep: m for the value function U (drift lagged in m for congestion H)."""
+    def solve_fp(self, U, M_lag=None, exact=True):
+        """Forward sweep: m for the value function U (drift lagged in m for congestion H).
+
+        ``exact=False`` solves the steps by ILU-BiCGStab (relative tolerance 1e-12, mass
+        restored), which is cheaper than a sparse LU per step; enough for globalisation sweeps.
+        """
         M = np.empty((self.nt + 1, self.n))
         M[0] = self.m0
         for n in range(self.nt):
             lag = M[n] if M_lag is None else M_lag[n + 1]
             S, d, phi, phiS = self._level(U[n], lag)
-            m = self.solve_with("fp_sweep", self.fp_matrix(d, phiS, key="sweep"), M[n] / self.dt)
+            m = self.solve_with("fp_sweep" if exact else "fp_sweep_ilu", self.fp_matrix(d, phiS, key="sweep"), M[n] / self.dt)
             # the exact step conserves sum mu m; the iterative solve only to its tolerance: restore it
             total = self.dom.integrate(m)
             if total > 0:

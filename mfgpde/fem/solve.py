@@ -52,8 +52,11 @@ def _check_local(coupling, name):
 
 
 def solve_fem(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, verbose=None, initial=None,
-              linear_solver="auto", comm=None):
+              linear_solver="auto", comm=None, start_sweeps=4):
     """Solve an :class:`~mfgpde.MFGProblem` with the monotone P1 scheme (see :mod:`mfgpde.fem.scheme`).
+
+    Parameters are those of :func:`mfgpde.solve`; ``start_sweeps`` damped fixed-point sweeps
+    (relaxation 1/2) give Newton its initial guess when ``initial`` is not given.
 
     Returns
     -------
@@ -81,9 +84,13 @@ def solve_fem(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, v
         if not p.hamiltonian.has_second_derivatives:
             raise ValueError("method='newton' needs a Hamiltonian with phi_SS; use method='fixed_point'")
         if U0 is None:
+            # a few damped fixed-point sweeps bring Newton into its basin; from one sweep the first
+            # Newton steps stall on transport-dominated problems (crowd room, B2) and cost more
             M0 = np.tile(scheme.m0, (p.nt + 1, 1))
+            for _ in range(start_sweeps):
+                Us, _ = scheme.solve_hjb(M0)
+                M0 = 0.5 * M0 + 0.5 * scheme.solve_fp(Us, M_lag=M0, exact=False)
             U0, _ = scheme.solve_hjb(M0)
-            M0 = scheme.solve_fp(U0, M_lag=M0)
         U, M, log, status = newton_snes(scheme, U0, M0, tol=tol, max_iter=max_iter or 50, verbose=verbose)
     else:
         U, M, log, status = fixed_point(scheme, tol=tol, max_iter=max_iter or 1000, damping=damping,
