@@ -1,7 +1,7 @@
 #!/bin/bash
 # Slurm job: one large finite-difference solve on one node (Numba threads), e.g. a 2D/3D benchmark.
 #   sbatch solvers/slurm_solve.sh solvers/lst_case2.toml
-# (A distributed finite-element solve with PETSc is the subject of issue 5 and is not available yet.)
+# For a distributed finite-element solve over several ranks use solvers/slurm_fem.sh.
 #SBATCH --job-name=mfgpde-solve
 #SBATCH --nodes=1
 #SBATCH --ntasks=1

@@ -215,3 +215,23 @@ def test_serial_and_mpi_cli_solves_agree(tmp_path):
             runs[n] = z["m"][:, order], z["U"][:, order]
     assert np.abs(runs[1][0] - runs[2][0]).max() < 1e-8
     assert np.abs(runs[1][1] - runs[2][1]).max() < 1e-8
+
+
+@pytest.mark.mpi
+def test_fem_sweep_under_mpiexec_returns_every_member(tmp_path):
+    """A sweep of FEM members over 2 ranks: each member is a serial mesh solve on its rank; a bad
+    value is a failed row, the others finish."""
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('name = "s"\nnormalize_m0 = true\n[mesh]\ntype = "rectangle"\nn = [10, 10]\n[time]\nT = 0.2\nnt = 4\n'
+                   '[model]\nnu = 0.1\n[hamiltonian]\ntype = "quadratic"\n[[coupling]]\ntype = "log"\nscale = 0.1\n'
+                   '[terminal]\ntype = "potential"\nexpr = "x"\n[m0]\ntype = "expr"\nexpr = "1 + x * y"\n')
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    out = tmp_path / "o"
+    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mfgpde", "sweep", str(cfg), "--param",
+                           "model.nu=0.05,0.1,-1", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = json.load(open(out / "sweep.json"))["members"]
+    assert [r["model.nu"] for r in table] == [0.05, 0.1, -1]
+    assert {r["rank"] for r in table} == {0, 1}
+    assert table[0]["converged"] and table[1]["converged"]
+    assert table[2]["status"] == "error" and "nu" in table[2]["message"]

@@ -24,7 +24,7 @@ def require_dolfinx():
     """Import DOLFINx (mpi4py first, as the wheel requires) or raise a clear ``ImportError``."""
     if not fem_available():
         raise ImportError(INSTALL_HINT)
-    from mpi4py import MPI  # noqa: F401  (must precede dolfinx)
-    import dolfinx
+    import importlib
 
-    return dolfinx
+    importlib.import_module("mpi4py.MPI")  # initialises MPI; must precede the DOLFINx import
+    return importlib.import_module("dolfinx")

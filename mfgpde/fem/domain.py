@@ -63,8 +63,8 @@ class MeshDomain:
     is_mesh = True
 
     def __init__(self, mesh, periodic=None, name="mesh", source=None):
-        dolfinx = require_dolfinx()
-        import dolfinx.fem.petsc  # noqa: F401
+        require_dolfinx()
+        import dolfinx.fem.petsc
         import ufl
         from petsc4py import PETSc
 

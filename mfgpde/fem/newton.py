@@ -61,17 +61,24 @@ class _Operator:
         self.dg = s.dg(M[-1])
         self.ready = True
 
+    def _vecs(self, A):
+        # every level matrix has the same layout: one pair of work vectors serves all
+        # (creating PETSc vectors is collective and costs more than the product itself)
+        if not hasattr(self, "_work"):
+            self._work = A.createVecs()
+        return self._work
+
     def _mv(self, A, x):
-        xv, yv = A.createVecs()
+        xv, yv = self._vecs(A)
         xv.array[:] = x
         A.mult(xv, yv)
-        return yv.array.copy()
+        return yv.array_r.copy()
 
     def _mvT(self, A, x):
-        xv, yv = A.createVecs()
+        xv, yv = self._vecs(A)
         xv.array[:] = x
         A.multTranspose(xv, yv)
-        return yv.array.copy()
+        return yv.array_r.copy()
 
     def E_apply(self, n, x):
         if self.E[n] is None:

@@ -29,6 +29,14 @@ def _comm():
     return MPI.COMM_WORLD
 
 
+def _self_comm():
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return None
+    return MPI.COMM_SELF
+
+
 def parse_params(specs):
     """``["a.b=1,2", "c=x"]`` -> ``[("a.b", [1, 2]), ("c", ["x"])]`` (numbers parsed)."""
     out = []
@@ -68,7 +76,8 @@ def run_member(cfg, assignment, solve_opts):
         c = config.load(cfg)
         for k, v in assignment.items():
             config.set_parameter(c, k, v)
-        problem = config.build_problem(c)
+        # a member is one serial solve: a [mesh] lives on this rank alone (COMM_SELF)
+        problem = config.build_problem(c, comm=_self_comm())
         opts = config.solver_options(c)
         opts.update(solve_opts)
         r = solve(problem, verbose=False, **opts)
