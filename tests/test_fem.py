@@ -15,7 +15,8 @@ import pytest
 
 from mfgpde.fem import INSTALL_HINT, fem_available
 
-pytestmark = pytest.mark.skipif(not fem_available(), reason="FEM extra (DOLFINx) not installed: " + INSTALL_HINT)
+pytestmark = [pytest.mark.fem,
+              pytest.mark.skipif(not fem_available(), reason="FEM extra (DOLFINx) not installed: " + INSTALL_HINT)]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -152,12 +152,13 @@ class FEMResult:
         fig, axes = plt.subplots(1, len(idx) + 2, figsize=(3.6 * (len(idx) + 2), 3.4))
         if dim == 2:
             tri = mtri.Triangulation(self.coords[:, 0], self.coords[:, 1], self.cells)
-            vmax = float(np.percentile(self.m[idx], 99.5))
             for ax, k in zip(axes, idx):
+                # one colour scale per panel: the density spreads out and would fade on a common one
+                vmax = max(float(self.m[k].max()), 1e-300)
                 pc = ax.tripcolor(tri, self.m[k], shading="gouraud", vmin=0.0, vmax=vmax, cmap="viridis")
                 ax.set_aspect("equal")
-                ax.set_title(f"m, t = {self.times[k]:.3g}")
-            fig.colorbar(pc, ax=axes[len(idx) - 1], fraction=0.046)
+                ax.set_title(f"m, t = {self.times[k]:.3g} (max {vmax:.3g})")
+                fig.colorbar(pc, ax=ax, fraction=0.046)
             ax = axes[len(idx)]
             pc = ax.tripcolor(tri, self.U[0], shading="gouraud", cmap="magma")
             ax.set_aspect("equal")
