@@ -18,6 +18,10 @@ def atomic_write(path, writer, suffix=""):
     os.close(fd)
     try:
         writer(tmp)
+        # mkstemp creates the file 0600; give it the permissions a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
