@@ -11,5 +11,9 @@ BLOCKS = re.findall(r"```python\n(.*?)```", open(os.path.join(ROOT, "README.md")
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_python_block(index, tmp_path, monkeypatch):
+    from mfgpde.fem import INSTALL_HINT, fem_available
+
+    if "mfgpde.fem" in BLOCKS[index] and not fem_available():
+        pytest.skip("FEM example: " + INSTALL_HINT)
     monkeypatch.chdir(tmp_path)  # the examples write files
     exec(compile(BLOCKS[index], f"README block {index}", "exec"), {})
