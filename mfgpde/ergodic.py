@@ -53,14 +53,14 @@ class ErgodicResult:
 
         import xarray as xr
 
-        from .result import atomic_write
+        from .result import save_netcdf
 
         names = ["x", "y", "z"][: self.grid.dim]
         ds = xr.Dataset({"u": (names, self.u), "m": (names, self.m)},
                         coords=dict(zip(names, self.grid.axes)),
                         attrs={"rho": float(self.rho), "mfgpde_diagnostics": json.dumps(self.diagnostics, default=float),
                                "mfgpde_problem": json.dumps(self.problem.describe(), default=str)})
-        return atomic_write(path, lambda tmp: ds.to_netcdf(tmp), ".nc")
+        return save_netcdf(ds, path)
 
     def plot(self, path=None):
         from .plotting import _mpl, save_figure

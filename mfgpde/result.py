@@ -39,7 +39,51 @@ def write_json(path, data):
     return atomic_write(path, w, ".json")
 
 
-class MFGResult:
+def save_netcdf(ds, path):
+    """Write an ``xarray.Dataset`` to NetCDF atomically.
+
+    netCDF4 writes through its own HDF5 library; when another HDF5 (DOLFINx/PETSc) is already
+    loaded in the process it fails with "NetCDF: HDF error". NetCDF3 (scipy engine) needs no
+    HDF5, so it is the fallback.
+    """
+    try:
+        return atomic_write(path, lambda tmp: ds.to_netcdf(tmp), ".nc")
+    except OSError:
+        return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="scipy"), ".nc")
+
+
+def base_diagnostics(log, status, method, wall_time, mass_error, min_density):
+    """The diagnostics every solution carries (FD and FEM alike)."""
+    last = log.records[-1]
+    return {"converged": status == "converged", "status": status, "method": method,
+            "iterations": int(last["iteration"]), "residual": last["residual"],
+            "hjb_residual": last["hjb_residual"], "fp_residual": last["fp_residual"],
+            "mass_error": float(mass_error), "min_density": float(min_density), "wall_time_s": float(wall_time)}
+
+
+class SolutionBase:
+    """What FD and FEM solutions share: status accessors and the JSON summary."""
+
+    @property
+    def converged(self):
+        return self.diagnostics["converged"]
+
+    @property
+    def status(self):
+        return self.diagnostics["status"]
+
+    @property
+    def iterations(self):
+        return self.diagnostics["iterations"]
+
+    def summary(self) -> dict:
+        """JSON-friendly diagnostics plus the problem description."""
+        out = dict(self.diagnostics)
+        out["problem"] = self.problem.describe()
+        return out
+
+
+class MFGResult(SolutionBase):
     """The solution of a time-dependent MFG on a grid.
 
     Attributes
@@ -67,38 +111,12 @@ class MFGResult:
     def from_arrays(cls, problem, U, M, log, status, method, wall_time):
         shape = (problem.nt + 1,) + problem.grid.shape
         masses = M.sum(axis=1) * problem.grid.cell_volume
-        last = log.records[-1]
-        diag = {
-            "converged": status == "converged", "status": status, "method": method,
-            "iterations": int(last["iteration"]), "residual": last["residual"],
-            "hjb_residual": last["hjb_residual"], "fp_residual": last["fp_residual"],
-            "mass_error": float(np.max(np.abs(masses - masses[0])) / masses[0]),
-            "min_density": float(M.min()), "wall_time_s": float(wall_time),
-        }
+        diag = base_diagnostics(log, status, method, wall_time, np.max(np.abs(masses - masses[0])) / masses[0], M.min())
         return cls(problem, U.reshape(shape), M.reshape(shape), log.records, diag)
-
-    # convenience
-    @property
-    def converged(self):
-        return self.diagnostics["converged"]
-
-    @property
-    def status(self):
-        return self.diagnostics["status"]
-
-    @property
-    def iterations(self):
-        return self.diagnostics["iterations"]
 
     def mass(self):
         """Mass ``int m(t) dx`` at every time."""
         return self.m.reshape(len(self.times), -1).sum(axis=1) * self.grid.cell_volume
-
-    def summary(self) -> dict:
-        """JSON-friendly diagnostics plus the problem description."""
-        out = dict(self.diagnostics)
-        out["problem"] = self.problem.describe()
-        return out
 
     def __repr__(self):
         d = self.diagnostics
@@ -125,8 +143,7 @@ class MFGResult:
 
     def save(self, path):
         """Save to a self-describing NetCDF file (atomic write)."""
-        ds = self.to_xarray()
-        return atomic_write(path, lambda tmp: ds.to_netcdf(tmp), ".nc")
+        return save_netcdf(self.to_xarray(), path)
 
     @staticmethod
     def load_dataset(path):

@@ -403,22 +403,16 @@ def _read_msh(path, comm, gdim):
 
 def _msh_dimension(path):
     """Geometric dimension of a gmsh file: 3 if any z coordinate is non-zero, else 2 (or 1)."""
-    import gmsh
+    from .geometry import gmsh_session
 
-    init = not gmsh.isInitialized()
-    if init:
-        gmsh.initialize()
     try:
-        gmsh.option.setNumber("General.Terminal", 0)
-        gmsh.open(path)
-        _, coords, _ = gmsh.model.mesh.getNodes()
-        xyz = np.asarray(coords).reshape(-1, 3)
-        if xyz.size == 0:
-            raise ValueError(f"mesh file {path!r} has no nodes")
-        top = max((d for d, _ in gmsh.model.getEntities()), default=0)
+        with gmsh_session() as gmsh:
+            gmsh.open(path)
+            _, coords, _ = gmsh.model.mesh.getNodes()
+            xyz = np.asarray(coords).reshape(-1, 3)
+            top = max((d for d, _ in gmsh.model.getEntities()), default=0)
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"mesh file {path!r} could not be read as a gmsh mesh: {exc}") from None
-    finally:
-        if init:
-            gmsh.finalize()
+    if xyz.size == 0:
+        raise ValueError(f"mesh file {path!r} has no nodes")
     return 3 if np.any(np.abs(xyz[:, 2]) > 0) else max(1, min(top, 2))

@@ -8,12 +8,29 @@ stiffness matrix is (nearly) an M-matrix; the rare obtuse pairs are stabilised b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
 import numpy as np
 
 from . import require_dolfinx
+
+
+@contextlib.contextmanager
+def gmsh_session():
+    """gmsh initialised (quietly) for the block; finalised afterwards if this block started it."""
+    import gmsh
+
+    init = not gmsh.isInitialized()
+    if init:
+        gmsh.initialize()
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        yield gmsh
+    finally:
+        if init:
+            gmsh.finalize()
 
 
 def room_msh(path, width=2.0, height=1.0, obstacles=((1.0, 0.5, 0.2),), h=0.02):
@@ -44,11 +61,7 @@ def room_msh(path, width=2.0, height=1.0, obstacles=((1.0, 0.5, 0.2),), h=0.02):
             raise ValueError(f"room: obstacle {k} (centre ({cx}, {cy}), radius {r}) must lie strictly inside the room")
 
     def write(tmp):
-        init = not gmsh.isInitialized()
-        if init:
-            gmsh.initialize()
-        try:
-            gmsh.option.setNumber("General.Terminal", 0)
+        with gmsh_session():
             gmsh.model.add("room")
             occ = gmsh.model.occ
             room = occ.addRectangle(0, 0, 0, width, height)
@@ -66,10 +79,7 @@ def room_msh(path, width=2.0, height=1.0, obstacles=((1.0, 0.5, 0.2),), h=0.02):
             gmsh.model.mesh.generate(2)
             gmsh.option.setNumber("Mesh.MshFileVersion", 4.1)
             gmsh.write(tmp)
-        finally:
             gmsh.model.remove()
-            if init:
-                gmsh.finalize()
 
     return atomic_write(path, write, ".msh")
 

@@ -9,10 +9,10 @@ import tempfile
 
 import numpy as np
 
-from ..result import atomic_write
+from ..result import SolutionBase, atomic_write, base_diagnostics
 
 
-class FEMResult:
+class FEMResult(SolutionBase):
     """The solution of a time-dependent MFG on a mesh.
 
     Every rank keeps its own dofs (``U_local``, ``m_local``, shape (N_t + 1, n)). Rank 0 also
@@ -49,38 +49,15 @@ class FEMResult:
 
         dom = problem.grid
         masses = np.array([dom.integrate(m) for m in M])
-        last = log.records[-1]
         mloc = float(M.min()) if M.size else np.inf
-        diag = {
-            "converged": status == "converged", "status": status, "method": method, "backend": "fem",
-            "iterations": int(last["iteration"]), "residual": last["residual"],
-            "hjb_residual": last["hjb_residual"], "fp_residual": last["fp_residual"],
-            "mass_error": float(np.max(np.abs(masses - masses[0])) / masses[0]),
-            "min_density": float(dom.comm.allreduce(mloc, op=MPI.MIN)), "wall_time_s": float(wall_time),
-            "dofs": int(dom.size), "ranks": int(dom.comm.size),
-        }
+        diag = base_diagnostics(log, status, method, wall_time, np.max(np.abs(masses - masses[0])) / masses[0],
+                                dom.comm.allreduce(mloc, op=MPI.MIN))
+        diag.update(backend="fem", dofs=int(dom.size), ranks=int(dom.comm.size))
         return cls(problem, U, M, log.records, diag)
-
-    @property
-    def converged(self):
-        return self.diagnostics["converged"]
-
-    @property
-    def status(self):
-        return self.diagnostics["status"]
-
-    @property
-    def iterations(self):
-        return self.diagnostics["iterations"]
 
     def mass(self):
         """``int m(t) dx`` at every time (collective)."""
         return np.array([self.domain.integrate(m) for m in self.m_local])
-
-    def summary(self) -> dict:
-        out = dict(self.diagnostics)
-        out["problem"] = self.problem.describe()
-        return out
 
     def __repr__(self):
         d = self.diagnostics
