@@ -15,6 +15,10 @@ import pytest
 
 from mfgpde.fem import INSTALL_HINT, fem_available
 
+if os.environ.get("MFGPDE_REQUIRE_FEM") and not fem_available():
+    # CI sets this: there the FEM tests must run, never be skipped
+    raise RuntimeError("MFGPDE_REQUIRE_FEM is set but the FEM extra is missing: " + INSTALL_HINT)
+
 pytestmark = [pytest.mark.fem,
               pytest.mark.skipif(not fem_available(), reason="FEM extra (DOLFINx) not installed: " + INSTALL_HINT)]
 
