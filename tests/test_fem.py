@@ -195,6 +195,20 @@ def test_cli_bad_mesh_file_is_a_clear_error(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+def cli_solve(cfg, out, ranks):
+    """``[mpiexec -n ranks] mfgpde solve cfg``; returns the summary and the gathered (m, U) in
+    coordinate order (dof numbering depends on the partition)."""
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    cmd = [sys.executable, "-m", "mfgpde", "solve", str(cfg), "--out", str(out), "--no-plot"]
+    proc = subprocess.run(([mpiexec, "-n", str(ranks)] if ranks > 1 else []) + cmd, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with np.load(out / "solution.npz") as z:
+        order = np.lexsort(np.round(z["coords"].T[::-1], 9))
+        fields = z["m"][:, order], z["U"][:, order]
+    return json.load(open(out / "summary.json")), fields
+
+
 @pytest.mark.mpi
 def test_serial_and_mpi_cli_solves_agree(tmp_path):
     """``mpiexec -n 2 mfgpde solve`` on the crowd-room configuration (coarse) gives the serial
@@ -205,21 +219,11 @@ def test_serial_and_mpi_cli_solves_agree(tmp_path):
     text = open(src["_path"]).read().replace("h = 0.0105", "h = 0.06").replace("nt = 50", "nt = 10")
     cfg = tmp_path / "crowd.toml"
     cfg.write_text(text)
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     runs = {}
     for n in (1, 2):
-        out = tmp_path / f"o{n}"
-        cmd = [sys.executable, "-m", "mfgpde", "solve", str(cfg), "--out", str(out), "--no-plot"]
-        if n > 1:
-            cmd = [mpiexec, "-n", str(n)] + cmd
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        summary = json.load(open(out / "summary.json"))
+        summary, runs[n] = cli_solve(cfg, tmp_path / f"o{n}", n)
         assert summary["converged"] and summary["ranks"] == n
-        assert (out / "solution.xdmf").exists() and (out / "solution.h5").exists()
-        with np.load(out / "solution.npz") as z:
-            order = np.lexsort(np.round(z["coords"].T[::-1], 9))
-            runs[n] = z["m"][:, order], z["U"][:, order]
+        assert (tmp_path / f"o{n}" / "solution.xdmf").exists() and (tmp_path / f"o{n}" / "solution.h5").exists()
     assert np.abs(runs[1][0] - runs[2][0]).max() < 1e-8
     assert np.abs(runs[1][1] - runs[2][1]).max() < 1e-8
 
@@ -303,15 +307,8 @@ def test_periodic_b2_serial_and_mpi_agree(tmp_path):
     text = text.replace('method = "newton"', 'method = "newton"\nbackend = "fem"')
     cfg = tmp_path / "b2.toml"
     cfg.write_text(text)
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     runs = {}
     for n in (1, 2):
-        out = tmp_path / f"o{n}"
-        cmd = [sys.executable, "-m", "mfgpde", "solve", str(cfg), "--out", str(out), "--no-plot"]
-        proc = subprocess.run(([mpiexec, "-n", "2"] if n > 1 else []) + cmd, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        with np.load(out / "solution.npz") as z:
-            order = np.lexsort(np.round(z["coords"].T[::-1], 9))
-            runs[n] = z["m"][:, order]
-        assert json.load(open(out / "summary.json"))["mass_error"] < 1e-12
+        summary, (runs[n], _) = cli_solve(cfg, tmp_path / f"o{n}", n)
+        assert summary["mass_error"] < 1e-12
     assert np.abs(runs[1] - runs[2]).max() < 1e-9
