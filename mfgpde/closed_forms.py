@@ -139,6 +139,17 @@ def ou_mixture_density_and_score(weights, means, covs, t, points):
     return dens, num / np.maximum(dens, 1e-300)[:, None]
 
 
+def ou_mixture_score_error(score_model, score, weights, means, covs, indices):
+    """Largest density-weighted L2 error of a 1D grid score against C2 over time ``indices``:
+    ``max_i ( int p_t (s_i - s_exact)^2 dx )^(1/2)``, ``p_t`` the exact density at ``times[i]``."""
+    g = score_model.grid
+    err = 0.0
+    for i in indices:
+        dens, exact = ou_mixture_density_and_score(weights, means, covs, score_model.times[i], g.points())
+        err = max(err, float(np.sqrt(g.integrate(dens * (score[i, 0].ravel() - exact[:, 0]) ** 2))))
+    return err
+
+
 def fokker_planck_gaussian(mu0, S0, t):
     """C4: mean ``e^{-t} mu0`` and covariance ``e^{-2t} S0 + (1 - e^{-2t}) I`` of the OU flow to N(0, I)."""
     mu0 = np.atleast_1d(np.asarray(mu0, float))

@@ -14,7 +14,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import mfgpde as mp  # noqa: E402
-from mfgpde.closed_forms import CNFGaussian, LinearQuadratic, ou_mixture_density_and_score  # noqa: E402
+from mfgpde.closed_forms import CNFGaussian, LinearQuadratic, ou_mixture_score_error  # noqa: E402
 from mfgpde.generative.densities import gaussian, gaussian_mixture  # noqa: E402
 from mfgpde.generative.presets import ScoreModel, cnf_problem  # noqa: E402
 from mfgpde.plotting import _mpl, save_figure  # noqa: E402
@@ -59,10 +59,7 @@ def c2(ns):
         sm = ScoreModel(g, "vp", T=1.0, nt=n // 2)
         p = sm.forward(gaussian_mixture(**MIX))
         s = sm.grid_score(p)
-        e = 0.0
-        for i in range(1, sm.nt + 1, max(1, sm.nt // 8)):
-            dens, score = ou_mixture_density_and_score(MIX["weights"], MIX["means"], MIX["covs"], sm.times[i], g.points())
-            e = max(e, np.sqrt(g.integrate(dens * (s[i, 0].ravel() - score[:, 0]) ** 2)))
+        e = ou_mixture_score_error(sm, s, MIX["weights"], MIX["means"], MIX["covs"], range(1, sm.nt + 1, max(1, sm.nt // 8)))
         errs.append(e)
     return 12.0 / np.array(ns), errs
 

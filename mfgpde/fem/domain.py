@@ -189,6 +189,13 @@ class MeshDomain:
         local = float(np.dot(self.mu, np.asarray(values, float).reshape(-1)))
         return self.comm.allreduce(local, op=MPI.SUM)
 
+    def max_abs(self, values):
+        """``max |v|`` over the whole (distributed) mesh."""
+        from mpi4py import MPI
+
+        values = np.asarray(values)
+        return self.comm.allreduce(float(np.abs(values).max()) if values.size else 0.0, op=MPI.MAX)
+
     @property
     def bounds(self):
         """Bounding box of the mesh, per axis ``(lower, upper)``."""

@@ -286,13 +286,11 @@ class FEMScheme:
                 raise ConvergenceError(f"HJB sweep: the {name} is non-finite; check the coupling for the densities reached")
         total = 0
 
-        def gmax(r):
-            return comm.allreduce(float(np.abs(r).max()) if r.size else 0.0, op=MPI.MAX)
 
         for n in range(nt - 1, -1, -1):
             u = U[n + 1].copy()
             rhs = U[n + 1] / dt + F[n]
-            scale = max(1.0, gmax(rhs), gmax(u) * (1.0 / dt + self.nu * float(gmax(self.sum_w))))
+            scale = max(1.0, self.dom.max_abs(rhs), self.dom.max_abs(u) * (1.0 / dt + self.nu * float(self.dom.max_abs(self.sum_w))))
             atol = max(tol, 64 * np.finfo(float).eps * scale)
 
             def res(v):
@@ -302,7 +300,7 @@ class FEMScheme:
             r, d, phiS = res(u)
             prev = np.inf
             for it in range(max_newton):
-                rn = gmax(r)
+                rn = self.dom.max_abs(r)
                 if not np.isfinite(rn):
                     raise ConvergenceError(f"HJB step n={n}: the residual became non-finite at inner Newton iteration {it}")
                 if rn <= atol or (it > 2 and rn < 1e3 * atol and rn > 0.5 * prev):
@@ -313,7 +311,7 @@ class FEMScheme:
                 while True:
                     cand = u + step * du
                     rc, dc, phiSc = res(cand)
-                    if gmax(rc) < rn or step < 1e-4:
+                    if self.dom.max_abs(rc) < rn or step < 1e-4:
                         break
                     step *= 0.5
                 u, r, d, phiS = cand, rc, dc, phiSc
@@ -322,6 +320,15 @@ class FEMScheme:
                 raise ConvergenceError(f"HJB step n={n}: Newton did not reach {tol:g} in {max_newton} steps (residual {rn:.3e})")
             U[n] = u
         return U, total
+
+    def damped_sweeps(self, M, count, damping=0.5):
+        """``count`` damped fixed-point sweeps ``M <- (1 - damping) M + damping FP(HJB(M))``
+        (inexact FP steps), then ``U = HJB(M)``: Newton's start and its globalisation."""
+        for _ in range(count):
+            Us, _ = self.solve_hjb(M)
+            M = (1.0 - damping) * M + damping * self.solve_fp(Us, M_lag=M, exact=False)
+        U, _ = self.solve_hjb(M)
+        return U, M
 
     def solve_fp(self, U, M_lag=None, exact=True):
         """Forward sweep: m for the value function U (drift lagged in m for congestion H).

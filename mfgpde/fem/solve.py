@@ -86,11 +86,7 @@ def solve_fem(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, v
         if U0 is None:
             # a few damped fixed-point sweeps bring Newton into its basin; from one sweep the first
             # Newton steps stall on transport-dominated problems (crowd room, B2) and cost more
-            M0 = np.tile(scheme.m0, (p.nt + 1, 1))
-            for _ in range(start_sweeps):
-                Us, _ = scheme.solve_hjb(M0)
-                M0 = 0.5 * M0 + 0.5 * scheme.solve_fp(Us, M_lag=M0, exact=False)
-            U0, _ = scheme.solve_hjb(M0)
+            U0, M0 = scheme.damped_sweeps(np.tile(scheme.m0, (p.nt + 1, 1)), start_sweeps)
         U, M, log, status = newton_snes(scheme, U0, M0, tol=tol, max_iter=max_iter or 50, verbose=verbose)
     else:
         U, M, log, status = fixed_point(scheme, tol=tol, max_iter=max_iter or 1000, damping=damping,
