@@ -65,3 +65,7 @@ def cnf2d():
 
 CASES = {"b1": b1, "b2": b2, "log2d": log2d, "noflux2d_drift": noflux2d_drift, "cube3d": cube3d,
          "cnf1d": cnf1d, "cnf2d": cnf2d}
+
+
+def b2_full():
+    return _cfg("lst_case2.toml"), dict(tol=1e-10)

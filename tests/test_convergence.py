@@ -52,7 +52,9 @@ def test_c3_2d_first_order():
     em = []
     for n in ns:
         r, a, _ = lq_errors(n, n // 2, 2)
-        assert r.diagnostics["mass_error"] < 1e-12 and r.diagnostics["min_density"] >= 0
+        # the exact discrete solution is >= 0 (M-matrix); the Newton iterate that meets the
+        # tolerance may sit at round-off below zero in the vanishing tails (-2e-19 seen here)
+        assert r.diagnostics["mass_error"] < 1e-12 and r.diagnostics["min_density"] >= -1e-16
         em.append(a)
     om = observed_order(3.0 / np.array(ns), em)
     assert 0.7 < om < 1.4, (em, om)

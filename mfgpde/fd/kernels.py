@@ -331,3 +331,28 @@ def stencil_bicgstab(vals, cols, b, x0, rtol, maxiter):
             return x, it, True
         rho = rho_new
     return x, maxiter, False
+
+
+def _transpose_stencils_py(vals, cols, out):
+    K, N, s = vals.shape
+    for t in nb.prange(K):
+        for p in range(N):
+            out[t, p, 0] = vals[t, p, 0]
+            for k in range((s - 1) // 2):
+                out[t, p, 1 + 2 * k] = vals[t, cols[p, 1 + 2 * k], 2 + 2 * k]
+                out[t, p, 2 + 2 * k] = vals[t, cols[p, 2 + 2 * k], 1 + 2 * k]
+
+
+_transpose_stencils = _serial_and_parallel(_transpose_stencils_py)
+
+
+def transpose_stencils(vals, grid):
+    """Stencils of ``A_t^T`` for a stack of stencil operators ``vals`` (K, N, s).
+
+    The transpose of a ``(1 + 2d)``-point operator is again one (see :func:`transpose_stencil`),
+    so ``A^T x`` can use the threaded gather kernel instead of a serial scatter.
+    """
+    vals = np.ascontiguousarray(vals, dtype=np.float64)
+    out = np.empty_like(vals)
+    _pick(_transpose_stencils, vals.shape[0] * vals.shape[1])(vals, grid.stencil[0], out)
+    return out

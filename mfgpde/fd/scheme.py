@@ -27,6 +27,8 @@ import scipy.sparse as sp
 from ..iterations.base import ConvergenceError
 from . import kernels
 from .linear import solve_stencil
+from .linearisation import Linearisation
+from .steps import SpectralInverse
 
 
 class FDScheme:
@@ -36,7 +38,9 @@ class FDScheme:
     ----------
     problem : MFGProblem
     linear_solver : {"auto", "direct", "iterative"}
-        Solver for the per-step sparse systems of the half-sweeps.
+        Solver of the per-step spatial systems, in the half-sweeps and in the Newton
+        preconditioner: sparse LU, or the FFT/DCT-preconditioned iterations of
+        :mod:`mfgpde.fd.steps`. ``"auto"`` factorises small grids and iterates on large ones.
     """
 
     def __init__(self, problem, linear_solver="auto"):
@@ -45,6 +49,8 @@ class FDScheme:
         self.N = g.size
         self.nt = problem.nt
         self.dt = problem.dt
+        if linear_solver not in ("auto", "direct", "iterative"):
+            raise ValueError(f"linear_solver must be 'auto', 'direct' or 'iterative', got {linear_solver!r}")
         self.linear_solver = linear_solver
         cols, hm, hp = g.stencil
         hm, hp = hm.astype(float), hp.astype(float)  # bool + bool would be a logical or
@@ -208,6 +214,16 @@ class FDScheme:
             return J
         return J, {"vals_uu": vals_uu, "vals_mm": vals_mm, "JmU": JmU, "JUm": JUm}
 
+    def linearisation(self, U, M):
+        """The Jacobian at ``(U, M)`` as stencils, applied matrix-free (:mod:`.linearisation`)."""
+        return Linearisation(self, U, M)
+
+    def spectral_inverse(self, workers=None):
+        """FFT/DCT inverse of ``a I + nu(-Lap_h)`` on this grid (cached; see :mod:`.steps`)."""
+        if getattr(self, "_spectral", None) is None:
+            self._spectral = SpectralInverse(self.grid, self.problem.nu, workers=workers)
+        return self._spectral
+
     # ----------------------------------------------------------------- sweeps
     def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=50):
         """Backward sweep: U solving the discrete HJB for a given density path M.
@@ -284,7 +300,13 @@ class FDScheme:
         rhs = np.ascontiguousarray(rhs, dtype=float)
         if self.grid.dim == 1:
             return kernels.tri_solve(vals, rhs, transpose)
-        return solve_stencil(vals, self.cols, rhs, transpose, self.linear_solver, self.csr)
+        spectral = self.spectral_inverse() if self.problem.nu > 0 else None
+        return solve_stencil(vals, self.cols, rhs, transpose, self.linear_solver, self.csr, spectral, self.dt)
+
+    @property
+    def step_solver(self):
+        """The per-step solver of the Newton preconditioner (:func:`mfgpde.fd.steps.step_inverses`)."""
+        return {"auto": "auto", "direct": "lu", "iterative": "spectral"}[self.linear_solver]
 
     def fp_stencil(self, U_n, m_lag, n):
         """Stencil of ``I/dt + L_n + A_n``; the implicit FP step solves with its transpose."""

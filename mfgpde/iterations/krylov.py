@@ -5,90 +5,83 @@ The Newton matrix has the forward-backward structure of an optimality system,
     [ J_UU  J_Um ] [dU]   [a]        J_UU: upper block-bidiagonal in time (backward HJB)
     [ J_mU  J_mm ] [dm] = [b],       J_mm: lower block-bidiagonal in time (forward FP),
 
-so ``P = [[J_UU, 0], [J_mU, J_mm]]`` is inverted exactly by one backward sweep of HJB steps and
-one forward sweep of FP steps, each a sparse solve of spatial size N with a factorisation
-reused across the Krylov iterations. GMRES on ``J P^{-1}`` then only has to resolve the
-coupling ``J_Um`` (the derivative of the coupling and of a congestion Hamiltonian in m).
-Direct LU of the whole space-time matrix fills in like a (d+1)-dimensional problem; this
-costs ``2 N_t`` spatial factorisations instead.
+so ``P = [[J_UU, 0], [J_mU, J_mm]]`` is inverted by one backward sweep of HJB steps and one
+forward sweep of FP steps, each a spatial solve of size N. GMRES on ``J P^{-1}`` then only has
+to resolve the coupling ``J_Um`` (the derivative of the coupling and of a congestion
+Hamiltonian in m). Direct LU of the whole space-time matrix fills in like a
+(d+1)-dimensional problem. Both ``J`` and ``P`` are applied matrix-free
+(:class:`mfgpde.fd.linearisation.Linearisation`); the spatial step solves come from
+:mod:`mfgpde.fd.steps` (exact tridiagonal in 1D; in 2D/3D a fixed linear approximate inverse
+built on the FFT/DCT-diagonalised ``I/dt + nu(-Lap_h)``, or sparse LU on small grids and
+transport-dominated steps).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ..fd import kernels
-from ..fd.linear import ITERATIVE_RTOL
+from ..fd.steps import SpaceTimeSweep, step_inverses
 
-PRECONDITIONER_DIRECT_LIMIT = 20_000
+#: Memory for the GMRES basis: the restart length is capped so that it stays below this.
+KRYLOV_BASIS_BYTES = 1024 * 2**20
 
 
 class BlockTriangularPreconditioner(spla.LinearOperator):
-    """``P^{-1}`` for ``P = [[J_UU, 0], [J_mU, J_mm]]`` built from :meth:`FDScheme.jacobian` blocks."""
+    """``P^{-1}`` for ``P = [[J_UU, 0], [J_mU, J_mm]]`` of a :class:`Linearisation`.
 
-    def __init__(self, scheme, blocks):
-        self.scheme = scheme
-        N, nt = scheme.N, scheme.nt
+    Parameters
+    ----------
+    lin : Linearisation
+    step_solver : str
+        Per-step solver in 2D/3D (see :func:`mfgpde.fd.steps.step_inverses`).
+    """
+
+    def __init__(self, lin, step_solver="auto", sweeps=3):
+        self.lin = lin
+        N, nt = lin.N, lin.nt
         self.N, self.nt = N, nt
         size = 2 * (nt + 1) * N
         super().__init__(dtype=float, shape=(size, size))
-        self.JmU = blocks["JmU"]
-        self.one_d = scheme.grid.dim == 1
-        if self.one_d:  # whole sweeps run compiled: cyclic tridiagonal solves, no factorisation
-            self.vals_uu = np.ascontiguousarray(blocks["vals_uu"])
-            self.vals_mm = np.ascontiguousarray(blocks["vals_mm"])
-            return
-        # each step's matrix is solved once per GMRES iteration (15-25 times): factorising
-        # (minimum degree on A + A^T, the pattern is symmetric) beats BiCGSTAB up to ~128^2
-        self.direct = N <= PRECONDITIONER_DIRECT_LIMIT
-        if self.direct:
-            csr = scheme.csr
-            opts = dict(permc_spec="MMD_AT_PLUS_A", options=dict(SymmetricMode=True))
-            self.lu_u = [spla.splu(sp.csc_matrix(csr(blocks["vals_uu"][n:n + 1])), **opts).solve for n in range(nt)]
-            self.lu_m = [spla.splu(sp.csc_matrix(csr(blocks["vals_mm"][n:n + 1]).T), **opts).solve for n in range(nt)]
-        else:  # compiled BiCGSTAB on the stencils, no factorisation
-            cols = scheme.cols
-            vu = np.ascontiguousarray(blocks["vals_uu"])
-            vm = [kernels.transpose_stencil(np.ascontiguousarray(blocks["vals_mm"][n]), cols) for n in range(nt)]
-            self.lu_u = [self._iterative(vu[n], cols) for n in range(nt)]
-            self.lu_m = [self._iterative(vm[n], cols) for n in range(nt)]
-
-    @staticmethod
-    def _iterative(vals, cols):
-        def solve(rhs):
-            rhs = np.ascontiguousarray(rhs)
-            x, _, ok = kernels.stencil_bicgstab(vals, cols, rhs, rhs / vals[:, 0], ITERATIVE_RTOL, 4000)
-            if not ok:
-                raise RuntimeError("preconditioner: per-step BiCGSTAB did not converge")
-            return x
-        return solve
+        self.one_d = lin.grid.dim == 1
+        self.spacetime = None
+        if not self.one_d and step_solver == "spacetime":
+            spectral = lin.scheme.spectral_inverse()
+            self.spacetime = (SpaceTimeSweep(spectral, lin.vals_uu, lin.dt, lin.grid, True, sweeps),
+                              SpaceTimeSweep(spectral, lin.vals_mmT, lin.dt, lin.grid, False, sweeps))
+        elif not self.one_d:
+            self.inv_u, self.inv_m, self.step_info = step_inverses(lin, step_solver, sweeps)
 
     def _matvec(self, r):
-        N, nt, dt = self.N, self.nt, self.scheme.dt
+        N, nt, dt, lin = self.N, self.nt, self.lin.dt, self.lin
         r = np.asarray(r).ravel()
-        a = r[: (nt + 1) * N].reshape(nt + 1, N)
-        b = r[(nt + 1) * N:]
-        if self.one_d:
-            x = kernels.tri_backward_sweep(self.vals_uu, np.ascontiguousarray(a), dt)
-            b = (b - self.JmU @ x.ravel()).reshape(nt + 1, N)
-            y = kernels.tri_forward_sweep(self.vals_mm, np.ascontiguousarray(b), dt)
+        a = np.ascontiguousarray(r[: (nt + 1) * N].reshape(nt + 1, N))
+        b = r[(nt + 1) * N:].reshape(nt + 1, N).copy()
+        if self.one_d:  # whole sweeps run compiled: cyclic tridiagonal solves, no factorisation
+            x = kernels.tri_backward_sweep(lin.vals_uu, a, dt)
+            b[1:] -= lin.hessian(x[:nt])
+            y = kernels.tri_forward_sweep(lin.vals_mm, np.ascontiguousarray(b), dt)
+            return np.concatenate([x.ravel(), y.ravel()])
+        if self.spacetime is not None:
+            x = self.spacetime[0](a)
+            b[1:] -= lin.hessian(x[:nt])
+            y = self.spacetime[1](b)
             return np.concatenate([x.ravel(), y.ravel()])
         x = np.empty((nt + 1, N))
         x[nt] = a[nt]
         for n in range(nt - 1, -1, -1):
-            x[n] = self.lu_u[n](a[n] + x[n + 1] / dt)
-        b = (b - self.JmU @ x.ravel()).reshape(nt + 1, N)
+            x[n] = self.inv_u[n](a[n] + x[n + 1] / dt)
+        b[1:] -= lin.hessian(x[:nt])
         y = np.empty((nt + 1, N))
         y[0] = b[0]
         for n in range(nt):
-            y[n + 1] = self.lu_m[n](b[n + 1] + y[n] / dt)
+            y[n + 1] = self.inv_m[n](b[n + 1] + y[n] / dt)
         return np.concatenate([x.ravel(), y.ravel()])
 
 
-def solve_newton_system(scheme, J, blocks, rhs, rtol, maxiter=200):
-    """GMRES on the Newton system with the block-triangular preconditioner.
+def solve_newton_system(lin, rhs, rtol, maxiter=400, step_solver="auto", sweeps=3):
+    """GMRES on ``J dz = rhs`` with the block-triangular preconditioner.
 
     Returns
     -------
@@ -96,12 +89,14 @@ def solve_newton_system(scheme, J, blocks, rhs, rtol, maxiter=200):
     iterations : int
     converged : bool
     """
-    P = BlockTriangularPreconditioner(scheme, blocks)
+    P = BlockTriangularPreconditioner(lin, step_solver, sweeps)
+    J = spla.LinearOperator(P.shape, matvec=lin.matvec, dtype=float)
     count = [0]
 
     def cb(_):
         count[0] += 1
 
-    x, info = spla.gmres(J, rhs, M=P, rtol=rtol, atol=0.0, restart=60, maxiter=maxiter,
+    restart = int(max(10, min(60, KRYLOV_BASIS_BYTES // (8 * rhs.size))))
+    x, info = spla.gmres(J, rhs, M=P, rtol=rtol, atol=0.0, restart=restart, maxiter=maxiter // restart + 1,
                          callback=cb, callback_type="pr_norm")
     return x, count[0], info == 0

@@ -1,6 +1,7 @@
 """Newton's method on the coupled space-time system with the analytic sparse Jacobian.
 
-Each step solves ``J(z_k) dz = -R(z_k)`` for ``z = (U, m)`` with sparse LU and takes
+Each step solves ``J(z_k) dz = -R(z_k)`` for ``z = (U, m)`` (GMRES with the sweep
+preconditioner of :mod:`mfgpde.iterations.krylov`, or sparse LU) and takes
 ``z_{k+1} = z_k + s dz``, with ``s`` from a backtracking line search on ``|R|_2`` and, when a
 coupling needs ``m > 0`` (log), a fraction-to-the-boundary cap that keeps m positive.
 Close to the solution the full step is accepted and the residual falls quadratically.
@@ -16,7 +17,7 @@ from .krylov import solve_newton_system
 
 
 def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-12, linear="auto",
-           globalize=True, small_step=0.1, sweeps=4, damping=0.5):
+           globalize=True, small_step=0.1, sweeps=4, damping=0.5, step_solver=None):
     """Newton iteration on ``R(U, m) = 0``.
 
     Parameters
@@ -40,12 +41,16 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
         Linear solver of the Newton systems: sparse LU of the space-time matrix, or GMRES
         with the block-triangular (backward HJB / forward FP sweep) preconditioner of
         :mod:`mfgpde.iterations.krylov`. ``"auto"`` picks Krylov.
+    step_solver : {"auto", "lu", "spectral", "bicgstab"}, optional
+        Step solves of the preconditioner (:func:`mfgpde.fd.steps.step_inverses`); default
+        ``scheme.step_solver`` (from the scheme's ``linear_solver``).
 
     Returns
     -------
     U, M, log, status
     """
     log = IterationLog("newton", verbose)
+    step_solver = getattr(scheme, "step_solver", "auto") if step_solver is None else step_solver
     U, M = np.array(U0, float), np.array(M0, float)
     shape, n = U.shape, U.size
     # Couplings with a floor (log) are defined for every m, and the converged FP equation
@@ -67,11 +72,12 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
             if linear == "direct":
                 dz = spla.spsolve(scheme.jacobian(U, M), -R)
             else:
-                J, blocks = scheme.jacobian(U, M, blocks=True)
+                lin = scheme.linearisation(U, M)
                 # inexact Newton: forcing term shrinks with the residual (Eisenstat-Walker type),
                 # so the local rate stays quadratic up to the tolerance
-                rtol = max(1e-13, min(1e-2, 1e-2 * res))
-                dz, kits, ok = solve_newton_system(scheme, J, blocks, -R, rtol)
+                # and is never tighter than what reaching ``tol`` from ``res`` needs (x 0.1)
+                rtol = max(1e-13, min(1e-2, max(1e-2 * res, 0.1 * tol / res)))
+                dz, kits, ok = solve_newton_system(lin, -R, rtol, step_solver=step_solver)
                 log.records[-1]["krylov_iterations"] = kits
         except RuntimeError as exc:  # singular factor
             log.records[-1]["message"] = str(exc)

@@ -1,0 +1,99 @@
+"""Time of one 2D solve against the number of threads; writes ``benchmarks/results/scaling.json``.
+
+The LOG2D case (quadratic H, log coupling plus a potential, nu = 0.1, periodic unit square,
+``n^2`` points x ``n`` steps, residual 1e-8) is solved once per worker count in a fresh process
+whose Numba, BLAS and FFT thread pools all get that many threads (``NUMBA_NUM_THREADS``,
+``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MFGPDE_THREADS``), after a warm-up solve at
+16^2 in the same process (JIT compilation excluded). Peak resident memory (RSS) of the process
+is reported beside each time. The same command measures a laptop or a 64-core node::
+
+    python benchmarks/scaling.py --n 128 --workers 1 2 4 8 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+CHILD = r"""
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+import numpy as np
+import mfgpde as mp
+
+def problem(n):
+    g = mp.TensorGrid([(0, 1), (0, 1)], n, "periodic")
+    return mp.MFGProblem(g, 1.0, n, 0.1, mp.QuadraticHamiltonian(),
+                         lambda x, y: 1 + 0.5 * np.cos(2 * np.pi * x) * np.cos(2 * np.pi * y),
+                         coupling=mp.LogCoupling() + mp.PotentialCoupling(
+                             lambda x, y: np.sin(2 * np.pi * x) + np.cos(2 * np.pi * y)),
+                         terminal=lambda x, y: 0.5 * np.cos(2 * np.pi * (x - y)), normalize=True)
+
+mp.solve(problem(16), tol=1e-8, verbose=False)
+t0 = time.perf_counter()
+r = mp.solve(problem({n}), tol=1e-8, verbose=False, linear_solver={linear_solver!r})
+wall = time.perf_counter() - t0
+d = r.diagnostics
+print(json.dumps({{"wall_time_s": wall, "converged": d["converged"], "iterations": d["iterations"],
+                  "residual": d["residual"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def run(n, workers, linear_solver):
+    env = dict(os.environ)
+    for key in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MFGPDE_THREADS"):
+        env[key] = str(workers)
+    code = CHILD.format(root=ROOT, n=n, linear_solver=linear_solver)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"workers": workers, "error": out.stderr[-2000:]}
+    rec = json.loads(out.stdout.strip().splitlines()[-1])
+    rec["workers"] = workers
+    return rec
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=64, help="grid points per axis (and time steps)")
+    ap.add_argument("--workers", type=int, nargs="*", default=None,
+                    help="thread counts (default 1, 2, 4, ... up to the number of cores)")
+    ap.add_argument("--linear-solver", default="auto", choices=("auto", "direct", "iterative"))
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "scaling.json"))
+    args = ap.parse_args(argv)
+    if args.n < 8:
+        ap.error(f"--n must be >= 8, got {args.n}")
+    workers = args.workers
+    if not workers:
+        cpus = os.cpu_count() or 1
+        workers = [w for w in (1, 2, 4, 8, 16, 32, 64, 128) if w <= cpus]
+    if any(w < 1 for w in workers):
+        ap.error("--workers must be >= 1")
+    sys.path.insert(0, ROOT)
+    from mfgpde.result import write_json
+
+    res = {"case": f"LOG2D {args.n}^2 x {args.n}, residual 1e-8", "linear_solver": args.linear_solver,
+           "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "node": platform.node()},
+           "date": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": []}
+    for w in workers:
+        rec = run(args.n, w, args.linear_solver)
+        res["runs"].append(rec)
+        base = res["runs"][0].get("wall_time_s")
+        if base and "wall_time_s" in rec:
+            rec["speedup"] = base / rec["wall_time_s"]
+        print(f"[scaling] workers {w:3d}: " + (f"{rec['wall_time_s']:.2f} s  speed-up {rec.get('speedup', 1):.2f}  "
+                                               f"peak RSS {rec['peak_rss_mb']:.0f} MB" if "error" not in rec
+                                               else rec["error"][-300:]), file=sys.stderr, flush=True)
+        write_json(args.out, res)
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Step solvers and the matrix-free linearisation state the same operators as the sparse ones."""
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+
+import mfgpde as mp
+from mfgpde.fd import kernels
+from mfgpde.fd.scheme import FDScheme
+from mfgpde.fd.steps import SpectralInverse, StepOperator, bicgstab, stencil_csc, step_inverses
+from mfgpde.iterations.krylov import BlockTriangularPreconditioner
+
+GRIDS = [
+    ([(0, 1)], 17, "periodic"),
+    ([(0, 1)], 13, "noflux"),
+    ([(0, 1), (-1, 2)], (9, 8), ("periodic", "noflux")),
+    ([(0, 2), (0, 1)], (10, 7), "periodic"),
+    ([(0, 1), (0, 1)], (6, 9), "noflux"),
+    ([(0, 1), (0, 1), (0, 2)], (5, 6, 7), ("noflux", "periodic", "noflux")),
+]
+
+
+def _problem(g, nu=0.3, drift=None, nt=4):
+    m0 = 1 + 0.5 * np.cos(np.arange(g.size)).reshape(g.shape)
+    return mp.MFGProblem(g, 1.0, nt, nu, mp.QuadraticHamiltonian(), m0, coupling=mp.LogCoupling(), drift=drift,
+                         terminal=lambda *x: 0.3 * np.sin(3 * x[0]), normalize=True)
+
+
+@pytest.mark.parametrize("spec", GRIDS)
+def test_spectral_inverse_inverts_the_scheme_laplacian(spec, rng):
+    """``SpectralInverse.solve`` is the exact inverse of ``a I + nu (-Lap_h)`` of the scheme."""
+    g = mp.TensorGrid(*spec)
+    sc = FDScheme(_problem(g, nu=0.7))
+    a = 3.0
+    P = stencil_csc(sc._diffusion, sc.cols).toarray() + a * np.eye(g.size)
+    rhs = rng.standard_normal(g.size)
+    x = SpectralInverse(g, 0.7).solve(rhs, a)
+    np.testing.assert_allclose(P @ x, rhs, rtol=0, atol=1e-12 * np.abs(rhs).max() * a)
+    # the mean diagonal used for the shift is that of the stencil
+    assert SpectralInverse(g, 0.7).diagonal == pytest.approx(sc._diffusion[:, 0].mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("spec", GRIDS)
+def test_linearisation_matvec_is_the_assembled_jacobian(spec, rng):
+    """The matrix-free ``J z`` equals the assembled analytic Jacobian, drift included."""
+    g = mp.TensorGrid(*spec)
+    drift = lambda t, *x: tuple(0.4 * np.sin(2 * xi + t) for xi in x)  # noqa: E731
+    sc = FDScheme(_problem(g, drift=drift))
+    U = rng.standard_normal((sc.nt + 1, g.size))
+    M = 1 + 0.5 * rng.random((sc.nt + 1, g.size))
+    J = sc.jacobian(U, M)
+    z = rng.standard_normal(J.shape[0])
+    np.testing.assert_allclose(sc.linearisation(U, M).matvec(z), J @ z, rtol=0, atol=1e-12 * np.abs(J @ z).max())
+
+
+@pytest.mark.parametrize("spec", GRIDS[2:])
+def test_spectral_step_solves(spec, rng):
+    """Accurate step solves reach the LU solution; the Richardson approximation is linear and,
+    where diffusion dominates the transport, contracts."""
+    g = mp.TensorGrid(*spec)
+    sc = FDScheme(_problem(g, nu=1.0))
+    U = 0.05 * rng.standard_normal((sc.nt + 1, g.size))
+    M = 1 + 0.5 * rng.random((sc.nt + 1, g.size))
+    lin = sc.linearisation(U, M)
+    rhs = rng.standard_normal(g.size)
+    for vals in (lin.vals_uu[0], lin.vals_mmT[-1]):
+        op = StepOperator(vals, sc.cols, sc.spectral_inverse(), sc.dt)
+        exact = spla.spsolve(stencil_csc(vals, sc.cols), rhs)
+        np.testing.assert_allclose(op.solve(rhs), exact, rtol=0, atol=1e-11 * np.abs(exact).max())
+        assert op.contraction() < 0.8
+        y = rng.standard_normal(g.size)
+        np.testing.assert_allclose(op.richardson(2 * rhs - y, 3), 2 * op.richardson(rhs, 3) - op.richardson(y, 3),
+                                   atol=1e-12 * np.abs(exact).max())
+        # each sweep contracts the error
+        errs = [np.abs(op.richardson(rhs, k) - exact).max() for k in (1, 2, 3)]
+        assert errs[2] < errs[1] < errs[0]
+
+
+def test_transport_dominated_steps_fall_back_to_exact_solves(rng):
+    """With nu = 0 the spectral model is a multiple of I; steps that do not contract are solved exactly."""
+    g = mp.TensorGrid([(0, 1), (0, 1)], 40, "periodic")
+    sc = FDScheme(_problem(g, nu=1e-4, nt=3))
+    U = 40 * rng.standard_normal((sc.nt + 1, g.size))  # steep: |p|/h >> 1/dt
+    M = 1 + 0.5 * rng.random((sc.nt + 1, g.size))
+    lin = sc.linearisation(U, M)
+    inv_u, inv_m, info = step_inverses(lin, "spectral")
+    assert info["exact_steps"] > 0
+    rhs = rng.standard_normal(g.size)
+    exact = spla.spsolve(stencil_csc(lin.vals_uu[0], sc.cols), rhs)
+    np.testing.assert_allclose(inv_u[0](rhs), exact, atol=1e-9 * np.abs(exact).max())
+
+
+def test_bicgstab_solves_a_nonsymmetric_m_matrix(rng):
+    g = mp.TensorGrid([(0, 1), (0, 1)], 12, "noflux")
+    sc = FDScheme(_problem(g))
+    vals = sc.linearisation(0.5 * rng.standard_normal((sc.nt + 1, g.size)), np.ones((sc.nt + 1, g.size))).vals_uu[1]
+    b = rng.standard_normal(g.size)
+    x, ok = bicgstab(lambda v: kernels.apply_stencil(vals[None], g, v[None])[0], lambda r: r / vals[:, 0], b, 1e-12, 500)
+    assert ok
+    np.testing.assert_allclose(stencil_csc(vals, sc.cols) @ x, b, atol=1e-10)
+
+
+@pytest.mark.parametrize("step_solver", ["lu", "spectral", "bicgstab"])
+def test_preconditioner_with_exact_steps_inverts_the_triangular_part(step_solver, rng):
+    """With exact step solves P^{-1} inverts [[J_UU, 0], [J_mU, J_mm]] (checked against sparse LU);
+    with Richardson steps it approximates it."""
+    g = mp.TensorGrid([(0, 1), (0, 1)], (8, 10), ("periodic", "noflux"))
+    sc = FDScheme(_problem(g, nt=5))
+    U = 0.3 * rng.standard_normal((sc.nt + 1, g.size))
+    M = 1 + 0.5 * rng.random((sc.nt + 1, g.size))
+    J = sc.jacobian(U, M).tocsr()
+    n = J.shape[0] // 2
+    Ptri = J.copy().tolil()
+    Ptri[:n, n:] = 0
+    r = rng.standard_normal(J.shape[0])
+    exact = spla.spsolve(Ptri.tocsc(), r)
+    x = BlockTriangularPreconditioner(sc.linearisation(U, M), step_solver) @ r
+    tol = 1e-2 if step_solver == "spectral" else 1e-9
+    assert np.abs(x - exact).max() <= tol * np.abs(exact).max()
