@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,21 @@ def case_problem(name):
                               lambda x, y: np.sin(2 * np.pi * x) + np.cos(2 * np.pi * y)),
                           terminal=lambda x, y: 0.5 * np.cos(2 * np.pi * (x - y)), normalize=True, name="log2d_128")
         return p, dict(tol=1e-8)
+    if name.startswith("LOG2D_") and name != "LOG2D_128":
+        n = int(name.split("_")[1])
+        p, opts = case_problem("LOG2D_128")
+        g = mp.TensorGrid([(0, 1), (0, 1)], n, "periodic")
+        p = mp.MFGProblem(g, 1.0, n, 0.1, p.hamiltonian, lambda x, y: 1 + 0.5 * np.cos(2 * np.pi * x) * np.cos(2 * np.pi * y),
+                          coupling=p.coupling, terminal=lambda x, y: 0.5 * np.cos(2 * np.pi * (x - y)), normalize=True,
+                          name=f"log2d_{n}")
+        return p, opts
+    if name == "CUBE3D_48":
+        p, opts = case_problem("CUBE3D_32")
+        g = mp.TensorGrid([(0, 1)] * 3, 48, "periodic")
+        return mp.MFGProblem(g, 1.0, 48, 0.1, p.hamiltonian,
+                             lambda x, y, z: 1 + 0.5 * np.cos(2 * np.pi * x) * np.cos(2 * np.pi * z),
+                             coupling=p.coupling, terminal=lambda x, y, z: 0.5 * np.cos(2 * np.pi * (x + y)),
+                             normalize=True, name="cube3d_48"), opts
     if name == "CUBE3D_32":
         g = mp.TensorGrid([(0, 1)] * 3, 32, "periodic")
         p = mp.MFGProblem(g, 1.0, 32, 0.1, mp.QuadraticHamiltonian(),
@@ -60,7 +76,11 @@ def case_problem(name):
 CASES = {"CNF2D_128": "2D CNF preset, 8-mode mixture to N(0, I), 128^2 x 64 steps (viscosity continuation)",
 "B1": "1D congestion, 200 x 200 steps (LST case 1)", "B2": "2D congestion, 50^2 x 50 steps (LST case 2)",
          "LOG2D_128": "2D quadratic H + log coupling, 128^2 x 128 steps",
-         "CUBE3D_32": "3D quadratic H + log coupling, 32^3 x 32 steps"}
+         "CUBE3D_32": "3D quadratic H + log coupling, 32^3 x 32 steps",
+         "CUBE3D_48": "3D quadratic H + log coupling, 48^3 x 48 steps",
+         "LOG2D_32": "2D quadratic H + log coupling, 32^2 x 32 steps",
+         "LOG2D_64": "2D quadratic H + log coupling, 64^2 x 64 steps",
+         "LOG2D_256": "2D quadratic H + log coupling, 256^2 x 256 steps"}
 
 
 def run_once(name, method="newton"):
@@ -71,8 +91,10 @@ def run_once(name, method="newton"):
     r = mp.solve(p, method=method, **opts)
     wall = time.perf_counter() - t0
     d = r.diagnostics
+    # peak resident memory of this process so far (in a cold run: of this one case)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"wall_time_s": wall, "converged": d["converged"], "iterations": d["iterations"], "residual": d["residual"],
-            "mass_error": d["mass_error"], "min_density": d["min_density"], "method": method}
+            "mass_error": d["mass_error"], "min_density": d["min_density"], "method": method, "peak_rss_mb": rss}
 
 
 def cold(name, method):

@@ -155,7 +155,7 @@ class FDScheme:
         return RU, Rm
 
     # ----------------------------------------------------------------- Jacobian
-    def jacobian(self, U, M, blocks=False):
+    def jacobian(self, U, M):
         """Analytic sparse Jacobian of ``(R_U, R_m)`` with respect to ``(U, m)`` (CSC).
 
         Blocks (slices n = 0..N_t-1 couple U^n, U^{n+1}, m^{n+1}):
@@ -166,13 +166,9 @@ class FDScheme:
         * dR_m^{n+1}/dU^n = D_n^T diag(phi_SS m) D_n + sum_k G_k^T diag(2 phi_S m 1[upwind]) G_k
 
         with ``D_n = dS/dU`` at ``U^n`` and ``G_k`` the one-sided difference matrices. A nonlocal
-        coupling contributes only its local part (quasi-Newton).
-
-        Parameters
-        ----------
-        blocks : bool
-            Also return the per-step diagonal blocks used by the block-triangular
-            preconditioner of :func:`mfgpde.iterations.newton`.
+        coupling contributes only its local part (quasi-Newton). Newton-Krylov applies the same
+        matrix without assembling it (:meth:`linearisation`); this assembled form serves the
+        direct solver and the tests.
         """
         nt, dt, N = self.nt, self.dt, self.N
         Hm = self.problem.hamiltonian
@@ -209,10 +205,7 @@ class FDScheme:
             GbK, GfK = sp.kron(I_t, Gb[k], format="csr"), sp.kron(I_t, Gf[k], format="csr")
             H2 = H2 + GbK.T @ sp.diags(wa) @ GbK + GfK.T @ sp.diags(wb) @ GfK
         JmU = sp.bmat([[None, sp.csr_matrix((N, N))], [H2, None]], format="csr")
-        J = sp.bmat([[JUU, JUm], [JmU, Jmm]], format="csc")
-        if not blocks:
-            return J
-        return J, {"vals_uu": vals_uu, "vals_mm": vals_mm, "JmU": JmU, "JUm": JUm}
+        return sp.bmat([[JUU, JUm], [JmU, Jmm]], format="csc")
 
     def linearisation(self, U, M):
         """The Jacobian at ``(U, M)`` as stencils, applied matrix-free (:mod:`.linearisation`)."""

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from ..fd import kernels
-from ..fd.steps import SpaceTimeSweep, step_inverses
+from ..fd.steps import step_inverses
 
 #: Memory for the GMRES basis: the restart length is capped so that it stays below this.
 KRYLOV_BASIS_BYTES = 1024 * 2**20
@@ -36,20 +36,20 @@ class BlockTriangularPreconditioner(spla.LinearOperator):
     lin : Linearisation
     step_solver : str
         Per-step solver in 2D/3D (see :func:`mfgpde.fd.steps.step_inverses`).
+    sweeps : int
+        Richardson sweeps of the spectral step inverses.
     """
 
-    def __init__(self, lin, step_solver="auto", sweeps=3):
+    def __init__(self, lin, step_solver="auto", sweeps=3, reuse=None):
         self.lin = lin
         N, nt = lin.N, lin.nt
         self.N, self.nt = N, nt
         size = 2 * (nt + 1) * N
         super().__init__(dtype=float, shape=(size, size))
         self.one_d = lin.grid.dim == 1
-        self.spacetime = None
-        if not self.one_d and step_solver == "spacetime":
-            spectral = lin.scheme.spectral_inverse()
-            self.spacetime = (SpaceTimeSweep(spectral, lin.vals_uu, lin.dt, lin.grid, True, sweeps),
-                              SpaceTimeSweep(spectral, lin.vals_mmT, lin.dt, lin.grid, False, sweeps))
+        self.lagged = reuse is not None and not self.one_d
+        if self.lagged:  # step inverses of an earlier Newton iterate, coupling of this one
+            self.inv_u, self.inv_m, self.step_info = reuse.inv_u, reuse.inv_m, reuse.step_info
         elif not self.one_d:
             self.inv_u, self.inv_m, self.step_info = step_inverses(lin, step_solver, sweeps)
 
@@ -63,11 +63,6 @@ class BlockTriangularPreconditioner(spla.LinearOperator):
             b[1:] -= lin.hessian(x[:nt])
             y = kernels.tri_forward_sweep(lin.vals_mm, np.ascontiguousarray(b), dt)
             return np.concatenate([x.ravel(), y.ravel()])
-        if self.spacetime is not None:
-            x = self.spacetime[0](a)
-            b[1:] -= lin.hessian(x[:nt])
-            y = self.spacetime[1](b)
-            return np.concatenate([x.ravel(), y.ravel()])
         x = np.empty((nt + 1, N))
         x[nt] = a[nt]
         for n in range(nt - 1, -1, -1):
@@ -80,23 +75,43 @@ class BlockTriangularPreconditioner(spla.LinearOperator):
         return np.concatenate([x.ravel(), y.ravel()])
 
 
-def solve_newton_system(lin, rhs, rtol, maxiter=400, step_solver="auto", sweeps=3):
+def solve_newton_system(lin, rhs, rtol, maxiter=400, step_solver="auto", sweeps=3, reuse=None, lag_budget=None):
     """GMRES on ``J dz = rhs`` with the block-triangular preconditioner.
+
+    Parameters
+    ----------
+    reuse : BlockTriangularPreconditioner, optional
+        A preconditioner of an earlier Newton iterate whose step inverses are tried first
+        (lagged set-up: the factorisations are the dominant cost on small 2D grids). If GMRES
+        has not converged within ``lag_budget`` iterations it goes on, from where it stopped,
+        with a fresh preconditioner.
 
     Returns
     -------
     x : ndarray
     iterations : int
     converged : bool
+    P : BlockTriangularPreconditioner
+        The preconditioner used last (pass it as ``reuse`` at the next Newton step).
     """
-    P = BlockTriangularPreconditioner(lin, step_solver, sweeps)
-    J = spla.LinearOperator(P.shape, matvec=lin.matvec, dtype=float)
+    J = spla.LinearOperator((rhs.size, rhs.size), matvec=lin.matvec, dtype=float)
+    restart = int(max(10, min(60, KRYLOV_BASIS_BYTES // (8 * rhs.size))))
     count = [0]
 
     def cb(_):
         count[0] += 1
 
-    restart = int(max(10, min(60, KRYLOV_BASIS_BYTES // (8 * rhs.size))))
-    x, info = spla.gmres(J, rhs, M=P, rtol=rtol, atol=0.0, restart=restart, maxiter=maxiter // restart + 1,
-                         callback=cb, callback_type="pr_norm")
-    return x, count[0], info == 0
+    x0 = None
+    if reuse is not None and lin.grid.dim > 1:
+        P = BlockTriangularPreconditioner(lin, step_solver, sweeps, reuse=reuse)
+        budget = lag_budget or 30
+        x, info = spla.gmres(J, rhs, M=P, rtol=rtol, atol=0.0, restart=min(restart, budget),
+                             maxiter=max(1, budget // min(restart, budget)), callback=cb, callback_type="pr_norm")
+        if info == 0:
+            return x, count[0], True, reuse
+        x0 = x
+    P = BlockTriangularPreconditioner(lin, step_solver, sweeps)
+    # scipy's criterion is |r| <= rtol |rhs| whatever x0 is: the lagged attempt's progress counts
+    x, info = spla.gmres(J, rhs, x0=x0, M=P, rtol=rtol, atol=0.0, restart=restart,
+                         maxiter=maxiter // restart + 1, callback=cb, callback_type="pr_norm")
+    return x, count[0], info == 0, P

@@ -60,6 +60,8 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
     positive = scheme.problem.hamiltonian.needs_positive_density
     hjb, fp, RU, Rm = residual_norms(scheme, U, M)
     step = 1.0
+    P = reused = None  # the sweep preconditioner's step solves are kept while they still work
+    fresh_its = 10
     for k in range(max_iter + 1):
         res = log.record(k, hjb, fp, step=step)
         if res <= tol:
@@ -77,7 +79,10 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
                 # so the local rate stays quadratic up to the tolerance
                 # and is never tighter than what reaching ``tol`` from ``res`` needs (x 0.1)
                 rtol = max(1e-13, min(1e-2, max(1e-2 * res, 0.1 * tol / res)))
-                dz, kits, ok = solve_newton_system(lin, -R, rtol, step_solver=step_solver)
+                dz, kits, ok, P = solve_newton_system(lin, -R, rtol, step_solver=step_solver, reuse=P,
+                                                      lag_budget=max(20, 2 * fresh_its))
+                if P is not reused:
+                    fresh_its, reused = kits, P
                 log.records[-1]["krylov_iterations"] = kits
         except RuntimeError as exc:  # singular factor
             log.records[-1]["message"] = str(exc)
