@@ -42,7 +42,11 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
     initial : MFGResult or tuple (U, m), optional
         Initial guess (warm start, continuation, multi-start studies).
     linear_solver : {"auto", "direct", "iterative"}
-        Solver of the per-step systems in the half-sweeps.
+        Solver of the per-step spatial systems (finite differences: in the half-sweeps and in
+        Newton's sweep preconditioner; see :mod:`mfgpde.fd.steps`): sparse LU, or iterations
+        preconditioned by the FFT/DCT inverse of ``I/dt + nu(-Lap_h)``. ``"auto"`` factorises
+        small grids and iterates on large ones. With ``backend="fem"``: the step solver of the
+        FEM preconditioner.
     viscosity_continuation : {"auto", True, False}
         First-order problems (``nu = 0``, e.g. CNF and JKO steps) are transport problems
         whose upwind Newton system is non-smooth and stiff: from a cold start Newton takes
