@@ -60,8 +60,7 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
     -------
     MFGResult
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _check_options(method, tol, max_iter, damping, linear_solver, viscosity_continuation)
     if backend not in ("auto", "fd", "fem"):
         raise ValueError(f"backend must be 'auto', 'fd' (finite differences) or 'fem' (P1 finite elements), got {backend!r}")
     if backend == "auto":
@@ -85,7 +84,7 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
     t0 = time.perf_counter()
     if isinstance(problem, ErgodicMFGProblem):
         from .ergodic import solve_ergodic
-        return solve_ergodic(problem, tol=tol, max_iter=max_iter or 50, verbose=verbose)
+        return solve_ergodic(problem, tol=tol, max_iter=50 if max_iter is None else max_iter, verbose=verbose)
     if not isinstance(problem, MFGProblem):
         raise TypeError(f"problem must be an MFGProblem or ErgodicMFGProblem, got {type(problem).__name__}")
     scheme = FDScheme(problem, linear_solver=linear_solver)
@@ -110,11 +109,30 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
             M0 = np.tile(problem.m0.ravel(), (problem.nt + 1, 1))
             U0, _ = scheme.solve_hjb(M0)
             M0 = scheme.solve_fp(U0, M_lag=M0)
-        U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=max_iter or 50, verbose=verbose)
+        U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=50 if max_iter is None else max_iter,
+                                   verbose=verbose)
     else:
-        U, M, log, status = fixed_point(scheme, tol=tol, max_iter=max_iter or 1000, damping=damping,
+        U, M, log, status = fixed_point(scheme, tol=tol, max_iter=1000 if max_iter is None else max_iter,
+                                        damping=damping,
                                         fictitious=(method == "fictitious_play"), M0=M0, verbose=verbose)
     return MFGResult.from_arrays(problem, U, M, log, status, method, time.perf_counter() - t0)
+
+
+def _check_options(method, tol, max_iter, damping, linear_solver, viscosity_continuation):
+    """Refuse bad solver options, naming the option and its allowed values, before any work."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)):
+        raise TypeError(f"tol must be a number > 0, got {tol!r}")
+    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer))
+                                 or max_iter < 0):
+        raise ValueError(f"max_iter must be an integer >= 0 (0: only evaluate the initial guess), got {max_iter!r}")
+    if isinstance(damping, bool) or not isinstance(damping, (int, float, np.floating)) or not 0 < damping <= 1:
+        raise ValueError(f"damping must be in (0, 1], got {damping!r}")
+    if linear_solver not in ("auto", "direct", "iterative"):
+        raise ValueError(f"linear_solver must be 'auto', 'direct' or 'iterative', got {linear_solver!r}")
+    if not (viscosity_continuation is True or viscosity_continuation is False or viscosity_continuation == "auto"):
+        raise ValueError(f"viscosity_continuation must be 'auto', True or False, got {viscosity_continuation!r}")
 
 
 def _viscosity_continuation(problem, initial, opts, start=0.1, stop=1e-5, factor=3.0, max_refine=4):
@@ -179,6 +197,11 @@ def continuation(problem, parameter, values, method="newton", **kwargs):
 
     if parameter not in ("nu", "coupling_scale"):
         raise ValueError(f"parameter must be 'nu' or 'coupling_scale', got {parameter!r}")
+    values = [float(v) for v in values]
+    if parameter == "nu" and any(not np.isfinite(v) or v < 0 for v in values):
+        raise ValueError(f"continuation values of nu must be finite and >= 0, got {values}")
+    if parameter == "coupling_scale" and any(not np.isfinite(v) for v in values):
+        raise ValueError(f"continuation values of coupling_scale must be finite, got {values}")
 
     steps, result = [], kwargs.pop("initial", None)
     kwargs.setdefault("viscosity_continuation", False)

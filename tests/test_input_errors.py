@@ -79,6 +79,26 @@ def test_solve_argument_errors():
             mp.solve(p, backend="fem")
     with pytest.raises(ValueError, match="damping must be in"):
         mp.solve(p, method="fixed_point", damping=1.5)
+    with pytest.raises(ValueError, match="damping must be in"):
+        mp.solve(p, damping=5)  # refused for Newton as well (it damps Newton's globalisation sweeps)
+    with pytest.raises(ValueError, match=r"max_iter must be an integer >= 0"):
+        mp.solve(p, max_iter=-1)
+    with pytest.raises(ValueError, match=r"max_iter must be an integer >= 0"):
+        mp.solve(p, max_iter=2.5)
+    with pytest.raises(ValueError, match=r"linear_solver must be 'auto', 'direct' or 'iterative', got 'bogus'"):
+        mp.solve(p, linear_solver="bogus")
+    with pytest.raises(ValueError, match=r"viscosity_continuation must be 'auto', True or False, got 'yes'"):
+        mp.solve(p, viscosity_continuation="yes")
+    with pytest.raises(TypeError, match=r"tol must be a number > 0, got '1e-10'"):
+        mp.solve(p, tol="1e-10")
+    with pytest.raises(ValueError, match=r"continuation values of nu must be finite and >= 0"):
+        mp.continuation(p, "nu", [-1.0])
+
+
+def test_max_iter_zero_is_honoured():
+    """``max_iter = 0`` evaluates the initial guess and stops (it used to mean the default)."""
+    r = mp.solve(make(coupling=mp.LogCoupling(), terminal=lambda x: np.sin(2 * np.pi * x)), max_iter=0)
+    assert r.status == "max_iter" and r.iterations == 0
 
 
 def test_kl_reference_that_vanishes_is_refused():

@@ -105,21 +105,32 @@ class SpectralInverse:
                 ev = (2.0 - 2.0 * np.cos(np.pi * np.arange(n) / n)) / h**2
             lam = np.add.outer(lam, nu * ev)
         self.lam = lam
+        self._periodic_shape = [self.shape[k] for k in self.periodic]
         #: mean diagonal of ``nu (-Lap_h)``: ``2 nu sum_k 1/h_k^2`` less the wall rows' deficit
         self.diagonal = float(nu * sum((2.0 - (grid.boundary[k] == "noflux") * 2.0 / n) / h**2
                                        for k, (n, h) in enumerate(zip(grid.shape, grid.h))))
 
-    def solve(self, rhs, a):
-        """``P^{-1} rhs`` for ``P = a I + nu (-Lap_h)``; ``rhs`` of shape (N,)."""
+    def inverse_eigenvalues(self, a):
+        """``1 / (a + lambda)`` in the layout of the transformed grid function."""
+        return 1.0 / (a + self.lam)
+
+    def solve(self, rhs, a=None, inv=None):
+        """``P^{-1} rhs`` for ``P = a I + nu (-Lap_h)``; ``rhs`` of shape (N,).
+
+        ``inv`` (from :meth:`inverse_eigenvalues`) may replace ``a`` when the same shift is
+        used many times.
+        """
+        inv = self.inverse_eigenvalues(a) if inv is None else inv
         x = rhs.reshape(self.shape)
         w = self.workers
         if self.noflux:
             x = sfft.dctn(x, type=2, axes=self.noflux, norm="ortho", workers=w)
         if self.periodic:
             x = sfft.rfftn(x, axes=self.periodic, workers=w)
-            x = sfft.irfftn(x / (a + self.lam), s=[self.shape[k] for k in self.periodic], axes=self.periodic, workers=w)
+            x *= inv
+            x = sfft.irfftn(x, s=self._periodic_shape, axes=self.periodic, workers=w)
         else:
-            x = x / (a + self.lam)
+            x *= inv
         if self.noflux:
             x = sfft.idctn(x, type=2, axes=self.noflux, norm="ortho", workers=w)
         return np.ascontiguousarray(x).ravel()
@@ -155,6 +166,7 @@ class StepOperator:
         # shift: the mean diagonal of A beyond that of I/dt + nu(-Lap_h), so P matches A's
         # average diagonal (transport and the Hamiltonian add to the diagonal of A)
         self.a = max(float(self.vals[:, 0].mean()) - spectral.diagonal, 1.0 / dt)
+        self._inv = spectral.inverse_eigenvalues(self.a)
         self._lu = None
 
     def matvec(self, x):
@@ -163,7 +175,7 @@ class StepOperator:
         return y
 
     def precondition(self, r):
-        return self.spectral.solve(r, self.a)
+        return self.spectral.solve(r, inv=self._inv)
 
     def richardson(self, rhs, sweeps):
         """``sweeps`` preconditioned Richardson sweeps from ``x = P^{-1} rhs``: a fixed linear map."""
