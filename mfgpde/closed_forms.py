@@ -94,6 +94,21 @@ class CNFGaussian:
     def grad_U(self, t, x):
         return self.a(t) * x + self.b(t)
 
+    def c(self, t):
+        """The constant of ``U``, fixed by the terminal cost and ``dc/dt = b^2 / (2 lambda)``.
+
+        At ``T``: ``g = log(m_T / pi) + 1 = aT x^2/2 + bT x - mu1^2/(2 s1^2) - log s1 + 1``, and
+        ``int_t^T b^2 = bT^2 (T - t) / (1 + aT (T - t)/lambda)``. The ``+ 1`` of the KL first
+        variation lives only here: it shifts U, not m.
+        """
+        cT = -self.mu1**2 / (2 * self.s1**2) - np.log(self.s1) + 1.0
+        r = self.T - t
+        return cT - self.bT**2 * r / (2 * self.lam * (1 + self.aT * r / self.lam))
+
+    def U(self, t, x):
+        """Value function ``a x^2/2 + b x + c`` (HJB ``-U_t + |U_x|^2/(2 lambda) = 0``)."""
+        return self.a(t) * x**2 / 2 + self.b(t) * x + self.c(t)
+
     def velocity(self, t, x):
         """Optimal velocity ``v = -grad U / lambda``."""
         return -self.grad_U(t, x) / self.lam
