@@ -113,16 +113,6 @@ class CNFGaussian:
         """Optimal velocity ``v = -grad U / lambda``."""
         return -self.grad_U(t, x) / self.lam
 
-    def c(self, t):
-        """Constant of ``U``: ``c(T) = 1 - mu1^2/(2 s1^2) - log s1`` (from ``U(T) = 1 + log m(T) - log pi``),
-        ``c' = b^2/(2 lambda)``."""
-        cT = 1.0 - self.mu1**2 / (2 * self.s1**2) - np.log(self.s1)
-        return cT - quad(lambda s: self.b(s) ** 2 / (2 * self.lam), float(t), self.T, epsabs=1e-13)[0]
-
-    def U(self, t, x):
-        """Value function ``a x^2/2 + b x + c``."""
-        return 0.5 * self.a(t) * x**2 + self.b(t) * x + self.c(t)
-
 
 # ----------------------------------------------------------------------------- C2 / C4
 def ou_mixture(weights, means, covs, t):
