@@ -93,6 +93,35 @@ def expression(expr, key, extra=("t",)):
     return f
 
 
+def check_keys(table, allowed, section):
+    """Refuse keys of ``table`` outside ``allowed``, suggesting the closest valid key.
+
+    A misspelt key (``nuu``, ``shap``, ``NT``) would otherwise be ignored silently and its
+    default used.
+    """
+    import difflib
+
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{section}] must be a table, got {type(table).__name__}")
+    for key in table:
+        if key in allowed or key == "_path":
+            continue
+        # a key that differs only in case ("NT") first, then the nearest spelling
+        close = [a for a in sorted(allowed) if a.lower() == key.lower()]
+        close = close or difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"[{section}] unknown key {key!r}{hint} (allowed: {sorted(allowed)})")
+
+
+#: Keys of a (non-preset) configuration, per table; ``type``-dependent tables below.
+TOP_LEVEL_KEYS = {"name", "normalize_m0", "kind", "grid", "mesh", "time", "model", "hamiltonian", "coupling", "terminal",
+                  "m0", "solver"}
+SECTION_KEYS = {"grid": {"bounds", "shape", "boundary"}, "time": {"T", "nt"}, "model": {"nu", "drift"}}
+COUPLING_KEYS = {"log": {"scale"}, "power": {"p", "scale"}, "potential": {"expr"}, "convolution": {"kernel", "scale"},
+                 "kl": {"log_pi", "mean", "cov", "scale"}}
+DENSITY_KEYS = {"expr": {"expr"}, "gaussian": {"mean", "cov"}, "mixture": {"weights", "means", "covs"}}
+
+
 def _get(table, key, section, default=None, required=False):
     if key in table:
         return table[key]
@@ -115,6 +144,8 @@ def build_hamiltonian(tab):
 
 def _density_callable(tab, section):
     kind = _get(tab, "type", section, "expr")
+    if kind in DENSITY_KEYS:
+        check_keys(tab, DENSITY_KEYS[kind] | {"type"}, section)
     if kind == "expr":
         return expression(_get(tab, "expr", section, required=True), f"{section}.expr")
     if kind == "gaussian":
@@ -130,6 +161,8 @@ def _density_callable(tab, section):
 
 def build_coupling(tab, section="coupling"):
     kind = _get(tab, "type", section, required=True)
+    if kind in COUPLING_KEYS:
+        check_keys(tab, COUPLING_KEYS[kind] | {"type"}, section)
     if kind == "log":
         return C.LogCoupling(scale=_get(tab, "scale", section, 1.0))
     if kind == "power":
@@ -223,6 +256,15 @@ def build_problem(cfg, comm=None):
         from .generative.presets import problem_from_preset
 
         return problem_from_preset(cfg)
+    check_keys(cfg, TOP_LEVEL_KEYS, "top level")
+    for sec, keys in SECTION_KEYS.items():
+        if sec in cfg:
+            check_keys(cfg[sec], keys, sec)
+    kind = cfg.get("kind", "evolutive")
+    if kind not in ("evolutive", "ergodic"):
+        raise ConfigError(f"kind = {kind!r} is unknown; allowed: 'evolutive' (time-dependent) or 'ergodic'")
+    if not isinstance(cfg.get("normalize_m0", False), bool):
+        raise ConfigError(f"normalize_m0 must be true or false, got {cfg['normalize_m0']!r}")
     if "mesh" in cfg:
         grid = build_mesh(cfg["mesh"], cfg, comm)
     else:
@@ -260,8 +302,5 @@ def build_problem(cfg, comm=None):
 def solver_options(cfg):
     """Keyword arguments for :func:`mfgpde.solve` from ``[solver]``."""
     tab = dict(cfg.get("solver", {}))
-    allowed = {"method", "tol", "max_iter", "damping", "linear_solver", "backend"}
-    unknown = set(tab) - allowed
-    if unknown:
-        raise ConfigError(f"[solver] unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    check_keys(tab, {"method", "tol", "max_iter", "damping", "linear_solver", "backend"}, "solver")
     return tab

@@ -86,3 +86,24 @@ expr = "cos(2 * pi * x)"
     assert cli.main(["solve", path, "--out", str(out)]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["converged"] and "rho" in s
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("nu = 0.1", "nuu = 0.1"), r"[model] unknown key 'nuu'; did you mean 'nu'?"),
+    (("shape = 20", "shap = 20"), r"[grid] unknown key 'shap'; did you mean 'shape'?"),
+    (("nt = 4", "NT = 4"), r"[time] unknown key 'NT'; did you mean 'nt'?"),
+    (("[grid]", "normalise_m0 = true\n[grid]"), r"[top level] unknown key 'normalise_m0'; did you mean 'normalize_m0'?"),
+    (("[model]", "[modle]"), r"[top level] unknown key 'modle'; did you mean 'model'?"),
+    (("[grid]", "kind = \"ergodc\"\n[grid]"), r"kind = 'ergodc' is unknown"),
+    (("[grid]", "normalize_m0 = \"no\"\n[grid]"), r"normalize_m0 must be true or false, got 'no'"),
+    (("[m0]", "[[coupling]]\ntype = \"log\"\nscal = 2.0\n[m0]"), r"[coupling[0]] unknown key 'scal'; did you mean 'scale'?"),
+    (("[m0]", "[solver]\nlinear_solver = \"direct\"\nmax_itr = 3\n[m0]"), r"[solver] unknown key 'max_itr'; did you mean 'max_iter'?"),
+])
+def test_cli_misspelt_keys_are_refused_with_a_suggestion(tmp_path, capsys, edit, message):
+    """A misspelt key used to be ignored (its default silently used); now it is named, with the nearest valid key."""
+    text = _SMALL.format(shape=20, m0="1 + 0 * x").replace(*edit, 1)
+    path = _write_toml(tmp_path / "bad.toml", text)
+    assert cli.main(["solve", path, "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
