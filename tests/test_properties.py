@@ -40,14 +40,19 @@ def test_one_fp_step_keeps_mass_and_sign(case):
     assert m1.min() >= -1e-14 * m1.max()
 
 
+def _linearised(case):
+    """The linearisation at a random value function and a positive density."""
+    sc, rng = case
+    U = 2 * rng.standard_normal((sc.nt + 1, sc.N))
+    M = rng.random((sc.nt + 1, sc.N)) + 0.1
+    return sc, rng, sc.linearisation(U, M)
+
+
 @SETTINGS
 @given(schemes())
 def test_hjb_step_operator_is_monotone(case):
     """Off-diagonal weights <= 0 and a diagonal that dominates: comparison principle of the HJB step."""
-    sc, rng = case
-    U = 2 * rng.standard_normal((sc.nt + 1, sc.N))
-    M = rng.random((sc.nt + 1, sc.N)) + 0.1
-    lin = sc.linearisation(U, M)
+    sc, rng, lin = _linearised(case)
     off = lin.vals_uu[:, :, 1:]
     assert off.max() <= 0.0
     assert np.all(lin.vals_uu[:, :, 0] + off.sum(axis=2) >= 1.0 / sc.dt * (1 - 1e-12))
@@ -57,10 +62,7 @@ def test_hjb_step_operator_is_monotone(case):
 @given(schemes())
 def test_fp_operator_is_the_adjoint(case):
     """``<A u, m> = <u, A^T m>`` for the stencils applied by the compiled kernels."""
-    sc, rng = case
-    U = 2 * rng.standard_normal((sc.nt + 1, sc.N))
-    M = rng.random((sc.nt + 1, sc.N)) + 0.1
-    lin = sc.linearisation(U, M)
+    sc, rng, lin = _linearised(case)
     u = rng.standard_normal((sc.nt, sc.N))
     m = rng.standard_normal((sc.nt, sc.N))
     lhs = np.sum(kernels.apply_stencil(lin.vals_mm, sc.grid, u) * m)
