@@ -107,3 +107,29 @@ def test_cli_misspelt_keys_are_refused_with_a_suggestion(tmp_path, capsys, edit,
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("m0, message", [
+    ("1 / 0 + x", "evaluating '1 / 0 + x' on the grid failed: ZeroDivisionError"),
+    ("x[1000] + 1", "evaluating 'x[1000] + 1' on the grid failed: IndexError"),
+    ("1 + y", "uses ['y'] but the grid has 1 axis(es) (x)"),
+    ("log(x - 0.5)", "m0: values on the grid must be finite"),
+])
+def test_cli_expression_errors_are_messages(tmp_path, capsys, m0, message):
+    """Expressions that fail or warn on the grid give one line naming the key, not a traceback."""
+    path = _write_toml(tmp_path / "bad.toml", _SMALL.format(shape=20, m0=m0))
+    assert cli.main(["solve", path, "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and "__import__" not in err
+
+
+def test_guarded_expression_with_a_floating_point_warning_solves(tmp_path):
+    """``where(x > 0.5, 1/(x - 0.025), 0)`` divides by zero at the cell x = 0.025, where the value
+    is not used: a valid expression, solved (it used to end in KeyError: '__import__')."""
+    text = _SMALL.format(shape=20, m0="1 + 0 * x") + """
+[terminal]
+type = "potential"
+expr = "where(x > 0.5, 1 / (x - 0.025), 0)"
+"""
+    path = _write_toml(tmp_path / "ok.toml", text)
+    assert cli.main(["solve", path, "--out", str(tmp_path / "o"), "--no-plot"]) == 0
