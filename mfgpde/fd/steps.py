@@ -31,7 +31,7 @@ preconditioner).
 
 Where the transport dominates (``nu = 0`` first-order problems, coarse grids with a strong
 drift) ``P`` degenerates to a multiple of the identity and the contraction is lost: the
-solver measures it on each step (:meth:`StepSolvers.contraction`) and falls back to sparse
+solver measures it on each step (:meth:`StepOperator.contraction`) and falls back to sparse
 LU (``N`` up to :data:`DIRECT_LIMIT`) or to BiCGSTAB for those steps. On 1D grids the cyclic
 tridiagonal solve of :mod:`mfgpde.fd.kernels` is exact and ``O(N)``, and stays.
 
