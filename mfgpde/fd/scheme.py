@@ -28,7 +28,7 @@ from ..iterations.base import ConvergenceError
 from . import kernels
 from .linear import solve_stencil
 from .linearisation import Linearisation
-from .steps import SpectralInverse
+from .steps import SpectralInverse, stencil_matrix
 
 
 class FDScheme:
@@ -97,11 +97,7 @@ class FDScheme:
 
     def csr(self, vals):
         """Block-diagonal CSR matrix of a stack of stencil operators ``vals`` (K, N, s)."""
-        K = vals.shape[0]
-        offsets = (np.arange(K) * self.N)[:, None, None]
-        indices = (self.cols[None, :, :] + offsets).ravel()
-        indptr = np.arange(K * self.N + 1) * self.s
-        return sp.csr_matrix((np.ascontiguousarray(vals).ravel(), indices, indptr), shape=(K * self.N, K * self.N))
+        return stencil_matrix(vals, self.cols)
 
     def difference_matrices(self):
         """Backward and forward difference matrices per axis (zero rows across walls)."""

@@ -50,7 +50,7 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
     U, M, log, status
     """
     log = IterationLog("newton", verbose)
-    step_solver = getattr(scheme, "step_solver", "auto") if step_solver is None else step_solver
+    step_solver = scheme.step_solver if step_solver is None else step_solver
     U, M = np.array(U0, float), np.array(M0, float)
     shape, n = U.shape, U.size
     # Couplings with a floor (log) are defined for every m, and the converged FP equation
