@@ -4,11 +4,6 @@ import pytest
 import mfgpde as mp
 
 
-def observed_order(h, err):
-    """Least-squares slope of log(err) against log(h)."""
-    return float(np.polyfit(np.log(h), np.log(err), 1)[0])
-
-
 def b1_problem(N=200, nt=200):
     g = mp.TensorGrid([(0, 1)], N, "periodic")
     x = g.axes[0]

@@ -45,3 +45,11 @@ def exact_score(x, t):
 
 def perturbed_score(x, t, eps=0.3):
     return exact_score(x, t) + eps * np.cos(x)
+
+
+def exact_log_density(x, t):
+    return np.log(ou_mixture_density_and_score(MIX["weights"], MIX["means"], MIX["covs"], t, x)[0])
+
+
+def perturbed_log_density(x, t, eps=0.3):
+    return exact_log_density(x, t) + eps * np.sin(x[:, 0])

@@ -1,7 +1,7 @@
 """Observed orders of convergence against the closed form C3 (linear-quadratic MFG)."""
 
 import numpy as np
-from conftest import observed_order
+from helpers import observed_order
 
 import mfgpde as mp
 from mfgpde.closed_forms import LinearQuadratic

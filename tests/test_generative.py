@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import observed_order
+from helpers import observed_order
 
 import mfgpde as mp
 from mfgpde.closed_forms import CNFGaussian, fokker_planck_gaussian, ou_mixture_score_error
@@ -54,11 +54,14 @@ def test_c1_cnf_2d_per_eigendirection():
 MIX = dict(weights=[0.4, 0.6], means=[[-1.5], [1.2]], covs=[0.09, 0.16])
 
 
-def test_c2_ou_score_on_the_grid_first_order():
+@pytest.mark.parametrize("transport, lo, hi", [("upwind", 0.75, 1.4), ("muscl", 1.7, 2.3)])
+def test_c2_ou_score_on_the_grid_observed_order(transport, lo, hi):
+    # the grid score of the forward FP against C2: first order with the monotone scheme,
+    # second order with the MUSCL transport the validation uses
     ns, errs = [100, 200, 400], []
     for n in ns:
         g = mp.TensorGrid([(-6, 6)], n, "noflux")
-        sm = ScoreModel(g, "vp", T=1.0, nt=n // 2)
+        sm = ScoreModel(g, "vp", T=1.0, nt=n // 2, transport=transport)
         p = sm.forward(gaussian_mixture(**MIX))
         s = sm.grid_score(p)
         err = ou_mixture_score_error(sm, s, MIX["weights"], MIX["means"], MIX["covs"], (sm.nt // 4, sm.nt // 2, sm.nt))
@@ -66,7 +69,7 @@ def test_c2_ou_score_on_the_grid_first_order():
         mass = p.reshape(len(p), -1).sum(axis=1) * g.cell_volume
         assert np.max(np.abs(mass - 1)) < 1e-12 and p.min() >= 0
     order = observed_order(12.0 / np.array(ns), errs)
-    assert 0.75 < order < 1.4, (errs, order)
+    assert lo < order < hi, (errs, order)
 
 
 def test_reverse_fp_with_exact_score_regenerates_data():
@@ -79,8 +82,9 @@ def test_reverse_fp_with_exact_score_regenerates_data():
         q = sm.generate(sm.grid_score(p), start=p[-1])
         assert q.min() >= 0 and abs(g.integrate(q[-1]) - 1) < 1e-12
         errs.append(g.integrate(np.abs(q[-1] - p[0])))
-    assert errs[-1] < errs[0] and errs[-1] < 0.1, errs
-    assert observed_order(12.0 / np.array([100, 200, 400]), errs) > 0.5, errs
+    # second-order transport (MUSCL): measured 0.027, 0.0090, 0.0025 (order 1.7)
+    assert errs[-1] < 0.005, errs
+    assert observed_order(12.0 / np.array([100, 200, 400]), errs) > 1.5, errs
 
 
 def test_c4_jko_chain_approaches_fokker_planck_in_tau():

@@ -122,11 +122,19 @@ class ScoreModel:
         Noise level for ``"ve"`` (``"vp"`` uses sqrt(2)).
     T : float
     nt : int
+    transport : {"muscl", "upwind"}
+        Scheme of the forward and reverse-time FP solves (:func:`evolve_density`). The default,
+        second-order ``"muscl"``, regenerates the data from the exact score to L1 ~ 1e-2 on the
+        shipped 1D case, where first-order upwinding smears the modes to L1 ~ 0.14 and cannot
+        tell a good score model from a poor one.
     """
 
-    def __init__(self, grid, sde="vp", sigma=1.0, T=1.0, nt=64):
+    def __init__(self, grid, sde="vp", sigma=1.0, T=1.0, nt=64, transport="muscl"):
         if sde not in ("vp", "ve"):
             raise ValueError(f"sde must be 'vp' or 've', got {sde!r}")
+        if transport not in ("muscl", "upwind"):
+            raise ValueError(f"transport must be 'muscl' or 'upwind', got {transport!r}")
+        self.transport = transport
         if not isinstance(grid, TensorGrid):
             raise TypeError("grid must be a TensorGrid")
         self.grid, self.sde, self.T, self.nt = grid, sde, float(T), int(nt)
@@ -148,7 +156,7 @@ class ScoreModel:
     def forward(self, data):
         """Densities ``p_t`` of the forward (noising) process, shape ``(nt + 1,) + grid.shape``."""
         p0 = data_on_grid(data, self.grid)
-        return evolve_density(self.grid, p0, self.drift, self.T, self.nt, self.nu)
+        return evolve_density(self.grid, p0, self.drift, self.T, self.nt, self.nu, scheme=self.transport)
 
     def grid_score(self, p, floor=1e-300):
         """Exact score on the grid ``s = grad log p_t`` (centred differences), ``(nt + 1, d) + shape``."""
@@ -186,7 +194,8 @@ class ScoreModel:
                 raise ValueError("start density is required for the VE process (it has no stationary law)")
             start = np.exp(standard_normal_log_density(self.grid.dim)(*self.grid.coordinates()))
         start = density_on_grid(start, self.grid, "start density", normalize=True)
-        return evolve_density(self.grid, start, self.reverse_drift(score), self.T, self.nt, self.nu)
+        return evolve_density(self.grid, start, self.reverse_drift(score), self.T, self.nt, self.nu,
+                              scheme=self.transport)
 
 
 def jko_step_problem(grid, rho, energy, tau, nt=8, name="jko_step"):

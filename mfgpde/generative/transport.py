@@ -13,7 +13,7 @@ import numpy as np
 
 from ..fd.scheme import FDScheme
 from ..hamiltonians import QuadraticHamiltonian
-from ..problem import MFGProblem
+from ..problem import MFGProblem, density_on_grid
 
 
 class FieldOnGrid:
@@ -34,7 +34,10 @@ class FieldOnGrid:
         return list(self.values[min(max(n, 0), self.nt)])
 
 
-def evolve_density(grid, m0, velocity, T, nt, nu=0.0):
+SCHEMES = ("upwind", "muscl")
+
+
+def evolve_density(grid, m0, velocity, T, nt, nu=0.0, scheme="upwind"):
     """Solve ``dm/dt - nu Lap m + div(m v) = 0`` on ``[0, T]`` from ``m0``.
 
     Parameters
@@ -48,11 +51,32 @@ def evolve_density(grid, m0, velocity, T, nt, nu=0.0):
     nt : int
     nu : float
         Diffusion ``sigma^2 / 2``.
+    scheme : {"upwind", "muscl"}
+        ``"upwind"``: the FP half of the monotone MFG scheme (first order, implicit Euler; the
+        footing of an MFG reference). ``"muscl"``: the second-order positivity-preserving
+        transport of :mod:`mfgpde.fd.muscl` (for push-forwards that must tell models apart);
+        it needs the velocity as an array or a callable of ``(t, x1, ..., xd)``, sampled at the
+        levels.
 
     Returns
     -------
     ndarray, shape ``(nt + 1,) + grid.shape``
     """
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    if scheme == "muscl":
+        from ..fd.muscl import evolve_muscl
+
+        if callable(velocity):
+            X = grid.coordinates()
+            velocity = [np.asarray(velocity(t, *X), float) for t in np.linspace(0.0, T, nt + 1)]
+        arr = np.asarray(velocity, float)
+        if arr.shape != (nt + 1, grid.dim) + grid.shape:
+            raise ValueError(f"velocity: array of shape {arr.shape}, expected {(nt + 1, grid.dim) + grid.shape}")
+        if not np.all(np.isfinite(arr)):
+            bad = np.argwhere(~np.isfinite(arr))[0]
+            raise ValueError(f"velocity: non-finite value at (time level, component, grid index) {tuple(bad)}")
+        return evolve_muscl(grid, density_on_grid(m0, grid, "m0"), arr, T, nu)
     if not callable(velocity):
         arr = np.asarray(velocity, float)
         expect = (nt + 1, grid.dim) + grid.shape

@@ -42,13 +42,13 @@ def _validate(args):
     t_ref = time.perf_counter() - t0
     try:
         if ref[0] == "score":
-            if args.kind not in (None, "score"):
-                raise ValueError("a score reference (preset = 'score') needs --kind score")
-            metrics, fields = validate_score(ref[1], ref[2], model, name=args.model)
+            if args.kind not in (None, "score", "score-potential"):
+                raise ValueError("a score reference (preset = 'score') needs --kind score or --kind score-potential")
+            metrics, fields = validate_score(ref[1], ref[2], model, name=args.model, kind=args.kind or "score")
         else:
             kind = args.kind or "velocity"
-            if kind == "score":
-                raise ValueError("--kind score needs a score reference configuration (preset = 'score')")
+            if kind.startswith("score"):
+                raise ValueError(f"--kind {kind} needs a score reference configuration (preset = 'score')")
             metrics, fields = validate_flow(ref[1], model, kind=kind, name=args.model)
     except ModelError as exc:
         print(f"mfgpde validate: model error: {exc}", file=sys.stderr)
@@ -68,6 +68,9 @@ def register(sub):
     p = sub.add_parser("validate", help="measure a (neural) generative model against the grid MFG reference")
     p.add_argument("config", help="reference configuration (an MFG or preset, or preset = 'score')")
     p.add_argument("--model", required=True, help="package.module:callable (a make_* factory is called)")
-    p.add_argument("--kind", choices=["velocity", "potential", "score"])
+    p.add_argument("--kind", choices=["velocity", "potential", "score", "score-potential"],
+                   help="velocity / potential: a flow model against an MFG reference; score: a score field s(x, t), "
+                        "score-potential: a log-density phi(x, t) with s = grad phi, against a score reference. "
+                        "Score reports include the log-density HJB residual")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_validate)

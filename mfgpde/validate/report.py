@@ -63,9 +63,23 @@ def _write_all(out, metrics, fields):
     panels = [("model - reference (final)", fields["m_model"][-1] - fields["m_ref"][-1], "RdBu_r")]
     if "hjb_residual_map" in fields:
         panels.append(("time-integrated |HJB residual|", fields["hjb_residual_map"], "magma"))
-    fig, ax = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    spacetime = fields.get("hjb_residual_spacetime")
+    ncol = len(panels) + (spacetime is not None)
+    fig, ax = plt.subplots(1, ncol, figsize=(5 * ncol, 4), squeeze=False)
     for a, (title, field, cmap) in zip(ax[0], panels):
         _show(a, field, g, title, cmap)
+    if spacetime is not None:
+        # 1D: the (t, x) map; 2D/3D: where in time the residual sits (space-integrated)
+        a = ax[0, -1]
+        if g.dim == 1:
+            im = a.pcolormesh(times, g.axes[0], np.asarray(spacetime).T, shading="auto", cmap="magma")
+            fig.colorbar(im, ax=a)
+            a.set_xlabel("t")
+            a.set_ylabel("x")
+        else:
+            a.semilogy(times[1:], [g.integrate(r) for r in spacetime[1:]])
+            a.set_xlabel("t")
+        a.set_title("p_t |HJB residual| over space-time", fontsize=9)
     fig.tight_layout()
     save_figure(fig, os.path.join(out, "errors.png"))
     rows = _flatten(metrics)
