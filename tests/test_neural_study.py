@@ -1,29 +1,110 @@
-"""The end-to-end neural study at reduced size (runs where torch is installed: .venv-neural)."""
+"""The neural studies at reduced size, and the torch HJB residual (runs where torch is installed: .venv-neural).
+
+The reduced runs are small but deterministic (fixed seeds, float64, CPU), so each asserts the
+study's own result with a margin taken from the spread of the recorded reduced runs, not only
+that the pipeline finishes.
+"""
 
 import json
+import math
 import os
 import sys
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="torch is not installed here: the neural extra needs Python 3.11 + "
                             "torch==2.13.0; `make setup` creates .venv-neural and `make test` runs this file there")
 
+import mfgpde as mp  # noqa: E402
+from mfgpde.closed_forms import ou_mixture_density_and_score  # noqa: E402
+from mfgpde.generative.log_density_hjb import grid_residual, torch_residual  # noqa: E402
+from mfgpde.generative.presets import ScoreModel  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "validation"))
 
+MIX = dict(weights=[0.4, 0.6], means=[-1.5, 1.2], covs=[0.09, 0.16])
+
+
+def ou_mixture_score_torch(x, t, eps=0.0):
+    """Closed-form score of the OU-evolved 1D mixture (REFERENCE C2), in torch, plus ``eps sin(2x)``."""
+    a = torch.exp(-t)
+    logs = []
+    for w, mu, c in zip(MIX["weights"], MIX["means"], MIX["covs"]):
+        v = a**2 * c + 1 - a**2
+        logs.append(math.log(w) - 0.5 * torch.log(2 * math.pi * v) - (x - a * mu) ** 2 / (2 * v))
+    L = torch.logsumexp(torch.cat(logs, dim=1), dim=1, keepdim=True)
+    s = torch.autograd.grad(L.sum(), x, create_graph=True)[0]
+    return s + eps * torch.sin(2 * x)
+
+
+def test_torch_residual_matches_closed_form_and_grid():
+    """R_s of the exact score vanishes to round-off; for a perturbed score the autograd residual
+    equals the grid residual of the same field up to the grid's O(h^2) error."""
+    sm = ScoreModel(mp.TensorGrid([(-6.0, 6.0)], 400, "noflux"), "vp", T=3.0, nt=600)
+    x = sm.grid.coordinates()[0]
+    levels = [150, 300, 450]                       # t = 0.75, 1.5, 2.25: interior in time
+    xs = torch.tensor(np.tile(x, len(levels))[:, None], dtype=torch.float64)
+    ts = torch.tensor(np.repeat(sm.times[levels], x.size)[:, None], dtype=torch.float64)
+
+    def model(eps):
+        return lambda xx, tt: ou_mixture_score_torch(xx, tt, eps)
+
+    R0 = torch_residual(model(0.0), xs, ts, sde="vp").detach().numpy()
+    assert np.abs(R0).max() < 1e-10
+    eps = 0.05
+    R = torch_residual(model(eps), xs, ts, sde="vp").detach().numpy().reshape(len(levels), -1)
+    # the same perturbed field on the whole space-time grid, residual by finite differences
+    s = np.stack([ou_mixture_density_and_score(MIX["weights"], [[m] for m in MIX["means"]], MIX["covs"], t,
+                                               x[:, None])[1][:, 0] + eps * np.sin(2 * x) for t in sm.times])
+    Rg = grid_residual(sm, s[:, None, :])[levels, 0]
+    inner = slice(5, -5)                           # one-sided stencils at the box edge
+    scale = np.abs(R[:, inner]).max()
+    assert scale > 0.05                            # the perturbation is visible ...
+    assert np.abs(Rg[:, inner] - R[:, inner]).max() < 2e-2 * scale  # ... and both agree
+
 
 def test_reduced_neural_study(tmp_path):
+    """The HJB-regularised flow is closer to the MFG solution than the kinetic-only one.
+
+    Recorded reduced run (seed 0): velocity error 0.215 -> 0.153, HJB residual 0.273 -> 0.069.
+    The bounds (ratio < 0.85 and < 0.5) leave room for the run-to-run changes of BLAS
+    summation order but fail when the regulariser stops acting (ratio ~ 1).
+    """
     import neural_models
 
     assert neural_models.main(["--reduced", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "neural.json").read_text())
     flows = data["flows"]
-    for name in ("kinetic", "kinetic+hjb"):
-        m = flows[name]
-        assert m["final"]["L1"] < 2.0 and m["hjb_residual"] >= 0
-        assert abs(m["final"]["KL_model_reference"]) < 10
-    assert flows["score"]["generated_vs_data"]["L1"] < 2.0
-    assert (tmp_path / "report.md").read_text().count("HJB regulariser") >= 1
+    plain, reg = flows["kinetic"], flows["kinetic+hjb"]
+    assert reg["velocity_error_weighted"] < 0.85 * plain["velocity_error_weighted"]
+    assert reg["hjb_residual"] < 0.5 * plain["hjb_residual"]
+    for m in (plain, reg):
+        assert 0 < m["final"]["L1"] < 1.0       # the flows move the data towards N(0, 1) ...
+        assert 0 < m["final"]["W2"] < 1.0
+    score = flows["score"]
+    assert np.isfinite(score["score_error_weighted"]) and score["hjb_residual"] > score["hjb_residual_exact_score"]
     for sub in ("kinetic", "kinetic_hjb", "score"):
         assert (tmp_path / sub / "metrics.json").exists()
+
+
+def test_reduced_hjb_score_study(tmp_path):
+    """DSM + HJB lowers the model's HJB residual on both data sets (recorded reduced run:
+    1D 0.161 -> 0.079, 2D 0.271 -> 0.142, seed spreads <= 0.014); the score error and
+    the generated density stay finite and the report and figure are written."""
+    import hjb_score_models
+
+    assert hjb_score_models.main(["--reduced", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "hjb_score.json").read_text())
+    assert data["reduced"] and data["seeds"] == [0, 1]
+    for ds in ("1d", "2d"):
+        per = data["results"][ds]
+        for meth in ("dsm", "dsm+hjb"):
+            for seed in ("0", "1"):
+                row = per[meth][seed]
+                assert all(np.isfinite(v) for v in row.values())
+        mean = {meth: np.mean([per[meth][s]["hjb_residual"] for s in ("0", "1")]) for meth in per}
+        assert mean["dsm+hjb"] < 0.75 * mean["dsm"], (ds, mean)
+    assert "DSM + HJB" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "hjb_score.png").stat().st_size > 10000
