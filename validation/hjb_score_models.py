@@ -125,6 +125,7 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "hjb_score"))
     ap.add_argument("--reduced", action="store_true", help="CI size: coarse grids, few steps, two seeds")
     ap.add_argument("--weight", type=float, default=1.0, help="weight w of the HJB term (default 1)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     args = ap.parse_args(argv)
     if not args.weight > 0:
         ap.error(f"--weight must be > 0, got {args.weight}")
@@ -134,7 +135,7 @@ def main(argv=None):
         print("hjb_score_models: torch is not installed (the neural extra: Python 3.11 + torch==2.13.0)",
               file=sys.stderr)
         return 2
-    torch.set_num_threads(2)
+    torch.set_num_threads(max(1, args.threads))
     t0 = time.perf_counter()
     if args.reduced:
         seeds, iters, batch = (0, 1), 150, 128
