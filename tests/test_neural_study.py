@@ -100,11 +100,11 @@ def test_reduced_hjb_score_study(tmp_path):
     assert data["reduced"] and data["seeds"] == [0, 1]
     for ds in ("1d", "2d"):
         per = data["results"][ds]
-        for meth in ("dsm", "dsm+hjb"):
+        for meth in per:
             for seed in ("0", "1"):
                 row = per[meth][seed]
                 assert all(np.isfinite(v) for v in row.values())
         mean = {meth: np.mean([per[meth][s]["hjb_residual"] for s in ("0", "1")]) for meth in per}
-        assert mean["dsm+hjb"] < 0.75 * mean["dsm"], (ds, mean)
+        assert mean["dsm+hjb w=1"] < 0.75 * mean["dsm"], (ds, mean)
     assert "DSM + HJB" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "hjb_score.png").stat().st_size > 10000

@@ -109,11 +109,11 @@ def figure(path, results, seeds):
     for i, (ds, per) in enumerate(results.items()):
         for j, (key, label) in enumerate(METRICS):
             a = ax[i, j]
-            for k, meth in enumerate(("dsm", "dsm+hjb")):
+            for k, meth in enumerate(per):
                 vals = [per[meth][s][key] for s in seeds]
                 a.scatter(np.full(len(vals), k) + np.linspace(-0.08, 0.08, len(vals)), vals, s=18)
                 a.hlines(np.mean(vals), k - 0.2, k + 0.2, color="k")
-            a.set_xticks([0, 1], ["DSM", "DSM+HJB"])
+            a.set_xticks(range(len(per)), [m.upper().replace(" W=", "\nw=") for m in per], fontsize=7)
             a.set_yscale("log")
             a.set_title(f"{ds}: {label}", fontsize=9)
     fig.tight_layout()
@@ -124,11 +124,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "hjb_score"))
     ap.add_argument("--reduced", action="store_true", help="CI size: coarse grids, few steps, two seeds")
-    ap.add_argument("--weight", type=float, default=1.0, help="weight w of the HJB term (default 1)")
+    ap.add_argument("--weights", type=float, nargs="+", default=[1.0],
+                    help="weights w of the HJB term, one DSM + HJB model per weight (default 1)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     args = ap.parse_args(argv)
-    if not args.weight > 0:
-        ap.error(f"--weight must be > 0, got {args.weight}")
+    if not all(w > 0 for w in args.weights):
+        ap.error(f"--weights must be > 0, got {args.weights}")
+    methods = [("dsm", 0.0)] + [(f"dsm+hjb w={w:g}", w) for w in args.weights]
     try:
         import torch
     except ImportError:
@@ -149,8 +151,8 @@ def main(argv=None):
         sm = ScoreModel(mp.TensorGrid(bounds, n, "noflux"), "vp", T=T, nt=nt)
         data = gaussian_mixture(**mix)
         d = len(bounds)
-        results[ds] = {"dsm": {}, "dsm+hjb": {}}
-        for meth, w in (("dsm", 0.0), ("dsm+hjb", args.weight)):
+        results[ds] = {meth: {} for meth, _ in methods}
+        for meth, w in methods:
             for s in seeds:
                 t1 = time.perf_counter()
                 net = train(torch, mix, d, w, iters, batch, seed=s)
@@ -162,31 +164,34 @@ def main(argv=None):
                       file=sys.stderr)
         for key, label in METRICS:
             a = np.array([results[ds]["dsm"][s][key] for s in seeds])
-            b = np.array([results[ds]["dsm+hjb"][s][key] for s in seeds])
-            # "helps" only when the means differ by more than the seed-to-seed spread
-            spread = max(a.std(), b.std())
-            verdict = "better" if b.mean() < a.mean() - spread else "worse" if b.mean() > a.mean() + spread else "no clear difference"
-            rows.append([ds, label, f"{a.mean():.3g} ± {a.std():.2g}", f"{b.mean():.3g} ± {b.std():.2g}", verdict])
+            for meth, _ in methods[1:]:
+                b = np.array([results[ds][meth][s][key] for s in seeds])
+                # "helps" only when the means differ by more than the seed-to-seed spread
+                spread = max(a.std(), b.std())
+                verdict = ("better" if b.mean() < a.mean() - spread else "worse" if b.mean() > a.mean() + spread
+                           else "no clear difference")
+                rows.append([ds, label, meth.split()[-1], f"{a.mean():.3g} ± {a.std():.2g}",
+                             f"{b.mean():.3g} ± {b.std():.2g}", verdict])
     os.makedirs(args.out, exist_ok=True)
     figure(os.path.join(args.out, "hjb_score.png"), results, seeds)
-    mean_t = {meth: float(np.mean([v for k, v in timings.items() if k.split("/")[1] == meth])) for meth in ("dsm", "dsm+hjb")}
+    mean_t = {meth: float(np.mean([v for k, v in timings.items() if k.split("/")[1] == meth])) for meth, _ in methods}
     write_json(os.path.join(args.out, "hjb_score.json"), {"results": {ds: {m: {str(s): v for s, v in per.items()}
                                                                       for m, per in r.items()} for ds, r in results.items()},
                                                           "timings_s": timings, "reduced": args.reduced,
-                                                          "weight": args.weight, "iters": iters, "batch": batch,
+                                                          "weights": args.weights, "iters": iters, "batch": batch,
                                                           "seeds": list(seeds)})
     floor = {ds: results[ds]["dsm"][seeds[0]]["exact_score_hjb_residual"] for ds in results}
     write_report(os.path.join(args.out, "report.md"), "DSM with and without the HJB regulariser", [
         ("Setting", f"VP/OU forward SDE, T = {T}. Data: {DATA['1d']} (1D, grid {grids['1d'][1]} cells, "
                     f"{grids['1d'][2]} steps) and a 4-mode 2D mixture (grid {grids['2d'][1]}^2, {grids['2d'][2]} "
                     f"steps). Network (d+1)-64-64-64-d, SiLU, float64; Adam lr 2e-3 with cosine decay, "
-                    f"{iters} steps of batch {batch} for both methods, seeds {list(seeds)}; HJB weight "
-                    f"w = {args.weight}. {REDUCED_NOTE if args.reduced else ''}"),
-        ("Results (mean ± std over seeds)", markdown_table(["data", "metric", "DSM", "DSM + HJB", "DSM + HJB is"], rows)
+                    f"{iters} steps of batch {batch} for every model, seeds {list(seeds)}; HJB weights "
+                    f"w = {args.weights}. {REDUCED_NOTE if args.reduced else ''}"),
+        ("Results (mean ± std over seeds)", markdown_table(["data", "metric", "HJB weight", "DSM", "DSM + HJB", "DSM + HJB is"], rows)
          + "\n\n'better'/'worse' means the means differ by more than the larger seed-to-seed standard deviation. "
          f"The exact grid score's HJB residual (the discretisation floor of that metric) is "
          f"{floor['1d']:.3g} (1D) and {floor['2d']:.3g} (2D). Mean training time per model: "
-         f"DSM {mean_t['dsm']:.1f} s, DSM + HJB {mean_t['dsm+hjb']:.1f} s (the residual needs second derivatives "
+         + ", ".join(f"{m} {t:.1f} s" for m, t in mean_t.items()) + " (the residual needs second derivatives "
          "of the network, so the same number of steps costs more)."),
         ("Figure", "`hjb_score.png`: every seed (dots) and the mean (bar) per method, metric and data set."),
         ("Run time", f"{time.perf_counter() - t0:.0f} s"),

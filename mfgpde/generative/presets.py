@@ -263,5 +263,9 @@ def problem_from_preset(cfg):
     if kind == "score_mfg":
         return score_mfg_problem(grid, lambda *xs: np.log(np.maximum(data(*xs), 1e-300)), nu=model.get("nu", 1.0),
                                  T=tt.get("T", 1.0), nt=tt.get("nt", 32), name=name)
-    raise ConfigError(f"preset = {kind!r} is unknown; allowed: cnf, score_mfg (the score and JKO studies "
-                      "have their own verbs in validation/)")
+    if kind == "score":
+        raise ConfigError("preset = 'score' is a score-model reference, not an MFG to solve: check a model "
+                          "against it with `mfgpde validate CONFIG --model MOD:FN --kind score --out DIR`, or "
+                          "study its convergence with `mfgpde wellposed CONFIG --refine N 2N 4N --out DIR`")
+    raise ConfigError(f"preset = {kind!r} is unknown; allowed: cnf, score_mfg (and score, a reference for "
+                      "`mfgpde validate`); JKO chains are run from Python (mfgpde.generative.presets.jko_chain)")

@@ -1,79 +1,224 @@
-"""``mfgpde wellposed CONFIG.toml --out DIR``: multi-start, refinement, monotonicity (and lambda for CNFs)."""
+"""``mfgpde wellposed CONFIG.toml --out DIR``: controls, multi-start, monotonicity, refinement, CNF lambda.
+
+Each stage is written to ``wellposed.json`` as soon as it finishes (atomically), so a stage
+that fails later leaves the finished ones, its own message and the figure in ``DIR``; the
+exit code is then 1.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
+
+#: what the verb does with each kind of configuration (printed by ``--help``)
+SUPPORT = """\
+time-dependent finite-difference MFGs (plain, cnf and score_mfg presets): positive/negative
+controls, multi-start, Lasry-Lions check, refinement, and for cnf the lambda study.
+preset = "score": the forward Fokker-Planck equation of a score model is linear, so its
+solution is unique; the verb checks that the reference converges under refinement (--refine).
+Mesh (FEM) and ergodic configurations are refused with what to run instead."""
 
 
-def _wellposed(args):
+def _resize(cfg, shape, nt):
+    """Apply ``--shape`` / ``--nt`` to a loaded configuration (the study's own size)."""
+    if shape:
+        dim = len(cfg["grid"]["shape"]) if isinstance(cfg["grid"].get("shape"), list) else 1
+        if len(shape) not in (1, dim):
+            raise ValueError(f"--shape needs 1 or {dim} sizes for this {dim}D grid, got {len(shape)}")
+        cfg["grid"]["shape"] = [int(s) for s in (shape * dim if len(shape) == 1 else shape)]
+    if nt:
+        cfg.setdefault("time", {})["nt"] = int(nt)
+    return cfg
+
+
+def _score_refinement(cfg, sizes):
+    """Cauchy differences of a score reference (density p_t and exact grid score) under refinement."""
     import numpy as np
 
     from .. import config
+    from ..validate.cli import build_reference
+    from .wellposedness import restrict
+
+    base = cfg["grid"]["shape"]
+    base = base[0] if isinstance(base, list) else base
+    nt0 = cfg.get("time", {}).get("nt", 64)
+    refs = []
+    for n in sizes:
+        c = config.load(cfg)
+        c["grid"]["shape"] = [int(n)] * (len(cfg["grid"]["shape"]) if isinstance(cfg["grid"]["shape"], list) else 1)
+        c.setdefault("time", {})["nt"] = max(1, int(round(nt0 * n / base)))
+        _, sm, data = build_reference(c)
+        p = sm.forward(data)
+        refs.append((sm, p, sm.grid_score(p)))
+    dp, ds, hs = [], [], []
+    for (a, pa, sa), (b, pb, sb) in zip(refs[:-1], refs[1:]):
+        r = b.nt // a.nt
+        pr = restrict(pb[::r], b.grid, a.grid)
+        sr = restrict(sb[::r], b.grid, a.grid)
+        dp.append(float(max(a.grid.integrate(np.abs(x - y)) for x, y in zip(pa, pr))))
+        # density-weighted score difference at the levels after the first (p_0 may be rough)
+        ds.append(float(max(np.sqrt(a.grid.integrate(pa[n] * np.sum((sa[n] - sr[n]) ** 2, axis=0)))
+                            for n in range(1, a.nt + 1))))
+        hs.append(float(max(a.grid.h)))
+
+    def fit(e):
+        return float(np.polyfit(np.log(hs), np.log(e), 1)[0]) if len(e) >= 2 else float("nan")
+
+    return {"sizes": [int(s) for s in sizes], "h": hs, "differences_p": dp, "differences_score": ds,
+            "order_p": fit(dp), "order_score": fit(ds)}
+
+
+def _figure(report, path):
+    """Four panels: distance each start moved; spread of the controls next to the problem's;
+    refinement; CNF lambda study. A stage that did not run leaves its panel saying so."""
     from ..plotting import _mpl, save_figure
+
+    plt = _mpl()
+    fig, ax = plt.subplots(1, 4, figsize=(18, 3.9))
+    for a in ax:
+        a.text(0.5, 0.5, "not run", transform=a.transAxes, ha="center", color="0.6")
+    ms = report.get("multi_start", {})
+    if "runs" in ms:
+        runs = ms["runs"]
+        ax[0].bar(range(len(runs)), [r.get("moved_m") or 0 for r in runs],
+                  color=["C0" if r["converged"] else "C3" for r in runs])
+        ax[0].set(title=f"multi-start: {ms['verdict']}", xlabel="start (red: did not converge)",
+                  ylabel="distance moved by m (relative)")
+    ctl = {k: v for k, v in report.get("controls", {}).items() if isinstance(v, dict) and "multi_start" in v}
+    bars = [(f"{k} control\n({v['multi_start']['verdict']})", v["multi_start"]["spread_m"]) for k, v in ctl.items()]
+    if "spread_m" in ms:
+        bars.append(("this problem", ms["spread_m"]))
+    bars = [(k, v) for k, v in bars if v == v]  # NaN: fewer than two converged starts
+    if bars:
+        ax[1].bar(range(len(bars)), [max(v, 1e-17) for _, v in bars], color=["C3", "C2", "C0"][-len(bars):])
+        ax[1].set_xticks(range(len(bars)), [k for k, _ in bars], fontsize=7)
+        ax[1].set(yscale="log", title="spread of m over the starts", ylabel="max pairwise sup distance / max m")
+        ax[1].axhline(ms.get("agree", 1e-6), color="k", lw=0.8, ls="--")
+    ref = report.get("refinement", {})
+    for key, label in (("differences_m", "m"), ("differences_U", "U"), ("differences_p", "p_t"),
+                       ("differences_score", "score")):
+        if key in ref:
+            order = ref.get("order_" + key.split("_")[1], float("nan"))
+            ax[2].loglog(ref["h"], ref[key], "o-", label=f"{label}, order {order:.2f}")
+    if "h" in ref:
+        ax[2].set(xlabel="h", title="Cauchy differences under refinement")
+        ax[2].legend()
+    rows = [r for r in report.get("cnf_lambda", {}).get("rows", []) if r.get("converged")]
+    if rows:
+        lam = [r["lam"] for r in rows]
+        ax[3].loglog(lam, [r["condition_number_support_phi"] for r in rows], "o-", label="cond J on supp m (phi)")
+        ax[3].loglog(lam, [r["smallest_singular_value_support_phi"] for r in rows], "s-",
+                     label="sigma_min J on supp m (phi)")
+        ax[3].set(xlabel="lambda", title="CNF as lambda -> 0")
+        ax[3].legend(fontsize=8)
+    for a in ax:
+        if a.lines or a.patches:
+            a.texts[0].remove()
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _wellposed(args):
+    from .. import config
+    from ..problem import ErgodicMFGProblem
     from ..result import write_json
     from . import wellposedness as W
 
-    cfg = config.load(args.config)
-    problem = config.build_problem(cfg)
-    os.makedirs(args.out, exist_ok=True)
-    report = {"config": os.path.abspath(args.config), "problem": problem.describe()}
-    print(f"mfgpde wellposed: multi-start ({args.starts} starts)", file=sys.stderr)
-    report["multi_start"] = W.multi_start(problem, starts=args.starts, tol=args.tol)
-    terms = [("coupling", problem.coupling), ("terminal", problem.terminal)]
-    report["lasry_lions"] = {name: W.lasry_lions_check(c, problem.grid) for name, c in terms}
+    if args.starts < 2:
+        raise ValueError(f"--starts must be >= 2 (a multi-start needs two starts), got {args.starts}")
+    if not args.tol > 0:
+        raise ValueError(f"--tol must be > 0, got {args.tol}")
     sizes = [int(s) for s in args.refine]
-    if sizes:
-        print(f"mfgpde wellposed: refinement {sizes}", file=sys.stderr)
-        base_shape = np.array(problem.grid.shape)
+    if any(s < 2 for s in sizes):
+        raise ValueError(f"--refine sizes must be integers >= 2, got {sizes}")
+    cfg = _resize(config.load(args.config), args.shape, args.nt)
+    preset = cfg.get("preset")
+    if args.lambdas and preset != "cnf":
+        raise ValueError("--lambdas is the CNF lambda study: it needs a configuration with preset = 'cnf'")
+    report = {"config": os.path.abspath(args.config), "stages_failed": []}
+    out_json = os.path.join(args.out, "wellposed.json")
 
-        def make(n):
-            c = config.load(cfg)
-            c["grid"]["shape"] = [int(n * s / base_shape[0]) for s in base_shape]
-            c.setdefault("time", {})["nt"] = max(1, int(round(problem.nt * n / base_shape[0])))
-            return config.build_problem(c)
+    def stage(name, fn):
+        """Run one stage; keep what finished, record a failure with its message."""
+        print(f"mfgpde wellposed: {name}", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            report[name] = fn()
+        except (ValueError, RuntimeError, FloatingPointError, MemoryError, NotImplementedError) as exc:
+            report[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            report["stages_failed"].append(name)
+            print(f"mfgpde wellposed: stage {name!r} failed: {exc}", file=sys.stderr)
+        if isinstance(report[name], dict):
+            report[name]["wall_time_s"] = time.perf_counter() - t0
+        write_json(out_json, report)
 
-        report["refinement"] = W.refinement(make, sizes, tol=args.tol)
-    if cfg.get("preset") == "cnf" and args.lambdas:
-        print(f"mfgpde wellposed: CNF lambda study {args.lambdas}", file=sys.stderr)
-        from ..generative.densities import gaussian_mixture  # noqa: F401  (data built by the preset)
+    if preset == "score":
+        if not sizes:
+            raise ValueError("preset = 'score': the forward Fokker-Planck equation is linear and its solution unique, "
+                             "so the evidence to gather is convergence of the reference: give --refine N 2N 4N")
+        os.makedirs(args.out, exist_ok=True)
+        report["problem"] = {"preset": "score", "note": "linear forward FP: unique solution; refinement only"}
+        stage("refinement", lambda: _score_refinement(cfg, sizes))
+    else:
+        problem = config.build_problem(cfg)
+        if getattr(problem.grid, "is_mesh", False):
+            raise ValueError(f"{args.config} is a mesh (FEM) problem; `mfgpde wellposed` studies finite-difference "
+                             f"problems. Run `mfgpde solve {args.config} --out DIR` for the mesh solve.")
+        if isinstance(problem, ErgodicMFGProblem):
+            raise ValueError(f"{args.config} is an ergodic problem; `mfgpde wellposed` studies time-dependent MFGs. "
+                             f"Run `mfgpde solve {args.config} --out DIR`.")
+        os.makedirs(args.out, exist_ok=True)
+        report["problem"] = problem.describe()
+        if args.controls:
+            stage("controls", lambda: W.run_controls(starts=args.starts, tol=args.tol))
+        stage("multi_start", lambda: W.multi_start(problem, starts=args.starts, tol=args.tol))
+        terms = [("coupling", problem.coupling), ("terminal", problem.terminal)]
+        stage("lasry_lions", lambda: {name: W.lasry_lions_check(c, problem.grid) for name, c in terms})
+        if sizes:
+            base_shape = list(problem.grid.shape)
 
-        data = problem.m0
-        report["cnf_lambda"] = W.cnf_lambda_study(problem.grid, data, args.lambdas, T=problem.T, nt=problem.nt,
-                                                  starts=args.starts, tol=args.tol)
-    write_json(os.path.join(args.out, "wellposed.json"), report)
-    plt = _mpl()
-    fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
-    runs = report["multi_start"]["runs"]
-    ax[0].bar(range(len(runs)), [r["iterations"] or 0 for r in runs])
-    ax[0].set(title=f"multi-start: spread(m) = {report['multi_start']['spread_m']:.1e}", xlabel="start",
-              ylabel="iterations")
-    if "refinement" in report:
-        ref = report["refinement"]
-        ax[1].loglog(ref["h"], ref["differences_m"], "o-", label=f"m, order {ref['order_m']:.2f}")
-        ax[1].loglog(ref["h"], ref["differences_U"], "s-", label=f"U, order {ref['order_U']:.2f}")
-        ax[1].set(xlabel="h", title="Cauchy differences under refinement")
-        ax[1].legend()
-    if "cnf_lambda" in report:
-        rows = [r for r in report["cnf_lambda"]["rows"] if r.get("converged")]
-        ax[2].loglog([r["lam"] for r in rows], [r["condition_number"] for r in rows], "o-", label="cond(J)")
-        ax[2].loglog([r["lam"] for r in rows], [max(r["spread_m"], 1e-16) for r in rows], "s-", label="spread(m)")
-        ax[2].set(xlabel="lambda", title="CNF as lambda -> 0")
-        ax[2].legend()
-    fig.tight_layout()
-    save_figure(fig, os.path.join(args.out, "wellposed.png"))
-    ms = report["multi_start"]
-    print(f"mfgpde wellposed: {ms['converged']}/{ms['starts']} starts converged, spread(m) = {ms['spread_m']:.2e} "
-          f"-> {args.out}", file=sys.stderr)
+            def make(n):
+                c = config.load(cfg)
+                c["grid"]["shape"] = [int(n * s / base_shape[0]) for s in base_shape]
+                c.setdefault("time", {})["nt"] = max(1, int(round(problem.nt * n / base_shape[0])))
+                return config.build_problem(c)
+
+            stage("refinement", lambda: W.refinement(make, sizes, tol=args.tol))
+        if args.lambdas:
+            stage("cnf_lambda", lambda: W.cnf_lambda_study(problem.grid, problem.m0, args.lambdas, T=problem.T,
+                                                           nt=problem.nt, starts=args.starts, tol=args.tol))
+    try:
+        _figure(report, os.path.join(args.out, "wellposed.png"))
+    except Exception as exc:  # noqa: BLE001 -- the JSON is written; a plotting failure is reported, not fatal
+        report["stages_failed"].append("figure")
+        report["figure_error"] = f"{type(exc).__name__}: {exc}"
+        write_json(out_json, report)
+    ms = report.get("multi_start", {})
+    if "verdict" in ms:
+        print(f"mfgpde wellposed: {ms['converged']}/{ms['starts']} starts converged, {ms['distinct_solutions']} "
+              f"distinct solution(s): {ms['verdict']} (spread(m) = {ms['spread_m']:.2e})", file=sys.stderr)
+    if report["stages_failed"]:
+        print(f"mfgpde wellposed: failed stages {report['stages_failed']} (messages in {out_json}); the finished "
+              f"ones are kept", file=sys.stderr)
+        return 1
+    print(f"mfgpde wellposed: -> {args.out}", file=sys.stderr)
     return 0
 
 
 def register(sub):
-    p = sub.add_parser("wellposed", help="well-posedness study: multi-start spread, refinement, monotonicity")
+    import argparse
+
+    p = sub.add_parser("wellposed", help="well-posedness study: controls, multi-start, monotonicity, refinement",
+                       description=SUPPORT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config")
     p.add_argument("--out", required=True)
-    p.add_argument("--starts", type=int, default=4)
+    p.add_argument("--starts", type=int, default=4, help="multi-start: number of random starts (>= 2)")
     p.add_argument("--tol", type=float, default=1e-9)
     p.add_argument("--refine", nargs="*", default=[], help="grid sizes along axis 0 (doubling), e.g. 50 100 200")
     p.add_argument("--lambdas", nargs="*", type=float, default=[], help="CNF presets: lambda values to study")
+    p.add_argument("--shape", nargs="*", type=int, default=[], help="study the configuration on this grid instead")
+    p.add_argument("--nt", type=int, default=None, help="study the configuration with this many time steps")
+    p.add_argument("--no-controls", dest="controls", action="store_false",
+                   help="skip the positive/negative controls (aggregating and monotone 1D problems, ~3 s)")
     p.set_defaults(func=_wellposed)
