@@ -402,8 +402,9 @@ def cnf_lambda_study(grid, data, lambdas, T=1.0, nt=16, starts=3, tol=1e-9, seed
     dict with one entry per lambda: condition number and smallest singular value of the
     Newton Jacobian at the solution (sparse, :func:`jacobian_condition`), in U, in
     ``phi = U/lambda``, and in phi on the support ``m > support * max m`` (the indicator that
-    follows lambda: its smallest singular value falls and its condition grows as lambda -> 0); Newton iterations; terminal KL; and, with ``starts >= 2``, the
-    multi-start verdict, spread and the distance between the starts (``starts = 0`` skips it).
+    follows lambda: its smallest singular value falls and its condition grows as lambda -> 0);
+    Newton iterations; terminal KL; and, with ``starts >= 2``, the multi-start verdict, spread
+    and the distance between the starts (``starts = 0`` skips it).
     """
     from ..generative.energies import KL
     from ..generative.presets import cnf_problem, standard_normal_log_density
