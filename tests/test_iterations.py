@@ -88,7 +88,7 @@ def test_continuation_in_nu_reaches_small_viscosity():
 
 def test_ergodic_manufactured_solution_first_order():
     """u = A cos(2 pi x), m = exp(-u/nu)/Z, rho = -log Z solve the ergodic MFG with f = log m + V."""
-    from conftest import observed_order
+    from helpers import observed_order
 
     nu, A = 0.5, 0.3
     uex = lambda x: A * np.cos(2 * np.pi * x)  # noqa: E731

@@ -108,3 +108,15 @@ def test_reduced_hjb_score_study(tmp_path):
         assert mean["dsm+hjb w=1"] < 0.75 * mean["dsm"], (ds, mean)
     assert "DSM + HJB" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "hjb_score.png").stat().st_size > 10000
+
+
+def test_readme_torch_blocks(tmp_path, monkeypatch):
+    """The README's torch examples run as written (the main venv has no torch and skips them)."""
+    import re
+
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", open(os.path.join(ROOT, "README.md")).read(), re.S)
+              if "import torch" in b]
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    for b in blocks:
+        exec(compile(b, "README torch block", "exec"), {})

@@ -1,5 +1,6 @@
 """The README's Python examples run as written (so the documentation cannot rot)."""
 
+import importlib.util
 import os
 import re
 
@@ -15,5 +16,7 @@ def test_readme_python_block(index, tmp_path, monkeypatch):
 
     if "mfgpde.fem" in BLOCKS[index] and not fem_available():
         pytest.skip("FEM example: " + INSTALL_HINT)
+    if "import torch" in BLOCKS[index] and importlib.util.find_spec("torch") is None:
+        pytest.skip("torch example: runs in .venv-neural (tests/test_neural_study.py::test_readme_torch_blocks)")
     monkeypatch.chdir(tmp_path)  # the examples write files
     exec(compile(BLOCKS[index], f"README block {index}", "exec"), {})

@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 import mfgpde as mp
 from mfgpde import cli
@@ -139,3 +140,68 @@ def test_wellposed_cli(tmp_path):
     assert rep["refinement"]["order_m"] > 0.6
     assert rep["lasry_lions"]["coupling"]["monotone"]
     assert (out / "wellposed.png").exists()
+
+
+# every shipped configuration, at a reduced size, with every option of the verb that applies
+SHIPPED = {
+    "lq_gaussian.toml": ["--shape", "32", "--nt", "8", "--refine", "16", "32", "64"],
+    "lst_case1.toml": ["--shape", "32", "--nt", "8", "--refine", "16", "32", "64"],
+    "lst_case2.toml": ["--shape", "10", "--nt", "5", "--refine", "5", "10"],
+    "cnf_gaussian_1d.toml": ["--shape", "40", "--nt", "8", "--refine", "20", "40", "--lambdas", "1", "0.1"],
+    "cnf_gmm8_2d.toml": ["--shape", "8", "--nt", "3", "--no-controls"],  # --lambdas: the 1D case
+    "score_mfg_2d.toml": ["--shape", "10", "--nt", "5", "--refine", "5", "10", "--no-controls"],
+    "score_ou_1d.toml": ["--shape", "60", "--nt", "30", "--refine", "30", "60", "120"],
+}
+REFUSED = {"crowd_room.toml": "mfgpde solve"}
+
+
+def test_every_shipped_configuration_is_covered():
+    shipped = {f for f in os.listdir(os.path.join(ROOT, "solvers")) if f.endswith(".toml")}
+    assert shipped == set(SHIPPED) | set(REFUSED)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_wellposed_cli_on_shipped_configuration(name, tmp_path):
+    out = tmp_path / "wp"
+    rc = cli.main(["wellposed", os.path.join(ROOT, "solvers", name), "--out", str(out), "--starts", "2",
+                   "--tol", "1e-9"] + SHIPPED[name])
+    rep = json.loads((out / "wellposed.json").read_text())
+    assert rc == 0 and rep["stages_failed"] == [], rep["stages_failed"]
+    assert (out / "wellposed.png").stat().st_size > 10000
+    if "refinement" in rep:
+        ref = rep["refinement"]
+        diffs = ref.get("differences_m", ref.get("differences_p"))
+        assert all(np.isfinite(diffs)) and diffs == sorted(diffs, reverse=True)   # Cauchy differences fall
+    if name.startswith("score_ou"):
+        assert "multi_start" not in rep and 1.7 < rep["refinement"]["order_p"] < 2.3  # MUSCL push-forward
+        return
+    ms = rep["multi_start"]
+    assert ms["start_spread"] > 0.1
+    assert ms["verdict"] in ("unique", "inconclusive")   # none of them is a non-unique problem
+    if name in ("lq_gaussian.toml", "lst_case1.toml", "lst_case2.toml", "cnf_gaussian_1d.toml"):
+        assert ms["verdict"] == "unique" and ms["spread_m"] < 1e-7
+    if "controls" in rep:
+        assert rep["controls"]["positive"]["passed"] and rep["controls"]["negative"]["passed"]
+    if "--lambdas" in SHIPPED[name]:
+        assert all(r["converged"] for r in rep["cnf_lambda"]["rows"])
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_wellposed_cli_refuses_mesh_configurations_naming_the_alternative(name, tmp_path, capsys):
+    out = tmp_path / "wp"
+    assert cli.main(["wellposed", os.path.join(ROOT, "solvers", name), "--out", str(out)]) == 1
+    assert REFUSED[name] in capsys.readouterr().err and not out.exists()
+
+
+def test_wellposed_cli_keeps_finished_stages_when_a_later_one_fails(tmp_path, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("planted failure in the refinement")
+
+    monkeypatch.setattr(W, "refinement", broken)
+    out = tmp_path / "wp"
+    rc = cli.main(["wellposed", os.path.join(ROOT, "solvers", "lst_case1.toml"), "--out", str(out), "--starts", "2",
+                   "--shape", "24", "--nt", "6", "--refine", "12", "24", "--no-controls"])
+    rep = json.loads((out / "wellposed.json").read_text())
+    assert rc == 1 and rep["stages_failed"] == ["refinement"]
+    assert "planted failure" in rep["refinement"]["error"]
+    assert rep["multi_start"]["verdict"] == "unique" and (out / "wellposed.png").exists()

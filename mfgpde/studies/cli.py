@@ -161,6 +161,9 @@ def _wellposed(args):
         report["problem"] = {"preset": "score", "note": "linear forward FP: unique solution; refinement only"}
         stage("refinement", lambda: _score_refinement(cfg, sizes))
     else:
+        if "mesh" in cfg:  # refused before the mesh is built
+            raise ValueError(f"{args.config} is a mesh (FEM) problem; `mfgpde wellposed` studies finite-difference "
+                             f"problems. Run `mfgpde solve {args.config} --out DIR` for the mesh solve.")
         problem = config.build_problem(cfg)
         if getattr(problem.grid, "is_mesh", False):
             raise ValueError(f"{args.config} is a mesh (FEM) problem; `mfgpde wellposed` studies finite-difference "
