@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test bench lint clean
+.PHONY: setup test bench lint mutation clean
 
 setup:
 	./.ci/setup-venv $(VENV)
@@ -21,7 +21,12 @@ bench:
 	$(PY) benchmarks/run.py
 
 lint:
-	$(PY) -m ruff check mfgpde tests
+	$(PY) -m ruff check mfgpde tests benchmarks
+
+# slow (minutes per module), not in CI: kill rate per core module -> benchmarks/results/mutation.json
+mutation:
+	$(PY) -m pip install -q 'cosmic-ray>=8.3'
+	PY=$(PY) ./.ci/mutation $(MODULES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -3,8 +3,10 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
+import mfgpde as mp
 from mfgpde import cli, config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,10 +20,27 @@ def _write_toml(path, text):
     return str(path)
 
 
-@pytest.mark.parametrize("name", ["lq_gaussian.toml", "lst_case1.toml", "lst_case2.toml"])
+@pytest.mark.parametrize("name", ["lq_gaussian.toml", "lst_case1.toml", "lst_case2.toml", "cnf_gaussian_1d.toml",
+                                  "cnf_gmm8_2d.toml", "score_mfg_2d.toml"])
 def test_shipped_configurations_build(name):
+    """The built problem is the one the file describes: grid, horizon, steps, diffusion, a
+    nonnegative initial density of positive mass."""
+    import tomllib
+
+    with open(os.path.join(SOLVERS, name), "rb") as fh:
+        raw = tomllib.load(fh)
     p = config.build_problem(os.path.join(SOLVERS, name))
-    assert p.grid.size > 0 and p.nt > 0
+    shape = raw["grid"]["shape"]
+    shape = shape if isinstance(shape, list) else [shape] * len(raw["grid"]["bounds"])
+    assert p.grid.shape == tuple(shape)
+    assert [tuple(b) for b in p.grid.bounds] == [tuple(b) for b in raw["grid"]["bounds"]]
+    assert p.nt == raw["time"]["nt"] and p.T == raw["time"].get("T", 1.0)
+    if raw.get("preset") == "cnf":
+        assert p.nu == 0.0                          # the CNF is first order
+    elif "nu" in raw.get("model", {}):
+        assert p.nu == raw["model"]["nu"]
+    m0 = np.asarray(p.m0)
+    assert np.all(np.isfinite(m0)) and m0.min() >= 0 and p.grid.integrate(m0) > 0
 
 
 def test_cli_solve_writes_outputs(tmp_path):
@@ -85,7 +104,10 @@ expr = "cos(2 * pi * x)"
     out = tmp_path / "o"
     assert cli.main(["solve", path, "--out", str(out)]) == 0
     s = json.loads((out / "summary.json").read_text())
-    assert s["converged"] and "rho" in s
+    assert s["converged"] and s["mass_error"] < 1e-12
+    ref = mp.solve(config.build_problem(path), tol=1e-10)      # the same problem through the API
+    assert abs(s["rho"] - ref.rho) < 1e-8, (s["rho"], ref.rho)
+    assert abs(s["rho"]) > 1e-3                                 # a constant that was computed, not a default
 
 
 @pytest.mark.parametrize("edit, message", [

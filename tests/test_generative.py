@@ -88,19 +88,35 @@ def test_reverse_fp_with_exact_score_regenerates_data():
 
 
 def test_c4_jko_chain_approaches_fokker_planck_in_tau():
+    """C4: the JKO chain of KL(. || N(0, 1)) tends to the OU Fokker-Planck flow as tau -> 0.
+
+    Recorded (400 cells, T = 0.6): L1 to the closed-form FP density 0.038, 0.017, 0.0071
+    (order 1.2); relative variance error 0.042, 0.015, 0.0012; mean error 0.026, 0.010, 0.0030
+    (order 1.5; time and space errors partly cancel in the moments). Two-sided bands: a chain
+    with the wrong entropy weight (variance off by 44 %) or a first-order-in-space artefact
+    fails them.
+    """
+
     g = mp.TensorGrid([(-5, 5)], 400, "noflux")
     x = g.axes[0]
     energy = E.KL(standard_normal_log_density(1), eps=1e-6)
-    taus, errs = [0.2, 0.1, 0.05], []
+    taus, err_mean, err_var, err_l1 = [0.2, 0.1, 0.05], [], [], []
     for tau in taus:
         ts, dens, _ = jko_chain(g, gaussian([1.5], 0.25), energy, tau, int(round(0.6 / tau)), nt=4)
         m = dens[-1]
-        mean = g.integrate(x * m)
-        mu, _ = fokker_planck_gaussian([1.5], 0.25, ts[-1])
-        errs.append(abs(mean - mu[0]))
         assert abs(g.integrate(m) - 1) < 1e-12 and m.min() >= 0
-    assert errs[0] > errs[1] > errs[2]
-    assert observed_order(taus, errs) > 0.9, errs
+        mu, S = fokker_planck_gaussian([1.5], 0.25, ts[-1])
+        S = float(np.squeeze(S))
+        mean = g.integrate(x * m)
+        err_mean.append(abs(mean - mu[0]))
+        err_var.append(abs(g.integrate((x - mean) ** 2 * m) - S) / S)
+        err_l1.append(g.integrate(np.abs(m - gaussian(mu, S)(x))))
+    for errs in (err_mean, err_var, err_l1):
+        assert errs[0] > errs[1] > errs[2], errs
+    assert 0.9 < observed_order(taus, err_l1) < 1.5, err_l1
+    assert 1.0 < observed_order(taus, err_mean) < 2.0, err_mean
+    assert err_var[0] < 0.06 and err_var[-1] < 0.003, err_var
+    assert err_l1[-1] < 0.01, err_l1
 
 
 def test_energy_first_variations_are_derivatives(rng):

@@ -113,10 +113,10 @@ def test_refinement_study_observes_first_order():
                              terminal=lambda x: np.sin(2 * np.pi * x), normalize=True)
 
     ref = W.refinement(make, [40, 80, 160, 320])
-    # pre-asymptotic at these sizes (0.72-0.75); the ratio of successive differences grows
-    # towards 2, i.e. the order towards 1
-    assert 0.6 < ref["order_m"] < 1.3, ref
-    assert 0.6 < ref["order_U"] < 1.3, ref
+    # pre-asymptotic at these sizes (recorded: 0.70 for m, 0.67 for U); the ratio of successive
+    # differences grows towards 2, i.e. the order towards 1. Bands +-0.1 around the record.
+    assert 0.6 < ref["order_m"] < 0.8, ref
+    assert 0.57 < ref["order_U"] < 0.77, ref
     d = ref["differences_m"]
     ratios = [a / b for a, b in zip(d[:-1], d[1:])]
     assert ratios == sorted(ratios) and ratios[-1] > 1.6
