@@ -31,7 +31,6 @@ def _solve(args):
     rank = _rank()
     size = problem.grid.describe().get("dofs", problem.grid.shape)  # collective on a distributed mesh
     if rank == 0:
-        os.makedirs(args.out, exist_ok=True)
         print(f"mfgpde: solving {problem.name} ({problem.kind}, "
               + (f"mesh with {size} dofs" if getattr(problem.grid, "is_mesh", False) else f"grid {problem.grid.shape}")
               + (f", {problem.nt} steps" if problem.kind == "evolutive" else "") + f") with {opts.get('method', 'newton')}",
@@ -41,6 +40,8 @@ def _solve(args):
     summary = result.summary()
     summary["wall_time_s"] = result.diagnostics["wall_time_s"]
     summary["config"] = os.path.abspath(args.config)
+    # created only now, on every rank (exist_ok: no race), so a refused or failed solve leaves no folder
+    os.makedirs(args.out, exist_ok=True)
     if getattr(result, "backend", "fd") == "fem":
         # XDMF (+ .h5) for ParaView, collective over the ranks; rank 0 adds the gathered arrays
         result.write_xdmf(os.path.join(args.out, "solution.xdmf"))
@@ -78,6 +79,14 @@ def main(argv=None):
     except (ValueError, TypeError, FloatingPointError, NotImplementedError, RuntimeError, ImportError, OSError) as exc:
         print(f"mfgpde {args.verb}: error: {exc}", file=sys.stderr)
         return 1
+    except MemoryError as exc:  # an allocation the estimate (mfgpde.memory) did not foresee
+        print(f"mfgpde {args.verb}: error: out of memory ({exc or 'allocation failed'}); use a coarser grid or "
+              "fewer time steps", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        # outputs are written atomically (staging + rename), so nothing half written is left
+        print(f"mfgpde {args.verb}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _register_extra_verbs(sub):

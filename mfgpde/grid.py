@@ -74,6 +74,9 @@ class TensorGrid:
         for k, b in enumerate(boundary):
             if b not in BOUNDARY_TYPES:
                 raise ValueError(f"boundary[{k}] = {b!r} is unknown; allowed: {BOUNDARY_TYPES}")
+        from .memory import FLOATS_PER_GRID_POINT, require
+
+        require(8 * FLOATS_PER_GRID_POINT * int(np.prod(shape, dtype=float)), f"a grid of shape {shape}")
         h = tuple((b - a) / n for (a, b), n in zip(bounds, shape))
         axes = []
         for (a, _), n, hk, bc in zip(bounds, shape, h, boundary):

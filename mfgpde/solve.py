@@ -87,6 +87,10 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         return solve_ergodic(problem, tol=tol, max_iter=50 if max_iter is None else max_iter, verbose=verbose)
     if not isinstance(problem, MFGProblem):
         raise TypeError(f"problem must be an MFGProblem or ErgodicMFGProblem, got {type(problem).__name__}")
+    from .memory import FLOATS_PER_SPACE_TIME_POINT, require
+
+    require(8 * FLOATS_PER_SPACE_TIME_POINT * (problem.nt + 1) * float(problem.grid.size),
+            f"a solve on {problem.grid.size} grid points x {problem.nt + 1} time levels")
     scheme = FDScheme(problem, linear_solver=linear_solver)
     U0 = M0 = None
     if initial is not None:

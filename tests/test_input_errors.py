@@ -1,9 +1,13 @@
 """Bad input raises a clear error naming the parameter, before any work starts."""
 
+import os
+
 import numpy as np
 import pytest
 
 import mfgpde as mp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def grid():
@@ -114,3 +118,44 @@ def test_missing_fem_extra_is_a_clear_message(monkeypatch):
     monkeypatch.setattr(fem, "fem_available", lambda: False)
     with pytest.raises(ImportError, match=r"pip install 'mfgpde\[fem\]'"):
         mp.solve(make(), backend="fem")
+
+
+@pytest.mark.parametrize("edit", [("shape = 200", "shape = 1000000000"), ("nt = 200", "nt = 1000000000")])
+def test_sizes_beyond_memory_are_refused_before_allocating(edit, tmp_path, capsys):
+    """A grid or horizon that cannot fit is refused at once with the estimate and what is
+    available (it used to be a MemoryError traceback or the OOM killer), and no folder is left."""
+    import time
+
+    from mfgpde import cli
+
+    src = open(os.path.join(ROOT, "solvers", "lst_case1.toml")).read()
+    assert edit[0] in src
+    cfg = tmp_path / "big.toml"
+    cfg.write_text(src.replace(edit[0], edit[1]))
+    t0 = time.perf_counter()
+    assert cli.main(["solve", str(cfg), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "needs at least" in err and "GiB is available" in err and "Traceback" not in err
+    assert time.perf_counter() - t0 < 10 and not (tmp_path / "out").exists()
+
+
+def test_grid_beyond_memory_is_refused_from_python():
+    with pytest.raises(ValueError, match=r"a grid of shape \(100000, 100000\) needs at least .* GiB"):
+        mp.TensorGrid([(0, 1), (0, 1)], [100000, 100000])
+
+
+def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path):
+    """SIGINT during a solve: one line, exit code 130, no traceback, no output folder."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "mfgpde", "solve", os.path.join(ROOT, "solvers", "lst_case2.toml"),
+                             "--out", str(tmp_path / "out")], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    line = proc.stderr.readline()                 # "mfgpde: solving ..." once the solve has started
+    assert line.startswith("mfgpde: solving"), line
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130
+    assert "interrupted" in err and "Traceback" not in err and not (tmp_path / "out").exists()
