@@ -159,3 +159,26 @@ def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path):
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 130
     assert "interrupted" in err and "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("source, spec, message", [
+    ("def f(x, t:\n    return x\n", "f", r"has a syntax error: .* line 1"),
+    ("def f(x, t):\n    return x\nraise RuntimeError('boom at import')\n", "f", r"raised RuntimeError: boom at import"),
+    ("def make_net():\n    raise KeyError('no weights')\n", "make_net", r"make_net\(\) raised KeyError: 'no weights'"),
+    ("g = 1\n", "f", r"has no attribute 'f'"),
+])
+def test_validate_model_errors_are_one_message(source, spec, message, tmp_path, monkeypatch, capsys):
+    """A user's model module that cannot be loaded is one error line (exit 1), found in the
+    current directory, and nothing is written."""
+    import re
+
+    from mfgpde import cli
+
+    name = f"usermodel_{abs(hash((source, spec))) % 10**8}"   # fresh module name: no import cache
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    rc = cli.main(["validate", os.path.join(ROOT, "solvers", "cnf_gaussian_1d.toml"), "--model", f"{name}:{spec}",
+                   "--kind", "velocity", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 1 and re.search(message, err), err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()

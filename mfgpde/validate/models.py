@@ -16,6 +16,8 @@ tensor with the module's dtype, and its output moved back to NumPy; a JAX functi
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import time
 
 import numpy as np
@@ -122,18 +124,43 @@ def as_model(obj, kind, dim, **kw):
 
 def load_model(spec):
     """Import ``package.module:attribute``; if the attribute is a zero-argument factory named
-    ``make_*`` it is called."""
+    ``make_*`` it is called.
+
+    The current directory is searched first (as ``python -m`` does; the ``mfgpde`` console
+    script would not), so ``--model mymodels:net`` finds ``./mymodels.py``. Every failure of the
+    user's code (a syntax error, an exception at import or in the factory) becomes one
+    ``ValueError`` naming the module, the exception and, for syntax errors, the line.
+    """
     if ":" not in spec:
         raise ValueError(f"--model must look like package.module:callable, got {spec!r}")
     mod_name, attr = spec.split(":", 1)
+    if not mod_name or not attr:
+        raise ValueError(f"--model must look like package.module:callable, got {spec!r}")
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
     try:
         mod = importlib.import_module(mod_name)
+    except SyntaxError as exc:
+        raise ValueError(f"--model: module {mod_name!r} has a syntax error: {exc.msg} ({exc.filename}, line "
+                         f"{exc.lineno})") from None
     except ImportError as exc:
         raise ValueError(f"--model: cannot import module {mod_name!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 -- the user's module raised while importing
+        raise ValueError(f"--model: importing module {mod_name!r} raised {type(exc).__name__}: {exc}") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
     try:
         obj = getattr(mod, attr)
     except AttributeError:
         raise ValueError(f"--model: module {mod_name!r} has no attribute {attr!r}") from None
     if attr.startswith("make_"):
-        obj = obj()
+        if not callable(obj):
+            raise ValueError(f"--model: {spec} is named make_* but is not callable")
+        try:
+            obj = obj()
+        except Exception as exc:  # noqa: BLE001 -- the user's factory raised
+            raise ValueError(f"--model: the factory {spec}() raised {type(exc).__name__}: {exc}") from None
     return obj
