@@ -16,11 +16,56 @@ def _rank():
     return MPI.COMM_WORLD.rank
 
 
+#: files `mfgpde solve` writes; a run replaces all of them (stale ones of an earlier run are removed)
+SOLVE_OUTPUTS = ("summary.json", "solution.nc", "solution.png", "solution.npz", "solution.xdmf", "solution.h5")
+
+
+def check_output_folder(out):
+    """Refuse an ``--out`` that cannot be written (an existing file, a read-only parent) before any work."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out!r} exists and is not a folder")
+    probe = out
+    while not os.path.exists(probe):
+        parent = os.path.dirname(os.path.abspath(probe))
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise ValueError(f"--out {out!r}: {probe!r} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out!r}: {probe!r} is not writable")
+
+
+def _publish(out, write):
+    """Write a result set into a staging folder inside ``out``, then swap it in.
+
+    Files of :data:`SOLVE_OUTPUTS` that the new set does not contain are removed, so the folder
+    never mixes a new summary with an old plot; each file is moved with ``os.replace``.
+    """
+    import shutil
+    import tempfile
+
+    os.makedirs(out, exist_ok=True)
+    stage = tempfile.mkdtemp(prefix=".staging-", dir=out)
+    try:
+        write(stage)
+        produced = set(os.listdir(stage))
+        for name in SOLVE_OUTPUTS:
+            if name not in produced and os.path.exists(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
+        for name in sorted(produced - {"summary.json"}) + ["summary.json"]:  # the summary last
+            if name in produced:
+                os.replace(os.path.join(stage, name), os.path.join(out, name))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def _solve(args):
     from . import config
     from .result import write_json
     from .solve import solve
 
+    check_output_folder(args.out)
     cfg = config.load(args.config)
     problem = config.build_problem(cfg)
     opts = config.solver_options(cfg)
@@ -36,7 +81,15 @@ def _solve(args):
               + (f", {problem.nt} steps" if problem.kind == "evolutive" else "") + f") with {opts.get('method', 'newton')}",
               file=sys.stderr)
     t0 = time.perf_counter()
-    result = solve(problem, verbose=None if not args.verbose else True, **opts)
+    try:
+        result = solve(problem, verbose=None if not args.verbose else True, **opts)
+    except (ValueError, FloatingPointError, RuntimeError, MemoryError) as exc:
+        if rank == 0 and os.path.isdir(args.out):
+            # an earlier run's results must not stand beside this failure: the folder says it failed
+            failed = {"converged": False, "status": "error", "error": f"{type(exc).__name__}: {exc}",
+                      "config": os.path.abspath(args.config)}
+            _publish(args.out, lambda d: write_json(os.path.join(d, "summary.json"), failed))
+        raise
     summary = result.summary()
     summary["wall_time_s"] = result.diagnostics["wall_time_s"]
     summary["config"] = os.path.abspath(args.config)
@@ -45,13 +98,25 @@ def _solve(args):
     if getattr(result, "backend", "fd") == "fem":
         # XDMF (+ .h5) for ParaView, collective over the ranks; rank 0 adds the gathered arrays
         result.write_xdmf(os.path.join(args.out, "solution.xdmf"))
-        result.save(os.path.join(args.out, "solution.npz"))
+        if rank == 0:
+            result.save(os.path.join(args.out, "solution.npz"))
+            if not args.no_plot:
+                result.plot(os.path.join(args.out, "solution.png"))
+            elif os.path.exists(os.path.join(args.out, "solution.png")):
+                os.remove(os.path.join(args.out, "solution.png"))  # not this run's
+            for stale in ("solution.nc",):
+                if os.path.exists(os.path.join(args.out, stale)):
+                    os.remove(os.path.join(args.out, stale))
+            write_json(os.path.join(args.out, "summary.json"), summary)
     elif rank == 0:
-        result.save(os.path.join(args.out, "solution.nc"))
+        def write(d):
+            result.save(os.path.join(d, "solution.nc"))
+            if not args.no_plot:
+                result.plot(os.path.join(d, "solution.png"))
+            write_json(os.path.join(d, "summary.json"), summary)
+
+        _publish(args.out, write)
     if rank == 0:
-        if not args.no_plot:
-            result.plot(os.path.join(args.out, "solution.png"))
-        write_json(os.path.join(args.out, "summary.json"), summary)
         d = result.diagnostics
         print(f"mfgpde: {d['status']} after {d['iterations']} iterations, residual {d['residual']:.2e}, "
               f"mass error {d['mass_error']:.1e}, min density {d['min_density']:.2e}, "

@@ -155,3 +155,45 @@ expr = "where(x > 0.5, 1 / (x - 0.025), 0)"
 """
     path = _write_toml(tmp_path / "ok.toml", text)
     assert cli.main(["solve", path, "--out", str(tmp_path / "o"), "--no-plot"]) == 0
+
+
+def _small_lq(tmp_path):
+    src = open(os.path.join(SOLVERS, "lst_case1.toml")).read().replace("shape = 200", "shape = 40")
+    return _write_toml(tmp_path / "small.toml", src.replace("nt = 200", "nt = 20"))
+
+
+def test_solve_output_folder_is_replaced_as_a_whole(tmp_path, monkeypatch):
+    """A rerun with --no-plot removes the earlier plot; a failed rerun leaves a summary that
+    says it failed and no solution of the earlier run beside it."""
+    import sys
+
+    solve_mod = sys.modules["mfgpde.solve"]
+
+    cfg, out = _small_lq(tmp_path), tmp_path / "out"
+    assert cli.main(["solve", cfg, "--out", str(out)]) == 0
+    assert {"solution.nc", "solution.png", "summary.json"} <= set(os.listdir(out))
+    assert cli.main(["solve", cfg, "--out", str(out), "--no-plot"]) == 0
+    assert set(os.listdir(out)) == {"solution.nc", "summary.json"}
+
+    def diverging(*a, **k):
+        raise FloatingPointError("newton: the HJB residual became non-finite at iteration 3")
+
+    monkeypatch.setattr(solve_mod, "solve", diverging)
+    assert cli.main(["solve", cfg, "--out", str(out)]) == 1
+    assert set(os.listdir(out)) == {"summary.json"}
+    s = json.loads((out / "summary.json").read_text())
+    assert s["converged"] is False and "non-finite at iteration 3" in s["error"]
+
+
+@pytest.mark.parametrize("make_out, message", [
+    (lambda p: p.joinpath("afile").write_text("x") and p / "afile", "exists and is not a folder"),
+    (lambda p: p.joinpath("afile").write_text("x") and p / "afile" / "sub", "is not a folder"),
+])
+def test_unwritable_out_is_refused_before_solving(make_out, message, tmp_path, capsys, monkeypatch):
+    import sys
+
+    solve_mod = sys.modules["mfgpde.solve"]
+
+    monkeypatch.setattr(solve_mod, "solve", lambda *a, **k: pytest.fail("solved before checking --out"))
+    assert cli.main(["solve", _small_lq(tmp_path), "--out", str(make_out(tmp_path))]) == 1
+    assert message in capsys.readouterr().err
