@@ -120,3 +120,34 @@ def test_readme_torch_blocks(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for b in blocks:
         exec(compile(b, "README torch block", "exec"), {})
+
+
+def test_torch_models_are_evaluated_on_their_device_dtype_and_in_batches():
+    """A model kept in bfloat16 / float32 is called with inputs of its own dtype and device, in
+    batches of bounded size, and its results come back as float64 (bfloat16 has no NumPy dtype)."""
+    from mfgpde.validate.models import CheckedModel, TorchAdapter
+
+    class Probe(torch.nn.Module):
+        def __init__(self, dtype):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor([[1.0, 0.0], [0.0, -1.0]], dtype=dtype))
+            self.calls = []
+
+        def forward(self, x, t):
+            assert x.dtype == self.w.dtype and x.device == self.w.device and t.device == self.w.device
+            self.calls.append(x.shape[0])
+            return x @ self.w + t
+
+    x = np.random.default_rng(0).standard_normal((1000, 2))
+    for dtype, tol in ((torch.float32, 1e-6), (torch.bfloat16, 2e-2)):
+        net = Probe(dtype)
+        ad = TorchAdapter(net, batch=300)
+        assert ad.device == net.w.device and ad.dtype == dtype
+        out = CheckedModel(net, "velocity", 2)(x, 0.5)          # through the validation wrapper
+        assert out.dtype == np.float64 and out.shape == (1000, 2)
+        exact = np.stack([x[:, 0] + 0.5, -x[:, 1] + 0.5], axis=1)
+        assert np.abs(out - exact).max() < tol * (1 + np.abs(exact).max())
+        assert net.calls == [1000]                               # default batch (65536): one call
+        net.calls.clear()
+        ad(x, 0.5)
+        assert net.calls == [300, 300, 300, 100]

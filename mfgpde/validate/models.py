@@ -35,22 +35,43 @@ def _is_torch_module(obj):
 
 
 class TorchAdapter:
-    """Call a ``torch.nn.Module`` (or torch function) on NumPy arrays."""
+    """Call a ``torch.nn.Module`` (or torch function) on NumPy arrays, on the model's own device.
 
-    def __init__(self, module):
+    The inputs are created on the device and in the floating dtype of the module's first
+    parameter (or buffer): a model trained on a GPU (``cuda``/``mps``) or kept in ``float32`` /
+    ``bfloat16`` is evaluated where and how it lives, in batches of at most ``batch`` points so
+    that a fine grid does not exhaust the device memory, and the results come back to the CPU as
+    float64.
+
+    Parameters
+    ----------
+    module : torch.nn.Module or callable
+    batch : int
+        Points per forward call (default 65536).
+    """
+
+    def __init__(self, module, batch=65536):
         import torch  # imported only when a torch model is given
 
-        self.torch, self.module = torch, module
-        params = list(module.parameters()) if hasattr(module, "parameters") else []
-        self.dtype = params[0].dtype if params else torch.float32
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+        self.torch, self.module, self.batch = torch, module, batch
+        tensors = list(module.parameters()) if hasattr(module, "parameters") else []
+        tensors += list(module.buffers()) if hasattr(module, "buffers") else []
+        floating = [p for p in tensors if p.is_floating_point()]
+        self.dtype = floating[0].dtype if floating else torch.float32
+        self.device = tensors[0].device if tensors else torch.device("cpu")
 
     def __call__(self, x, t):
         torch = self.torch
+        outs = []
         with torch.no_grad():
-            xt = torch.as_tensor(x, dtype=self.dtype)
-            tt = torch.full((x.shape[0], 1), float(t), dtype=self.dtype)
-            out = self.module(xt, tt)
-        return out.detach().cpu().numpy().astype(np.float64)
+            for i in range(0, max(len(x), 1), self.batch):
+                xb = torch.as_tensor(x[i:i + self.batch], dtype=self.dtype, device=self.device)
+                tb = torch.full((xb.shape[0], 1), float(t), dtype=self.dtype, device=self.device)
+                # float64 on the CPU: bfloat16 has no NumPy dtype, and results leave the device
+                outs.append(self.module(xb, tb).detach().to(device="cpu", dtype=torch.float64).numpy())
+        return np.concatenate(outs, axis=0)
 
 
 class CheckedModel:
