@@ -350,16 +350,33 @@ def kl_terminal(log_pi, scale=1.0, floor=1e-14):
 
 
 def gaussian_log_density(mean, cov):
-    """``log N(x; mean, cov)`` as a callable of the coordinate arrays."""
+    """``log N(x; mean, cov)`` as a callable of the coordinate arrays.
+
+    ``cov`` is a variance (isotropic), a vector of per-axis variances or a covariance matrix;
+    it must be symmetric positive definite, and the callable must be evaluated on a grid of
+    the mean's dimension (both are checked, naming the parameter).
+    """
     mean = np.atleast_1d(np.asarray(mean, float))
-    cov = np.atleast_2d(np.asarray(cov, float))
+    cov = np.asarray(cov, float)
     d = mean.size
+    if mean.ndim != 1 or not np.all(np.isfinite(mean)):
+        raise ValueError(f"gaussian mean must be a finite vector, got {mean.tolist()}")
+    if cov.ndim == 1 and cov.size == d and d > 1:
+        cov = np.diag(cov)
+    cov = np.atleast_2d(cov)
     if cov.shape == (1, 1) and d > 1:
         cov = cov[0, 0] * np.eye(d)
+    if cov.shape != (d, d):
+        raise ValueError(f"gaussian cov must be a variance, {d} variances or a {d}x{d} matrix for a {d}D mean, "
+                         f"got shape {cov.shape}")
+    if not np.all(np.isfinite(cov)) or not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() <= 0:
+        raise ValueError(f"gaussian cov must be symmetric positive definite (variances > 0), got {cov.tolist()}")
     inv = np.linalg.inv(cov)
     logdet = np.linalg.slogdet(cov)[1]
 
     def log_density(*xs):
+        if len(xs) != d:
+            raise ValueError(f"gaussian mean has {d} components but the grid is {len(xs)}D")
         z = np.stack([x - mu for x, mu in zip(xs, mean)], axis=-1)
         return -0.5 * np.einsum("...i,ij,...j->...", z, inv, z) - 0.5 * (d * np.log(2 * np.pi) + logdet)
 

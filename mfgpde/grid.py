@@ -64,7 +64,13 @@ class TensorGrid:
         for k, (a, b) in enumerate(bounds):
             if not (np.isfinite(a) and np.isfinite(b) and b > a):
                 raise ValueError(f"bounds[{k}] must satisfy lower < upper (finite), got ({a}, {b})")
-        shape = tuple(int(n) for n in _as_tuple(shape, d, "shape", "point count"))
+        raw = _as_tuple(shape, d, "shape", "point count")
+        for k, n in enumerate(raw):
+            # 50.7 used to become 50 silently
+            if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer, float, np.floating)) \
+                    or not float(n).is_integer():
+                raise ValueError(f"shape[{k}] must be an integer point count, got {n!r}")
+        shape = tuple(int(n) for n in raw)
         for k, n in enumerate(shape):
             if n < MIN_POINTS:
                 raise ValueError(

@@ -182,3 +182,24 @@ def test_validate_model_errors_are_one_message(source, spec, message, tmp_path, 
     err = capsys.readouterr().err
     assert rc == 1 and re.search(message, err), err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("cov = 0.25", "cov = -0.04"), "gaussian cov must be symmetric positive definite"),
+    (("mean = [1.0]", "mean = [1.0, 2.0]"), "gaussian mean has 2 components but the grid is 1D"),
+    (("shape = [200]", "shape = [50.7]"), r"shape\[0\] must be an integer point count, got 50.7"),
+])
+def test_bad_gaussian_data_and_fractional_shapes_are_refused(edit, message, tmp_path, capsys):
+    """They used to be accepted: a negative variance (m0 largest far from the mean, then a
+    misleading tail error), a 2D mean on a 1D grid (mass 1.41), 50.7 points read as 50."""
+    import re
+
+    from mfgpde import cli
+
+    src = open(os.path.join(ROOT, "solvers", "cnf_gaussian_1d.toml")).read()
+    assert edit[0] in src
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(src.replace(*edit))
+    assert cli.main(["solve", str(cfg), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err and not (tmp_path / "out").exists()
