@@ -15,11 +15,13 @@ def _sweep(args):
     if args.tol is not None:
         opts["tol"] = args.tol
     table = sweep(args.config, params, args.out, opts)
-    if table is not None:
-        bad = [r for r in table if r["status"] != "converged"]
-        print(f"mfgpde sweep: {len(table)} members, {len(table) - len(bad)} converged, {len(bad)} not -> {args.out}",
-              file=sys.stderr)
-    return 0
+    if table is None:  # not rank 0: rank 0 reports and sets the exit code
+        return 0
+    bad = [r for r in table if r["status"] != "converged"]
+    print(f"mfgpde sweep: {len(table)} members, {len(table) - len(bad)} converged, {len(bad)} not -> {args.out}",
+          file=sys.stderr)
+    # like `solve`: 2 when some member did not converge, 1 when none did (the table is written either way)
+    return 0 if not bad else 1 if len(bad) == len(table) else 2
 
 
 def register(sub):

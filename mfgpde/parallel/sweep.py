@@ -17,6 +17,8 @@ import itertools
 import os
 import time
 
+import numpy as np
+
 from .. import config
 from ..result import atomic_write, write_json
 
@@ -44,9 +46,15 @@ def parse_params(specs):
         if "=" not in spec:
             raise ValueError(f"--param must look like section.key=v1,v2,..., got {spec!r}")
         key, vals = spec.split("=", 1)
+        if key.strip() in [k for k, _ in out]:
+            raise ValueError(f"--param {key.strip()} is given twice (only the last would count); give all its values "
+                             f"in one: --param {key.strip()}=v1,v2,...")
         parsed = []
         for v in vals.split(","):
             v = v.strip()
+            if v.lower() in ("true", "false"):  # TOML booleans (normalize_m0=false,true)
+                parsed.append(v.lower() == "true")
+                continue
             for conv in (int, float):
                 try:
                     parsed.append(conv(v))
@@ -84,9 +92,15 @@ def run_member(cfg, assignment, solve_opts):
         d = r.diagnostics
         row.update(status=d["status"], converged=d["converged"], iterations=d["iterations"], residual=d["residual"],
                    mass_error=d["mass_error"], min_density=d["min_density"], message="")
+        # solution functionals (root-mean-square of U and m over space-time, the mean of m(T)):
+        # rows of two runs can be compared on the solutions, not only on their residuals
+        U, m = np.asarray(r.U, float), np.asarray(r.m, float)
+        row.update(U_rms=float(np.sqrt(np.mean(U**2))), m_rms=float(np.sqrt(np.mean(m**2))),
+                   m_final_mean=float(np.mean(m[-1])))
     except Exception as exc:  # a failed member is reported, the sweep goes on
         row.update(status="error", converged=False, iterations=None, residual=None, mass_error=None,
-                   min_density=None, message=f"{type(exc).__name__}: {exc}")
+                   min_density=None, U_rms=None, m_rms=None, m_final_mean=None,
+                   message=f"{type(exc).__name__}: {exc}")
     row["wall_time_s"] = time.perf_counter() - t0
     return row
 
@@ -111,7 +125,8 @@ def sweep(cfg_path, params, out, solve_opts=None):
     table = [row for _, row in sorted((p for part in gathered for p in part), key=lambda x: x[0])]
     os.makedirs(out, exist_ok=True)
     cols = ["member", "rank"] + [k for k, _ in params] + ["status", "converged", "iterations", "residual",
-                                                           "mass_error", "min_density", "wall_time_s", "message"]
+                                                           "mass_error", "min_density", "U_rms", "m_rms", "m_final_mean",
+                                                           "wall_time_s", "message"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader()
