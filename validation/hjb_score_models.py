@@ -25,6 +25,7 @@ Needs torch (the ``neural`` extra: ``.venv-neural``).
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -45,6 +46,9 @@ DATA = {
     "1d": dict(weights=[0.4, 0.6], means=[[-1.5], [1.2]], covs=[0.09, 0.16]),
     "2d": dict(weights=[1, 1, 1, 1], means=[[1.5, 1.5], [-1.5, 1.5], [-1.5, -1.5], [1.5, -1.5]], covs=[0.16] * 4),
 }
+#: (bounds, cells per axis, time steps) of the grid reference, full and reduced (CI) size
+GRIDS = {False: {"1d": ([(-6.0, 6.0)], 240, 120), "2d": ([(-4.5, 4.5)] * 2, 64, 48)},
+         True: {"1d": ([(-6.0, 6.0)], 120, 60), "2d": ([(-4.5, 4.5)] * 2, 24, 12)}}
 REDUCED_NOTE = "REDUCED (CI) size: the numbers say the pipeline works, not which method wins."
 METRICS = (("score_error_weighted", "score error"), ("hjb_residual", "HJB residual"),
            ("L1", "L1 generated-data"), ("KL_model_reference", "KL generated||data"), ("W2", "W2 generated-data"))
@@ -120,6 +124,65 @@ def figure(path, results, seeds):
     save_figure(fig, path)
 
 
+def verdicts(results, seeds, methods):
+    """Rows ``[data, metric, weight, DSM, DSM + HJB, verdict]``; a difference counts only when the
+    means differ by more than the larger seed-to-seed standard deviation."""
+    rows = []
+    for ds in results:
+        for key, label in METRICS:
+            a = np.array([results[ds]["dsm"][s][key] for s in seeds])
+            for meth, _ in methods[1:]:
+                b = np.array([results[ds][meth][s][key] for s in seeds])
+                spread = max(a.std(), b.std())
+                verdict = ("better" if b.mean() < a.mean() - spread else "worse" if b.mean() > a.mean() + spread
+                           else "no clear difference")
+                rows.append([ds, label, meth.split()[-1], f"{a.mean():.3g} ± {a.std():.2g}",
+                             f"{b.mean():.3g} ± {b.std():.2g}", verdict])
+    return rows
+
+
+def reading(rows):
+    """One sentence per weight: where the regulariser helped, where it hurt."""
+    out = []
+    for w in dict.fromkeys(r[2] for r in rows):
+        better = [f"{r[0]} {r[1]}" for r in rows if r[2] == w and r[5] == "better"]
+        worse = [f"{r[0]} {r[1]}" for r in rows if r[2] == w and r[5] == "worse"]
+        out.append(f"With {w}: better on {', '.join(better) or 'nothing'}; worse on {', '.join(worse) or 'nothing'}; "
+                   "no clear difference elsewhere.")
+    return " ".join(out)
+
+
+def write_outputs(out, results, seeds, methods, timings, meta, run_time):
+    """Figure, JSON and the Markdown report (also used by --report-only)."""
+    grids = GRIDS[bool(meta["reduced"])]
+    rows = verdicts(results, seeds, methods)
+    os.makedirs(out, exist_ok=True)
+    figure(os.path.join(out, "hjb_score.png"), results, seeds)
+    mean_t = {meth: float(np.mean([v for k, v in timings.items() if k.split("/")[1] == meth])) for meth, _ in methods}
+    write_json(os.path.join(out, "hjb_score.json"), {
+        "results": {ds: {m: {str(s): v for s, v in per.items()} for m, per in r.items()} for ds, r in results.items()},
+        "timings_s": timings, "seeds": [int(s) for s in seeds], "run_time_s": run_time, **meta})
+    iters, batch, weights = meta["iters"], meta["batch"], meta["weights"]
+    floor = {ds: results[ds]["dsm"][seeds[0]]["exact_score_hjb_residual"] for ds in results}
+    write_report(os.path.join(out, "report.md"), "DSM with and without the HJB regulariser", [
+        ("Setting", f"VP/OU forward SDE, T = {T}. Data: {DATA['1d']} (1D, grid {grids['1d'][1]} cells, "
+                    f"{grids['1d'][2]} steps) and a 4-mode 2D mixture (grid {grids['2d'][1]}^2, {grids['2d'][2]} "
+                    f"steps). Network (d+1)-64-64-64-d, SiLU, float64; Adam lr 2e-3 with cosine decay, "
+                    f"{iters} steps of batch {batch} for every model, seeds {[int(s) for s in seeds]}; HJB weights "
+                    f"w = {weights}. {REDUCED_NOTE if meta['reduced'] else ''}"),
+        ("Results (mean ± std over seeds)", markdown_table(["data", "metric", "HJB weight", "DSM", "DSM + HJB",
+                                                            "DSM + HJB is"], rows)
+         + "\n\n'better'/'worse' means the means differ by more than the larger seed-to-seed standard deviation. "
+         f"The exact grid score's HJB residual (the discretisation floor of that metric) is "
+         f"{floor['1d']:.3g} (1D) and {floor['2d']:.3g} (2D). Mean training time per model: "
+         + ", ".join(f"{m} {t:.1f} s" for m, t in mean_t.items()) + " (the residual needs second derivatives "
+         "of the network, so the same number of steps costs more)."),
+        ("Reading", reading(rows)),
+        ("Figure", "`hjb_score.png`: every seed (dots) and the mean (bar) per method, metric and data set."),
+        ("Run time", f"{run_time:.0f} s"),
+    ])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "hjb_score"))
@@ -127,7 +190,17 @@ def main(argv=None):
     ap.add_argument("--weights", type=float, nargs="+", default=[1.0],
                     help="weights w of the HJB term, one DSM + HJB model per weight (default 1)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite report.md and the figure from OUT/hjb_score.json without training")
     args = ap.parse_args(argv)
+    if args.report_only:
+        with open(os.path.join(args.out, "hjb_score.json")) as fh:
+            d = json.load(fh)
+        methods = [("dsm", 0.0)] + [(f"dsm+hjb w={w:g}", w) for w in d["weights"]]
+        write_outputs(args.out, d["results"], [str(x) for x in d["seeds"]], methods, d["timings_s"],
+                      {k: d[k] for k in ("reduced", "weights", "iters", "batch")}, d.get("run_time_s", float("nan")))
+        print(f"wrote {args.out}/report.md")
+        return 0
     if not all(w > 0 for w in args.weights):
         ap.error(f"--weights must be > 0, got {args.weights}")
     methods = [("dsm", 0.0)] + [(f"dsm+hjb w={w:g}", w) for w in args.weights]
@@ -141,11 +214,10 @@ def main(argv=None):
     t0 = time.perf_counter()
     if args.reduced:
         seeds, iters, batch = (0, 1), 150, 128
-        grids = {"1d": ([(-6.0, 6.0)], 120, 60), "2d": ([(-4.5, 4.5)] * 2, 24, 12)}
     else:
         seeds, iters, batch = (0, 1, 2), 2000, 256
-        grids = {"1d": ([(-6.0, 6.0)], 240, 120), "2d": ([(-4.5, 4.5)] * 2, 64, 48)}
-    results, timings, rows = {}, {}, []
+    grids = GRIDS[args.reduced]
+    results, timings = {}, {}
     for ds, mix in DATA.items():
         bounds, n, nt = grids[ds]
         sm = ScoreModel(mp.TensorGrid(bounds, n, "noflux"), "vp", T=T, nt=nt)
@@ -162,40 +234,9 @@ def main(argv=None):
                 results[ds][meth][s]["exact_score_hjb_residual"] = m["hjb_residual_exact_score"]
                 print(f"{ds} {meth} seed {s}: " + ", ".join(f"{k} {v:.3g}" for k, v in results[ds][meth][s].items()),
                       file=sys.stderr)
-        for key, label in METRICS:
-            a = np.array([results[ds]["dsm"][s][key] for s in seeds])
-            for meth, _ in methods[1:]:
-                b = np.array([results[ds][meth][s][key] for s in seeds])
-                # "helps" only when the means differ by more than the seed-to-seed spread
-                spread = max(a.std(), b.std())
-                verdict = ("better" if b.mean() < a.mean() - spread else "worse" if b.mean() > a.mean() + spread
-                           else "no clear difference")
-                rows.append([ds, label, meth.split()[-1], f"{a.mean():.3g} ± {a.std():.2g}",
-                             f"{b.mean():.3g} ± {b.std():.2g}", verdict])
-    os.makedirs(args.out, exist_ok=True)
-    figure(os.path.join(args.out, "hjb_score.png"), results, seeds)
-    mean_t = {meth: float(np.mean([v for k, v in timings.items() if k.split("/")[1] == meth])) for meth, _ in methods}
-    write_json(os.path.join(args.out, "hjb_score.json"), {"results": {ds: {m: {str(s): v for s, v in per.items()}
-                                                                      for m, per in r.items()} for ds, r in results.items()},
-                                                          "timings_s": timings, "reduced": args.reduced,
-                                                          "weights": args.weights, "iters": iters, "batch": batch,
-                                                          "seeds": list(seeds)})
-    floor = {ds: results[ds]["dsm"][seeds[0]]["exact_score_hjb_residual"] for ds in results}
-    write_report(os.path.join(args.out, "report.md"), "DSM with and without the HJB regulariser", [
-        ("Setting", f"VP/OU forward SDE, T = {T}. Data: {DATA['1d']} (1D, grid {grids['1d'][1]} cells, "
-                    f"{grids['1d'][2]} steps) and a 4-mode 2D mixture (grid {grids['2d'][1]}^2, {grids['2d'][2]} "
-                    f"steps). Network (d+1)-64-64-64-d, SiLU, float64; Adam lr 2e-3 with cosine decay, "
-                    f"{iters} steps of batch {batch} for every model, seeds {list(seeds)}; HJB weights "
-                    f"w = {args.weights}. {REDUCED_NOTE if args.reduced else ''}"),
-        ("Results (mean ± std over seeds)", markdown_table(["data", "metric", "HJB weight", "DSM", "DSM + HJB", "DSM + HJB is"], rows)
-         + "\n\n'better'/'worse' means the means differ by more than the larger seed-to-seed standard deviation. "
-         f"The exact grid score's HJB residual (the discretisation floor of that metric) is "
-         f"{floor['1d']:.3g} (1D) and {floor['2d']:.3g} (2D). Mean training time per model: "
-         + ", ".join(f"{m} {t:.1f} s" for m, t in mean_t.items()) + " (the residual needs second derivatives "
-         "of the network, so the same number of steps costs more)."),
-        ("Figure", "`hjb_score.png`: every seed (dots) and the mean (bar) per method, metric and data set."),
-        ("Run time", f"{time.perf_counter() - t0:.0f} s"),
-    ])
+    write_outputs(args.out, results, list(seeds), methods, timings,
+                  dict(reduced=args.reduced, weights=args.weights, iters=iters, batch=batch),
+                  time.perf_counter() - t0)
     print(f"wrote {args.out}/report.md")
     return 0
 
