@@ -21,7 +21,7 @@ bench:
 	$(PY) benchmarks/run.py
 
 lint:
-	$(PY) -m ruff check mfgpde tests benchmarks
+	$(PY) -m ruff check mfgpde tests benchmarks validation
 
 # slow (minutes per module), not in CI: kill rate per core module -> benchmarks/results/mutation.json
 mutation:

@@ -20,3 +20,16 @@ def test_readme_python_block(index, tmp_path, monkeypatch):
         pytest.skip("torch example: runs in .venv-neural (tests/test_neural_study.py::test_readme_torch_blocks)")
     monkeypatch.chdir(tmp_path)  # the examples write files
     exec(compile(BLOCKS[index], f"README block {index}", "exec"), {})
+
+
+@pytest.mark.parametrize("script", sorted(f for f in os.listdir(os.path.join(ROOT, "validation")) if f.endswith(".py")))
+def test_validation_scripts_import_and_parse_their_options(script):
+    """Every validation study imports against the installed package (no sys.path edits) and
+    answers --help; the studies themselves are run by their own reduced tests or by hand."""
+    import subprocess
+    import sys
+
+    path = os.path.join(ROOT, "validation", script)
+    assert "sys.path" not in open(path).read()
+    proc = subprocess.run([sys.executable, path, "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "usage" in proc.stdout, proc.stderr[-2000:]

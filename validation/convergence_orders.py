@@ -6,20 +6,17 @@ Writes report.md, orders.json and orders.png in the output folder.
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import mfgpde as mp  # noqa: E402
-from mfgpde.closed_forms import CNFGaussian, LinearQuadratic, ou_mixture_score_error  # noqa: E402
-from mfgpde.generative.densities import gaussian, gaussian_mixture  # noqa: E402
-from mfgpde.generative.presets import ScoreModel, cnf_problem  # noqa: E402
-from mfgpde.plotting import _mpl, save_figure  # noqa: E402
-from mfgpde.report import markdown_table, write_report  # noqa: E402
-from mfgpde.result import write_json  # noqa: E402
+import mfgpde as mp
+from mfgpde.closed_forms import CNFGaussian, LinearQuadratic, ou_mixture_score_error
+from mfgpde.generative.densities import gaussian, gaussian_mixture
+from mfgpde.generative.presets import ScoreModel, cnf_problem
+from mfgpde.plotting import _mpl, save_figure
+from mfgpde.report import markdown_table, write_report
+from mfgpde.result import write_json
 
 
 def order(h, e):

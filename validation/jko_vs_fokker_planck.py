@@ -5,22 +5,19 @@ Run:  python validation/jko_vs_fokker_planck.py [--out validation/out/jko]
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import mfgpde as mp  # noqa: E402
-from mfgpde.closed_forms import fokker_planck_gaussian  # noqa: E402
-from mfgpde.generative.densities import gaussian  # noqa: E402
-from mfgpde.generative.energies import KL  # noqa: E402
-from mfgpde.generative.presets import jko_chain, standard_normal_log_density  # noqa: E402
-from mfgpde.generative.transport import evolve_density  # noqa: E402
-from mfgpde.plotting import _mpl, save_figure  # noqa: E402
-from mfgpde.report import markdown_table, write_report  # noqa: E402
-from mfgpde.result import write_json  # noqa: E402
+import mfgpde as mp
+from mfgpde.closed_forms import fokker_planck_gaussian
+from mfgpde.generative.densities import gaussian
+from mfgpde.generative.energies import KL
+from mfgpde.generative.presets import jko_chain, standard_normal_log_density
+from mfgpde.generative.transport import evolve_density
+from mfgpde.plotting import _mpl, save_figure
+from mfgpde.report import markdown_table, write_report
+from mfgpde.result import write_json
 
 
 def main(argv=None):

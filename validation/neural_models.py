@@ -25,15 +25,13 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import mfgpde as mp  # noqa: E402
-from mfgpde.generative.densities import gaussian_mixture  # noqa: E402
-from mfgpde.generative.presets import ScoreModel, cnf_problem  # noqa: E402
-from mfgpde.report import markdown_table, write_report  # noqa: E402
-from mfgpde.result import write_json  # noqa: E402
-from mfgpde.validate import validate_flow, validate_score  # noqa: E402
-from mfgpde.validate.report import write_validation_report  # noqa: E402
+import mfgpde as mp
+from mfgpde.generative.densities import gaussian_mixture
+from mfgpde.generative.presets import ScoreModel, cnf_problem
+from mfgpde.report import markdown_table, write_report
+from mfgpde.result import write_json
+from mfgpde.validate import validate_flow, validate_score
+from mfgpde.validate.report import write_validation_report
 
 MIX = dict(weights=[1, 1, 1, 1], means=[[1.5, 1.5], [-1.5, 1.5], [-1.5, -1.5], [1.5, -1.5]], covs=[0.16] * 4)
 LAM, T = 1.0, 1.0
