@@ -126,8 +126,8 @@ class LogCoupling(Coupling):
 
     def __init__(self, scale=1.0, floor=1e-14):
         self.scale, self.floor = float(scale), float(floor)
-        if self.scale < 0:
-            raise ValueError(f"scale must be >= 0, got {scale}")
+        if not np.isfinite(self.scale) or self.scale < 0:
+            raise ValueError(f"scale (log coupling) must be finite and >= 0, got {scale}")
         if not self.floor > 0:
             raise ValueError(f"floor must be > 0, got {floor}")
 
@@ -147,8 +147,10 @@ class PowerCoupling(Coupling):
 
     def __init__(self, p=1.0, scale=1.0):
         self.p, self.scale = float(p), float(scale)
-        if not self.p > 0:
-            raise ValueError(f"p (power-coupling exponent) must be > 0, got {p}")
+        if not (np.isfinite(self.p) and self.p > 0):
+            raise ValueError(f"p (power-coupling exponent) must be finite and > 0, got {p}")
+        if not np.isfinite(self.scale):
+            raise ValueError(f"scale (power coupling) must be finite, got {scale}")
         self.monotone = self.scale >= 0
 
     def value(self, m, grid):
@@ -229,6 +231,8 @@ class ConvolutionCoupling(Coupling):
 
     def __init__(self, kernel, scale=1.0, monotone=True):
         self.kernel, self.scale, self.monotone = kernel, float(scale), bool(monotone)
+        if not np.isfinite(self.scale):
+            raise ValueError(f"scale (convolution coupling) must be finite, got {scale}")
         self._cache = {}
 
     def _kernel_array(self, grid):

@@ -112,7 +112,7 @@ class PowerHamiltonian(Hamiltonian):
         if delta is None:
             delta = 0.0 if q >= 2 else 1e-3
         delta = float(delta)
-        if delta < 0:
+        if not np.isfinite(delta) or delta < 0:
             raise ValueError(f"delta (regularisation) must be >= 0, got {delta}")
         self.q, self.delta2 = q, delta**2
 
@@ -152,6 +152,9 @@ class CongestionHamiltonian(Hamiltonian):
 
     def __init__(self, c0=1.0, c1=4.0, beta=1.5):
         self.c0, self.c1, self.beta = float(c0), float(c1), float(beta)
+        for name, v in (("c0", self.c0), ("c1", self.c1), ("beta", self.beta)):
+            if not np.isfinite(v):  # nan/inf used to pass and end as a non-finite residual mid-solve
+                raise ValueError(f"{name} (congestion Hamiltonian) must be finite, got {v}")
         if self.c0 < 0 or self.c1 < 0 or self.c0 + self.c1 <= 0:
             raise ValueError(f"c0, c1 must be >= 0 with c0 + c1 > 0, got c0={c0}, c1={c1}")
         if self.beta < 0:

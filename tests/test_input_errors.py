@@ -203,3 +203,18 @@ def test_bad_gaussian_data_and_fractional_shapes_are_refused(edit, message, tmp_
     assert cli.main(["solve", str(cfg), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert re.search(message, err) and "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: mp.CongestionHamiltonian(c0=float("nan")), r"c0 \(congestion Hamiltonian\) must be finite"),
+    (lambda: mp.CongestionHamiltonian(c1=float("inf")), r"c1 \(congestion Hamiltonian\) must be finite"),
+    (lambda: mp.CongestionHamiltonian(beta=float("nan")), r"beta \(congestion Hamiltonian\) must be finite"),
+    (lambda: mp.PowerHamiltonian(1.5, delta=float("nan")), r"delta \(regularisation\) must be >= 0"),
+    (lambda: mp.LogCoupling(float("nan")), r"scale \(log coupling\) must be finite"),
+    (lambda: mp.PowerCoupling(1.0, float("inf")), r"scale \(power coupling\) must be finite"),
+    (lambda: mp.ConvolutionCoupling(lambda z: z, scale=float("nan")), r"scale \(convolution coupling\) must be finite"),
+])
+def test_non_finite_model_parameters_are_refused_at_construction(make, message):
+    """They used to pass and end inside the solve as 'the residual became non-finite'."""
+    with pytest.raises(ValueError, match=message):
+        make()
