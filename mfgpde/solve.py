@@ -172,8 +172,15 @@ def _viscosity_continuation(problem, initial, opts, start=0.1, stop=1e-5, factor
             break
         plan.insert(0, float(np.sqrt(last_ok * max(nu, 1e-3 * last_ok))))
         refinements += 1
+    fields_nu = float(current.problem.nu)
     current.problem = problem
     current.diagnostics["continuation"] = {"parameter": "nu", "steps": steps}
+    if fields_nu != problem.nu:
+        # the continuation stopped short: the fields belong to a viscous stage, and the summary
+        # (which describes the target problem, nu = problem.nu) must say so
+        current.diagnostics.update(converged=False, status="continuation_stopped", fields_nu=fields_nu,
+                                   message=f"viscosity continuation stopped at nu = {fields_nu:g} (the returned "
+                                           f"fields are that stage's), target nu = {problem.nu:g}")
     return current
 
 

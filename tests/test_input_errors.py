@@ -218,3 +218,15 @@ def test_non_finite_model_parameters_are_refused_at_construction(make, message):
     """They used to pass and end inside the solve as 'the residual became non-finite'."""
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_a_stopped_viscosity_continuation_says_which_nu_its_fields_belong_to():
+    """The fields of the last stage reached used to be saved under a summary saying nu = 0."""
+    from mfgpde.generative.densities import gaussian
+    from mfgpde.generative.presets import cnf_problem
+
+    p = cnf_problem(mp.TensorGrid([(-5, 5)], 40, "noflux"), gaussian([1.0], 0.25), lam=1.0, T=1.0, nt=8)
+    r = mp.solve(p, max_iter=1)                      # every stage stops after one iteration
+    s = r.summary()
+    assert not r.converged and s["status"] == "continuation_stopped"
+    assert s["fields_nu"] > 0 and s["problem"]["nu"] == 0.0 and f"nu = {s['fields_nu']:g}" in s["message"]
