@@ -230,3 +230,19 @@ def test_a_stopped_viscosity_continuation_says_which_nu_its_fields_belong_to():
     s = r.summary()
     assert not r.converged and s["status"] == "continuation_stopped"
     assert s["fields_nu"] > 0 and s["problem"]["nu"] == 0.0 and f"nu = {s['fields_nu']:g}" in s["message"]
+
+
+def test_validate_model_timeout_stops_a_hanging_model(tmp_path, monkeypatch, capsys):
+    """A model that hangs is stopped after --model-timeout with a message (exit 3), no report."""
+    import time
+
+    from mfgpde import cli
+
+    (tmp_path / "slowmodel_x.py").write_text("import time\ndef f(x, t):\n    time.sleep(30)\n    return x\n")
+    monkeypatch.chdir(tmp_path)
+    t0 = time.perf_counter()
+    rc = cli.main(["validate", os.path.join(ROOT, "solvers", "cnf_gaussian_1d.toml"), "--model", "slowmodel_x:f",
+                   "--kind", "velocity", "--out", str(tmp_path / "out"), "--model-timeout", "0.5"])
+    err = capsys.readouterr().err
+    assert rc == 3 and "longer than the timeout of 0.5 s" in err, err
+    assert time.perf_counter() - t0 < 25 and not (tmp_path / "out").exists()

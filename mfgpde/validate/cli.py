@@ -36,6 +36,8 @@ def _validate(args):
     from .validator import validate_flow, validate_score
 
     cfg = config.load(args.config)
+    if args.model_timeout is not None and not args.model_timeout > 0:
+        raise ValueError(f"--model-timeout must be > 0 seconds, got {args.model_timeout}")
     model = load_model(args.model)  # fails before any expensive work
     t0 = time.perf_counter()
     ref = build_reference(cfg)
@@ -44,12 +46,13 @@ def _validate(args):
         if ref[0] == "score":
             if args.kind not in (None, "score", "score-potential"):
                 raise ValueError("a score reference (preset = 'score') needs --kind score or --kind score-potential")
-            metrics, fields = validate_score(ref[1], ref[2], model, name=args.model, kind=args.kind or "score")
+            metrics, fields = validate_score(ref[1], ref[2], model, name=args.model, kind=args.kind or "score",
+                                             timeout=args.model_timeout)
         else:
             kind = args.kind or "velocity"
             if kind.startswith("score"):
                 raise ValueError(f"--kind {kind} needs a score reference configuration (preset = 'score')")
-            metrics, fields = validate_flow(ref[1], model, kind=kind, name=args.model)
+            metrics, fields = validate_flow(ref[1], model, kind=kind, name=args.model, timeout=args.model_timeout)
     except ModelError as exc:
         print(f"mfgpde validate: model error: {exc}", file=sys.stderr)
         return 3
@@ -73,4 +76,6 @@ def register(sub):
                         "score-potential: a log-density phi(x, t) with s = grad phi, against a score reference. "
                         "Score reports include the log-density HJB residual")
     p.add_argument("--out", required=True)
+    p.add_argument("--model-timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop with a clear message when one model call takes longer (default: no limit)")
     p.set_defaults(func=_validate)

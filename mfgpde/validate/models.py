@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -86,9 +88,16 @@ class CheckedModel:
     time_as_column : bool
         Pass ``t`` as an ``(n, 1)`` array instead of a float.
     name : str
+    timeout : float, optional
+        Seconds one call may take; a call that takes longer is stopped with a
+        :class:`ModelError` (a model that hangs would otherwise hang the validation). Uses
+        ``SIGALRM``, so it applies in the main thread on POSIX systems; elsewhere it is ignored.
     """
 
-    def __init__(self, fn, kind, dim, time_as_column=False, name="model"):
+    def __init__(self, fn, kind, dim, time_as_column=False, name="model", timeout=None):
+        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout (seconds per model call) must be > 0, got {timeout!r}")
+        self.timeout = timeout
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if not callable(fn):
@@ -102,12 +111,26 @@ class CheckedModel:
         x = np.ascontiguousarray(x, dtype=np.float64)
         targ = np.full((x.shape[0], 1), float(t)) if self.time_as_column else float(t)
         t0 = time.perf_counter()
+        alarm = (self.timeout is not None and hasattr(signal, "setitimer")
+                 and threading.current_thread() is threading.main_thread())
+        if alarm:
+            def expired(signum, frame):
+                raise ModelError(f"{self.name}: the {self.kind} model took longer than the timeout of "
+                                 f"{self.timeout:g} s at t = {float(t):.6g} on {x.shape[0]} points")
+
+            previous = signal.signal(signal.SIGALRM, expired)
+            signal.setitimer(signal.ITIMER_REAL, float(self.timeout))
         try:
             out = self.fn(x, targ)
+        except ModelError:
+            raise
         except Exception as exc:  # report the user's error with where it happened
             raise ModelError(f"{self.name}: the {self.kind} model raised {type(exc).__name__}: {exc} "
                              f"(called at t = {float(t):.6g} on {x.shape[0]} points, first point {x[0].tolist()})") from exc
         finally:
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0.0)
+                signal.signal(signal.SIGALRM, previous)
             self.eval_time_s += time.perf_counter() - t0
             self.calls += 1
         arr = np.asarray(out)

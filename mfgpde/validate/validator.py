@@ -79,7 +79,7 @@ def hjb_residual(problem, Phi, m, times):
     return float(total), float(terminal), rmap
 
 
-def validate_flow(reference, model, kind="velocity", name="model"):
+def validate_flow(reference, model, kind="velocity", name="model", timeout=None):
     """Measure a flow model (velocity or potential) against a reference :class:`MFGResult`.
 
     Parameters
@@ -98,7 +98,7 @@ def validate_flow(reference, model, kind="velocity", name="model"):
     t0 = time.perf_counter()
     p = reference.problem
     g, times = p.grid, reference.times
-    model = as_model(model, kind, g.dim, name=name)
+    model = as_model(model, kind, g.dim, name=name, timeout=timeout)
     if kind not in ("velocity", "potential"):
         raise ValueError(f"validate_flow: kind must be 'velocity' or 'potential', got {kind!r}")
     raw = model.on_grid(g, times)
@@ -147,7 +147,7 @@ def validate_flow(reference, model, kind="velocity", name="model"):
     return metrics, fields
 
 
-def validate_score(score_model, data, model, name="model", kind="score"):
+def validate_score(score_model, data, model, name="model", kind="score", timeout=None):
     """Measure a score model against the grid reference of a :class:`ScoreModel`.
 
     Parameters
@@ -179,7 +179,7 @@ def validate_score(score_model, data, model, name="model", kind="score"):
         raise ValueError(f"validate_score: kind must be one of {lhjb.KINDS}, got {kind!r}")
     t0 = time.perf_counter()
     g = score_model.grid
-    model = as_model(model, "potential" if kind == "score-potential" else "score", g.dim, name=name)
+    model = as_model(model, "potential" if kind == "score-potential" else "score", g.dim, name=name, timeout=timeout)
     times = score_model.times
     raw = model.on_grid(g, times)
     if kind == "score-potential":
