@@ -106,8 +106,8 @@ def test_fem_equals_fd_on_b2_structured_periodic_mesh(mp):
 
 
 def test_fem_and_fd_agree_on_c3_2d_to_discretisation_error(mp):
-    """C3 in 2D on no-flux boxes: FD (cell centres) and FEM (vertices) differ by less than
-    their own errors against the closed form, and the gap shrinks under refinement."""
+    """C3 in 2D on no-flux boxes: FD (cell centres) and FEM (vertices) differ by much less than
+    their own errors against the closed form, and the gap shrinks faster than those errors."""
     from scipy.interpolate import RegularGridInterpolator
 
     gaps, errs = [], []
@@ -127,8 +127,10 @@ def test_fem_and_fd_agree_on_c3_2d_to_discretisation_error(mp):
         dom = rfe.domain
         gaps.append(dom.integrate(np.abs(fd_at_nodes - rfe.m[-1])))
         errs.append(dom.integrate(np.abs(rfe.m[-1] - exact)))
-    assert gaps[1] < gaps[0]
-    assert gaps[-1] < 1.5 * errs[-1], (gaps, errs)
+    # recorded: gap 0.028 -> 0.0072 (order 1.9), FEM error 0.19 -> 0.10: the two schemes share their
+    # leading (upwind) error, so they agree far better than either matches the closed form
+    assert observed_order([1 / 16, 1 / 32], gaps) > 1.5, gaps
+    assert gaps[-1] < 0.15 * errs[-1], (gaps, errs)
 
 
 def test_fixed_point_matches_newton_on_mesh(mp):
@@ -279,25 +281,32 @@ def test_c3_observed_order_on_unstructured_gmsh_meshes(mp):
 
 
 def test_c3_3d_box_error_falls_and_mass_is_conserved(mp):
-    """Tetrahedral boxes (built-in): the C3 error of m(T) falls under refinement, mass is conserved
-    and m >= 0."""
+    """Tetrahedral boxes (built-in), the C3 problem itself (quadratic potential coupling and
+    terminal cost; this test used to solve a log-coupling problem against C3's closed form):
+    the L1 error of m(T) and the variance error fall at first order, mass is conserved, m >= 0."""
     from mfgpde.closed_forms import LinearQuadratic
 
     lq = LinearQuadratic(1.0, 1.0, 0.05, 0.3, [0.0, 0.0, 0.0], 0.35)
-    errs = []
+    errs_l1, errs_var = [], []
     for n in (8, 14):
         grid = mp.TensorGrid([(-1.5, 1.5)] * 3, n, "noflux")
         prob = mp.MFGProblem(grid, T=0.3, nt=n // 2, nu=0.05, hamiltonian=mp.QuadraticHamiltonian(),
-                             m0=lambda x, y, z: lq.m(0, x, y, z), coupling=mp.LogCoupling(0.05),
+                             m0=lambda x, y, z: lq.m(0, x, y, z),
+                             coupling=mp.PotentialCoupling(lambda x, y, z: 0.5 * (x**2 + y**2 + z**2)),
                              terminal=lambda x, y, z: 0.5 * (x**2 + y**2 + z**2), normalize=True)
         r = mp.solve(prob, backend="fem")
         assert r.converged and r.diagnostics["mass_error"] < 1e-12 and r.diagnostics["min_density"] >= 0
         assert r.domain.dim == 3 and r.domain.stabilised_edges == 0
-        # log coupling shifts the optimum slightly from C3; compare the mean and the spread instead
         X = r.domain.coords
+        exact = lq.m(0.3, X[:, 0], X[:, 1], X[:, 2])
+        errs_l1.append(r.domain.integrate(np.abs(r.m_local[-1] - exact)))
         var = r.domain.integrate(r.m_local[-1] * (X**2).sum(axis=1)) / 3
-        errs.append(abs(var - lq.variance(0.3)))
-    assert errs[1] < errs[0]
+        errs_var.append(abs(var - lq.variance(0.3)) / lq.variance(0.3))
+    # recorded: L1 0.30 -> 0.18, relative variance error 0.40 -> 0.24 (h = 3/8 -> 3/14): order 0.87
+    # and 0.89, the first order of the upwind scheme on these coarse tetrahedra
+    h = [3 / 8, 3 / 14]
+    assert 0.6 < observed_order(h, errs_l1) < 1.2, errs_l1
+    assert 0.6 < observed_order(h, errs_var) < 1.2, errs_var
 
 
 @pytest.mark.mpi
