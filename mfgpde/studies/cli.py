@@ -20,10 +20,16 @@ solution is unique; the verb checks that the reference converges under refinemen
 Mesh (FEM) and ergodic configurations are refused with what to run instead."""
 
 
+def _dim(cfg):
+    """Spatial dimension of a configuration's grid (``bounds`` is one pair per axis, or one pair)."""
+    b = cfg["grid"].get("bounds")
+    return len(b) if isinstance(b, list) and b and isinstance(b[0], (list, tuple)) else 1
+
+
 def _resize(cfg, shape, nt):
     """Apply ``--shape`` / ``--nt`` to a loaded configuration (the study's own size)."""
     if shape:
-        dim = len(cfg["grid"]["shape"]) if isinstance(cfg["grid"].get("shape"), list) else 1
+        dim = _dim(cfg)
         if len(shape) not in (1, dim):
             raise ValueError(f"--shape needs 1 or {dim} sizes for this {dim}D grid, got {len(shape)}")
         cfg["grid"]["shape"] = [int(s) for s in (shape * dim if len(shape) == 1 else shape)]
@@ -46,7 +52,7 @@ def _score_refinement(cfg, sizes):
     refs = []
     for n in sizes:
         c = config.load(cfg)
-        c["grid"]["shape"] = [int(n)] * (len(cfg["grid"]["shape"]) if isinstance(cfg["grid"]["shape"], list) else 1)
+        c["grid"]["shape"] = [int(n)] * _dim(cfg)
         c.setdefault("time", {})["nt"] = max(1, int(round(nt0 * n / base)))
         _, sm, data = build_reference(c)
         p = sm.forward(data)
