@@ -246,3 +246,26 @@ def test_validate_model_timeout_stops_a_hanging_model(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert rc == 3 and "longer than the timeout of 0.5 s" in err, err
     assert time.perf_counter() - t0 < 25 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name, edit, message", [
+    ("cnf_gaussian_1d.toml", ("lam = 1.0", "lamda = 1.0"), r"\[model\] unknown key 'lamda'; did you mean 'lam'\?"),
+    ("cnf_gaussian_1d.toml", ("nt = 50", "NT = 50"), r"\[time\] unknown key 'NT'; did you mean 'nt'\?"),
+    ("score_mfg_2d.toml", ("nu = 0.5", "nuu = 0.5"), r"\[model\] unknown key 'nuu'; did you mean 'nu'\?"),
+    ("score_ou_1d.toml", ("[sde]", "[sdee]"), r"\[top level\] unknown key 'sdee'; did you mean 'sde'\?"),
+])
+def test_preset_configurations_refuse_unknown_keys(name, edit, message, tmp_path, capsys):
+    """Preset configurations were not key-checked: a misspelt key was ignored, its default used."""
+    import re
+
+    from mfgpde import cli
+
+    src = open(os.path.join(ROOT, "solvers", name)).read()
+    assert edit[0] in src
+    cfg = tmp_path / name
+    cfg.write_text(src.replace(*edit))
+    verb = ["validate", str(cfg), "--model", "json:loads", "--kind", "score"] if name.startswith("score_ou") \
+        else ["solve", str(cfg)]
+    assert cli.main(verb + ["--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert re.search(message, err), err

@@ -245,14 +245,29 @@ def jko_chain(grid, rho0, energy, tau, steps, nt=8, tol=1e-9, verbose=False):
     return tau * np.arange(steps + 1), np.array(dens), results
 
 
+#: keys of the preset configurations: per preset, the [model] keys and extra top-level tables
+PRESET_KEYS = {"cnf": {"model": {"lam", "tail_tol"}}, "score_mfg": {"model": {"nu"}},
+               "score": {"model": set(), "": {"sde"}}}
+
+
 def problem_from_preset(cfg):
     """Build a preset problem from a configuration with ``preset = "cnf" | "score_mfg" | "jko_step"``."""
-    from ..config import ConfigError, _density_callable, _get
+    from ..config import ConfigError, _density_callable, _get, check_keys
 
+    kind = cfg["preset"]
+    if kind in PRESET_KEYS:
+        # a misspelt key of a preset (lamda, nt in [model]) was ignored and its default used
+        check_keys(cfg, {"name", "preset", "grid", "time", "model", "data", "solver"} | PRESET_KEYS[kind].get("", set()),
+                   "top level")
+        for sec, keys in (("grid", {"bounds", "shape", "boundary"}), ("time", {"T", "nt"}),
+                          ("model", PRESET_KEYS[kind]["model"])):
+            if sec in cfg:
+                check_keys(cfg[sec], keys, sec)
+        if "solver" in cfg:
+            check_keys(cfg["solver"], {"method", "tol", "max_iter", "damping", "linear_solver", "backend"}, "solver")
     gt = _get(cfg, "grid", "top level", required=True)
     grid = TensorGrid(gt["bounds"], gt["shape"], gt.get("boundary", "noflux"))
     tt = cfg.get("time", {})
-    kind = cfg["preset"]
     data_tab = _get(cfg, "data", "top level", required=True)
     data = _density_callable(data_tab, "data")
     name = cfg.get("name", kind)

@@ -15,6 +15,10 @@ def build_reference(cfg):
     from ..solve import solve
 
     if cfg.get("preset") == "score":
+        config.check_keys(cfg, {"name", "preset", "grid", "time", "sde", "data"}, "top level")
+        for sec, keys in (("grid", {"bounds", "shape", "boundary"}), ("time", {"T", "nt"}), ("sde", {"type", "sigma"})):
+            if sec in cfg:
+                config.check_keys(cfg[sec], keys, sec)
         gt = cfg["grid"]
         grid = TensorGrid(gt["bounds"], gt["shape"], gt.get("boundary", "noflux"))
         sde = cfg.get("sde", {})
