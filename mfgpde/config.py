@@ -295,6 +295,10 @@ def build_problem(cfg, comm=None):
     drift = None
     if "drift" in model:
         exprs = model["drift"]
+        if isinstance(exprs, str) or not isinstance(exprs, list) or not all(isinstance(e, str) for e in exprs):
+            # drift = "xy" used to be read as the two expressions "x" and "y"
+            raise ConfigError(f"[model] drift must be a list of {grid.dim} expression string(s), one per axis, "
+                              f"e.g. drift = [\"-x\"]; got {exprs!r}")
         if len(exprs) != grid.dim:
             raise ConfigError(f"[model] drift needs {grid.dim} expressions (one per axis), got {len(exprs)}")
         fs = [expression(e, f"model.drift[{k}]") for k, e in enumerate(exprs)]

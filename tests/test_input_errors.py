@@ -269,3 +269,18 @@ def test_preset_configurations_refuse_unknown_keys(name, edit, message, tmp_path
     assert cli.main(verb + ["--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert re.search(message, err), err
+
+
+def test_drift_must_be_a_list_of_expressions(tmp_path):
+    from mfgpde import config
+
+    src = open(os.path.join(ROOT, "solvers", "lst_case1.toml")).read()
+    for bad in ('"xy"', '"-x"', "1.0"):
+        cfg = config.load(str(_write(tmp_path / "d.toml", src.replace("[model]", f"[model]\ndrift = {bad}"))))
+        with pytest.raises(ValueError, match=r"\[model\] drift must be a list of 1 expression string"):
+            config.build_problem(cfg)
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
