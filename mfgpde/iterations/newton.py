@@ -47,7 +47,7 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
         at most ``DIRECT_MAX_UNKNOWNS`` unknowns: there one sparse LU of the space-time
         Jacobian costs milliseconds, while far from the solution of a first-order problem
         GMRES can run to its iteration cap at every step (a 10^2 x 4 CNF from a random start:
-        minutes instead of 4 s for 60 iterations; 6000 unknowns: 2D grids up to ~17^2 x 10).
+        minutes instead of 4 s for 60 iterations; 6000 unknowns: 2D grids up to ~16^2 x 10).
     step_solver : {"auto", "lu", "spectral", "bicgstab"}, optional
         Step solves of the preconditioner (:func:`mfgpde.fd.steps.step_inverses`); default
         ``scheme.step_solver`` (from the scheme's ``linear_solver``).
