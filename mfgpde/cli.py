@@ -36,6 +36,13 @@ def check_output_folder(out):
         raise ValueError(f"--out {out!r}: {probe!r} is not writable")
 
 
+def _remove_stale(out, produced):
+    """Remove the files of :data:`SOLVE_OUTPUTS` in ``out`` that this run does not produce."""
+    for name in SOLVE_OUTPUTS:
+        if name not in produced and os.path.exists(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+
+
 def _publish(out, write):
     """Write a result set into a staging folder inside ``out``, then swap it in.
 
@@ -50,9 +57,7 @@ def _publish(out, write):
     try:
         write(stage)
         produced = set(os.listdir(stage))
-        for name in SOLVE_OUTPUTS:
-            if name not in produced and os.path.exists(os.path.join(out, name)):
-                os.remove(os.path.join(out, name))
+        _remove_stale(out, produced)
         for name in sorted(produced - {"summary.json"}) + ["summary.json"]:  # the summary last
             if name in produced:
                 os.replace(os.path.join(stage, name), os.path.join(out, name))
@@ -102,11 +107,8 @@ def _solve(args):
             result.save(os.path.join(args.out, "solution.npz"))
             if not args.no_plot:
                 result.plot(os.path.join(args.out, "solution.png"))
-            elif os.path.exists(os.path.join(args.out, "solution.png")):
-                os.remove(os.path.join(args.out, "solution.png"))  # not this run's
-            for stale in ("solution.nc",):
-                if os.path.exists(os.path.join(args.out, stale)):
-                    os.remove(os.path.join(args.out, stale))
+            _remove_stale(args.out, {"solution.xdmf", "solution.h5", "solution.npz", "summary.json"}
+                          | (set() if args.no_plot else {"solution.png"}))
             write_json(os.path.join(args.out, "summary.json"), summary)
     elif rank == 0:
         def write(d):

@@ -130,6 +130,7 @@ def check_keys(table, allowed, section):
 TOP_LEVEL_KEYS = {"name", "normalize_m0", "kind", "grid", "mesh", "time", "model", "hamiltonian", "coupling", "terminal",
                   "m0", "solver"}
 SECTION_KEYS = {"grid": {"bounds", "shape", "boundary"}, "time": {"T", "nt"}, "model": {"nu", "drift"}}
+SOLVER_KEYS = {"method", "tol", "max_iter", "damping", "linear_solver", "backend"}
 COUPLING_KEYS = {"log": {"scale"}, "power": {"p", "scale"}, "potential": {"expr"}, "convolution": {"kernel", "scale"},
                  "kl": {"log_pi", "mean", "cov", "scale"}}
 DENSITY_KEYS = {"expr": {"expr"}, "gaussian": {"mean", "cov"}, "mixture": {"weights", "means", "covs"}}
@@ -319,5 +320,5 @@ def build_problem(cfg, comm=None):
 def solver_options(cfg):
     """Keyword arguments for :func:`mfgpde.solve` from ``[solver]``."""
     tab = dict(cfg.get("solver", {}))
-    check_keys(tab, {"method", "tol", "max_iter", "damping", "linear_solver", "backend"}, "solver")
+    check_keys(tab, SOLVER_KEYS, "solver")
     return tab

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+from helpers import edited_config
 
 import mfgpde as mp
 
@@ -128,10 +129,7 @@ def test_sizes_beyond_memory_are_refused_before_allocating(edit, tmp_path, capsy
 
     from mfgpde import cli
 
-    src = open(os.path.join(ROOT, "solvers", "lst_case1.toml")).read()
-    assert edit[0] in src
-    cfg = tmp_path / "big.toml"
-    cfg.write_text(src.replace(edit[0], edit[1]))
+    cfg = edited_config(tmp_path, "lst_case1.toml", *edit)
     t0 = time.perf_counter()
     assert cli.main(["solve", str(cfg), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
@@ -196,11 +194,8 @@ def test_bad_gaussian_data_and_fractional_shapes_are_refused(edit, message, tmp_
 
     from mfgpde import cli
 
-    src = open(os.path.join(ROOT, "solvers", "cnf_gaussian_1d.toml")).read()
-    assert edit[0] in src
-    cfg = tmp_path / "bad.toml"
-    cfg.write_text(src.replace(*edit))
-    assert cli.main(["solve", str(cfg), "--out", str(tmp_path / "out")]) == 1
+    cfg = edited_config(tmp_path, "cnf_gaussian_1d.toml", *edit)
+    assert cli.main(["solve", cfg, "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert re.search(message, err) and "Traceback" not in err and not (tmp_path / "out").exists()
 
@@ -260,12 +255,9 @@ def test_preset_configurations_refuse_unknown_keys(name, edit, message, tmp_path
 
     from mfgpde import cli
 
-    src = open(os.path.join(ROOT, "solvers", name)).read()
-    assert edit[0] in src
-    cfg = tmp_path / name
-    cfg.write_text(src.replace(*edit))
-    verb = ["validate", str(cfg), "--model", "json:loads", "--kind", "score"] if name.startswith("score_ou") \
-        else ["solve", str(cfg)]
+    cfg = edited_config(tmp_path, name, *edit)
+    verb = ["validate", cfg, "--model", "json:loads", "--kind", "score"] if name.startswith("score_ou") \
+        else ["solve", cfg]
     assert cli.main(verb + ["--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert re.search(message, err), err
@@ -274,13 +266,7 @@ def test_preset_configurations_refuse_unknown_keys(name, edit, message, tmp_path
 def test_drift_must_be_a_list_of_expressions(tmp_path):
     from mfgpde import config
 
-    src = open(os.path.join(ROOT, "solvers", "lst_case1.toml")).read()
     for bad in ('"xy"', '"-x"', "1.0"):
-        cfg = config.load(str(_write(tmp_path / "d.toml", src.replace("[model]", f"[model]\ndrift = {bad}"))))
+        cfg = config.load(edited_config(tmp_path, "lst_case1.toml", "[model]", f"[model]\ndrift = {bad}"))
         with pytest.raises(ValueError, match=r"\[model\] drift must be a list of 1 expression string"):
             config.build_problem(cfg)
-
-
-def _write(path, text):
-    path.write_text(text)
-    return path

@@ -252,19 +252,17 @@ PRESET_KEYS = {"cnf": {"model": {"lam", "tail_tol"}}, "score_mfg": {"model": {"n
 
 def problem_from_preset(cfg):
     """Build a preset problem from a configuration with ``preset = "cnf" | "score_mfg" | "jko_step"``."""
-    from ..config import ConfigError, _density_callable, _get, check_keys
+    from ..config import SECTION_KEYS, SOLVER_KEYS, ConfigError, _density_callable, _get, check_keys
 
     kind = cfg["preset"]
     if kind in PRESET_KEYS:
         # a misspelt key of a preset (lamda, nt in [model]) was ignored and its default used
         check_keys(cfg, {"name", "preset", "grid", "time", "model", "data", "solver"} | PRESET_KEYS[kind].get("", set()),
                    "top level")
-        for sec, keys in (("grid", {"bounds", "shape", "boundary"}), ("time", {"T", "nt"}),
-                          ("model", PRESET_KEYS[kind]["model"])):
+        for sec, keys in (("grid", SECTION_KEYS["grid"]), ("time", SECTION_KEYS["time"]),
+                          ("model", PRESET_KEYS[kind]["model"]), ("solver", SOLVER_KEYS)):
             if sec in cfg:
                 check_keys(cfg[sec], keys, sec)
-        if "solver" in cfg:
-            check_keys(cfg["solver"], {"method", "tol", "max_iter", "damping", "linear_solver", "backend"}, "solver")
     gt = _get(cfg, "grid", "top level", required=True)
     grid = TensorGrid(gt["bounds"], gt["shape"], gt.get("boundary", "noflux"))
     tt = cfg.get("time", {})

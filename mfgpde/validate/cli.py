@@ -16,7 +16,8 @@ def build_reference(cfg):
 
     if cfg.get("preset") == "score":
         config.check_keys(cfg, {"name", "preset", "grid", "time", "sde", "data"}, "top level")
-        for sec, keys in (("grid", {"bounds", "shape", "boundary"}), ("time", {"T", "nt"}), ("sde", {"type", "sigma"})):
+        for sec, keys in (("grid", config.SECTION_KEYS["grid"]), ("time", config.SECTION_KEYS["time"]),
+                          ("sde", {"type", "sigma"})):
             if sec in cfg:
                 config.check_keys(cfg[sec], keys, sec)
         gt = cfg["grid"]
