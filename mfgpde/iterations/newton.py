@@ -17,6 +17,8 @@ from .krylov import solve_newton_system
 
 #: below this many unknowns (U and m together) 2D/3D Newton systems are solved by sparse LU
 DIRECT_MAX_UNKNOWNS = 6000
+#: how far below zero (relative to max m) a Newton step may take the density where H allows it
+NEGATIVE_SLACK = 1e-6
 
 
 def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-12, linear="auto",
@@ -64,13 +66,17 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
     shape, n = U.shape, U.size
     # Couplings with a floor (log) are defined for every m, and the converged FP equation
     # forces m >= 0 (M-matrix), so intermediate iterates may dip below zero in vanishing
-    # tails; capping the step there would stall Newton (steps ~ m/|dm| ~ 1e-11 in the
-    # tails of a transported Gaussian). Only a Hamiltonian singular at m = 0 needs the cap.
+    # tails; capping the step at m >= 0 there would stall Newton (steps ~ m/|dm| ~ 1e-11 in
+    # the tails of a transported Gaussian). Only a Hamiltonian singular at m = 0 needs m > 0;
+    # the others are capped at m >= -NEGATIVE_SLACK max|m|, which tails never reach but a
+    # step that sends the bulk negative does (a log-coupled LQ problem on T = 4: a full first
+    # step gave min m = -0.12, and the line search then stalled).
     positive = scheme.problem.hamiltonian.needs_positive_density
     hjb, fp, RU, Rm = residual_norms(scheme, U, M)
     step = 1.0
     P = reused = None  # the sweep preconditioner's step solves are kept while they still work
     fresh_its = 10
+    stalled = False
     for k in range(max_iter + 1):
         res = log.record(k, hjb, fp, step=step)
         if res <= tol:
@@ -100,10 +106,13 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
             return U, M, log, "singular_jacobian"
         dU, dM = dz[:n].reshape(shape), dz[n:].reshape(shape)
         step = 1.0
-        if positive:
-            neg = dM < 0
-            if np.any(neg):
-                step = min(1.0, 0.99 * float(np.min(M[neg] / -dM[neg])))
+        neg = dM < 0
+        if np.any(neg):
+            # fraction to the boundary m >= -slack: strict positivity (slack 0) for a Hamiltonian
+            # singular at m = 0; otherwise vanishing tails may dip to round-off level, but a step
+            # that drives the bulk of the density negative (the linearisation far off) is shortened
+            slack = 0.0 if positive else NEGATIVE_SLACK * float(np.abs(M).max())
+            step = min(1.0, 0.99 * float(np.min((M[neg] + slack) / -dM[neg])))
         merit = np.sqrt(np.sum(RU**2) + np.sum(Rm**2))
         while True:
             Uc, Mc = U + step * dU, M + step * dM
@@ -113,7 +122,17 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
                 break
             step *= 0.5
             if step < min_step:
+                break
+        if step < min_step:
+            # no descent along the Newton direction: a kink of the residual (a log floor, an
+            # upwind switch) or a poor linearisation. Fixed-point sweeps move the iterate off it;
+            # a second failure in a row is a stall
+            if not globalize or stalled:
                 return U, M, log, "stagnated"
+            stalled = True
+            Uc, Mc, hc, fc, RUc, Rmc = U, M, hjb, fp, RU, Rm
+        else:
+            stalled = False
         U, M, hjb, fp, RU, Rm = Uc, Mc, hc, fc, RUc, Rmc
         if globalize and step < small_step:
             for _ in range(sweeps):
