@@ -4,12 +4,48 @@ C1  CNF with KL terminal cost and Gaussian data (one JKO step of the KL to N(0, 
 C2  Score of a Gaussian mixture under the OU process dX = -X dt + sqrt(2) dW.
 C3  Linear-quadratic MFG: quadratic value function, Gaussian density.
 C4  Fokker-Planck flow to N(0, I).
+E1  Ergodic LQ MFG with a log coupling: Gaussian invariant density (derived in ErgodicLQ).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.integrate import quad, solve_ivp
+
+
+# ----------------------------------------------------------------------------- E1
+class ErgodicLQ:
+    """E1: the ergodic MFG ``rho - nu Lap u + |grad u|^2 / 2 = c log m + (q/2)|x|^2``,
+    ``-nu Lap m - div(m grad u) = 0``, ``int m = 1``, in ``R^d``.
+
+    Derivation: the FP equation with drift ``-grad u`` has the invariant density
+    ``m = exp(-u / nu) / Z``. With ``u = (a/2)|x|^2 + k`` the density is ``N(0, (nu/a) I)`` and
+    ``c log m = -c a |x|^2 / (2 nu) - (c d / 2) log(2 pi nu / a)``. The HJB equation then reads
+    ``rho - nu a d + a^2 |x|^2 / 2 = -c a |x|^2 / (2 nu) - (c d / 2) log(2 pi nu / a) + q |x|^2 / 2``;
+    matching powers of ``|x|``:
+
+        a^2 + (c / nu) a - q = 0   ->   a = (sqrt(c^2 / nu^2 + 4 q) - c / nu) / 2  (a > 0),
+        rho = nu a d - (c d / 2) log(2 pi nu / a).
+
+    On a box much wider than the standard deviation ``sqrt(nu / a)`` (no-flux walls) the
+    truncation is below round-off; u is defined up to a constant (compare ``u - mean u``).
+    """
+
+    def __init__(self, nu, c=1.0, q=1.0, d=1):
+        self.nu, self.c, self.q, self.d = float(nu), float(c), float(q), int(d)
+        self.a = (np.sqrt(self.c**2 / self.nu**2 + 4 * self.q) - self.c / self.nu) / 2
+        self.rho = self.nu * self.a * self.d - 0.5 * self.c * self.d * np.log(2 * np.pi * self.nu / self.a)
+        self.variance = self.nu / self.a
+
+    def u(self, *xs):
+        return 0.5 * self.a * sum(np.asarray(x, float) ** 2 for x in xs)
+
+    def grad_u(self, *xs):
+        return [self.a * np.asarray(x, float) for x in xs]
+
+    def m(self, *xs):
+        r2 = sum(np.asarray(x, float) ** 2 for x in xs)
+        return np.exp(-r2 / (2 * self.variance)) / (2 * np.pi * self.variance) ** (len(xs) / 2)
 
 
 # ----------------------------------------------------------------------------- C3

@@ -131,7 +131,7 @@ TOP_LEVEL_KEYS = {"name", "normalize_m0", "kind", "grid", "mesh", "time", "model
                   "m0", "solver"}
 SECTION_KEYS = {"grid": {"bounds", "shape", "boundary"}, "time": {"T", "nt"}, "model": {"nu", "drift"}}
 SOLVER_KEYS = {"method", "tol", "max_iter", "damping", "linear_solver", "backend"}
-COUPLING_KEYS = {"log": {"scale"}, "power": {"p", "scale"}, "potential": {"expr"}, "convolution": {"kernel", "scale"},
+COUPLING_KEYS = {"log": {"scale", "floor"}, "power": {"p", "scale"}, "potential": {"expr"}, "convolution": {"kernel", "scale"},
                  "kl": {"log_pi", "mean", "cov", "scale"}}
 DENSITY_KEYS = {"expr": {"expr"}, "gaussian": {"mean", "cov"}, "mixture": {"weights", "means", "covs"}}
 
@@ -178,7 +178,7 @@ def build_coupling(tab, section="coupling"):
     if kind in COUPLING_KEYS:
         check_keys(tab, COUPLING_KEYS[kind] | {"type"}, section)
     if kind == "log":
-        return C.LogCoupling(scale=_get(tab, "scale", section, 1.0))
+        return C.LogCoupling(scale=_get(tab, "scale", section, 1.0), floor=_get(tab, "floor", section, 1e-14))
     if kind == "power":
         return C.PowerCoupling(p=_get(tab, "p", section, 1.0), scale=_get(tab, "scale", section, 1.0))
     if kind == "potential":

@@ -84,7 +84,8 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
     t0 = time.perf_counter()
     if isinstance(problem, ErgodicMFGProblem):
         from .ergodic import solve_ergodic
-        return solve_ergodic(problem, tol=tol, max_iter=50 if max_iter is None else max_iter, verbose=verbose)
+        return solve_ergodic(problem, tol=tol, max_iter=200 if max_iter is None else max_iter, verbose=verbose,
+                             initial=initial)
     if not isinstance(problem, MFGProblem):
         raise TypeError(f"problem must be an MFGProblem or ErgodicMFGProblem, got {type(problem).__name__}")
     from .memory import FLOATS_PER_SPACE_TIME_POINT, require

@@ -152,7 +152,7 @@ SHIPPED = {
     "score_mfg_2d.toml": ["--shape", "10", "--nt", "5", "--refine", "5", "10", "--no-controls"],
     "score_ou_1d.toml": ["--shape", "60", "--nt", "30", "--refine", "30", "60", "120"],
 }
-REFUSED = {"crowd_room.toml": "mfgpde solve"}
+REFUSED = {"crowd_room.toml": "mfgpde solve", "ergodic_crowd_2d.toml": "is an ergodic problem"}
 
 
 def test_every_shipped_configuration_is_covered():
@@ -187,7 +187,7 @@ def test_wellposed_cli_on_shipped_configuration(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
-def test_wellposed_cli_refuses_mesh_configurations_naming_the_alternative(name, tmp_path, capsys):
+def test_wellposed_cli_refuses_mesh_and_ergodic_configurations_naming_the_alternative(name, tmp_path, capsys):
     out = tmp_path / "wp"
     assert cli.main(["wellposed", os.path.join(ROOT, "solvers", name), "--out", str(out)]) == 1
     assert REFUSED[name] in capsys.readouterr().err and not out.exists()
