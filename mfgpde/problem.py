@@ -132,8 +132,6 @@ class MFGProblem:
         # the sources are kept so that the same problem can be rebuilt on a mesh (backend="fem")
         self.m0_source, self.normalize = m0, bool(normalize)
         self.m0 = density_on_grid(m0, grid, "m0", normalize=normalize)
-        if drift is not None and getattr(grid, "is_mesh", False):
-            raise NotImplementedError("drift: a drift b(t, x) is not supported on meshes yet (use a TensorGrid)")
         self.drift = None if drift is None else _Drift(drift, grid)
         self.name = str(name)
         if isinstance(self.terminal, PotentialCoupling):

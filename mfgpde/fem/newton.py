@@ -41,8 +41,8 @@ class _Operator:
         for n in range(s.nt):
             S, d, phi, phiS = s._level(U[n], M[n + 1])
             m = M[n + 1]
-            self.B.append(s.hjb_matrix(d, phiS, key=n))
-            self.E.append(None if not Hm.depends_on_m else s.fp_matrix(d, phiS + m * Hm.phi_Sm(S, m), key=n))
+            self.B.append(s.hjb_matrix(d, phiS, key=n, level=n))
+            self.E.append(None if not Hm.depends_on_m else s.fp_matrix(d, phiS + m * Hm.phi_Sm(S, m), key=n, level=n))
             self.G.append(s.hessian_matrix(d, phiS * m, key=n))
             c2 = Hm.phi_SS(S, m) * m
             self.c2.append(c2)

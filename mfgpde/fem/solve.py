@@ -31,8 +31,18 @@ def problem_on_mesh(problem, comm=None):
         terminal._cache = {}
         if not callable(terminal.V):
             terminal.V = _interpolator(grid, terminal.field(grid))
+    drift = None
+    if problem.drift is not None:
+        drift = problem.drift.b
+        if not callable(drift):  # a fixed array on the grid: interpolate each component onto the vertices
+            parts = [_interpolator(grid, c) for c in np.asarray(drift, float)]
+
+            def drift(t, *xs):
+                return [f(*xs) for f in parts]
+
+            drift.time_dependent = False
     p = MFGProblem(dom, problem.T, problem.nt, problem.nu, problem.hamiltonian, m0, coupling=problem.coupling,
-                   terminal=terminal, drift=None, normalize=problem.normalize, name=problem.name)
+                   terminal=terminal, drift=drift, normalize=problem.normalize, name=problem.name)
     return p
 
 
@@ -66,8 +76,6 @@ def solve_fem(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, v
     from .result import FEMResult
     from .scheme import FEMScheme
 
-    if problem.drift is not None:
-        raise NotImplementedError("backend='fem': a drift b(t, x) is not supported on meshes yet; use backend='fd'")
     _check_local(problem.coupling, "coupling")
     t0 = time.perf_counter()
     p = problem_on_mesh(problem, comm)
