@@ -7,8 +7,6 @@ import time
 
 import numpy as np
 
-from ..couplings import ConvolutionCoupling, SumCoupling
-
 
 def problem_on_mesh(problem, comm=None):
     """The same problem on the structured mesh matching its :class:`~mfgpde.TensorGrid`.
@@ -53,14 +51,6 @@ def _interpolator(grid, values):
     return lambda *xs: interp(np.stack([np.asarray(x, float) for x in xs], axis=-1))
 
 
-def _check_local(coupling, name):
-    terms = coupling.terms if isinstance(coupling, SumCoupling) else [coupling]
-    for t in terms:
-        if isinstance(t, ConvolutionCoupling):
-            raise NotImplementedError(f"backend='fem': the {name} is a convolution (nonlocal, FFT on a tensor grid); "
-                                      "use backend='fd'")
-
-
 def solve_fem(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, verbose=None, initial=None,
               linear_solver="auto", comm=None, start_sweeps=4):
     """Solve an :class:`~mfgpde.MFGProblem` with the monotone P1 scheme (see :mod:`mfgpde.fem.scheme`).
@@ -76,7 +66,6 @@ def solve_fem(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, v
     from .result import FEMResult
     from .scheme import FEMScheme
 
-    _check_local(problem.coupling, "coupling")
     t0 = time.perf_counter()
     p = problem_on_mesh(problem, comm)
     if p.grid.comm.rank != 0:
