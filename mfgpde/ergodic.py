@@ -189,20 +189,22 @@ def _bordered_solve(A, r, N):
     single entries (rho in HJB row 0 only, mass row -> m_{N-1}, mean row -> u_0), and
     Sherman-Morrison-Woodbury gives ``x = y - X (I + V^T X)^{-1} V^T y`` with ``y = K^{-1} r``,
     ``X = K^{-1} U``. A plain LU of ``A`` is the fallback when the update loses accuracy.
+    The mass row (``2N - 1``) may carry the pseudo-time diagonal 0 only, as built by
+    :func:`pseudo_time_matrix`.
     """
     n = 2 * N + 1
     A = A.tocsr()
-    hd = A[n - 1, 0]
-    # the three rank-one corrections as columns of U and V
+    # the three rank-one corrections as columns of U and V (mean and mass rows read from A:
+    # cell volumes on a grid, lumped masses mu_i on a mesh)
     U = np.zeros((n, 3))
     V = np.zeros((n, 3))
     U[1:N, 0] = np.asarray(A[1:N, n - 1].todense()).ravel()
     V[n - 1, 0] = 1.0
     U[n - 1, 1] = 1.0
-    V[:N, 1] = hd
+    V[:, 1] = A[n - 1].toarray().ravel()
     V[0, 1] -= 1.0
     U[n - 2, 2] = 1.0
-    V[N:2 * N, 2] = hd
+    V[:, 2] = A[n - 2].toarray().ravel()
     V[2 * N - 1, 2] -= 1.0
     K = (A - sp.csr_matrix(U) @ sp.csr_matrix(V).T).tocsc()
     K.eliminate_zeros()
@@ -218,19 +220,50 @@ def _bordered_solve(A, r, N):
     return spla.splu(A.tocsc()).solve(r)
 
 
-def _pseudo_transient(problem, z, tol, max_iter, log, dtau, floor=None):
-    """Pseudo-transient continuation from ``z = (u, m, rho)`` (one stack) until ``|R|_inf <= tol``.
+class GridErgodic:
+    """The finite-difference ergodic system on a tensor grid, as the driver consumes it.
 
-    Returns ``(z, status, message)``; iterations are recorded in ``log`` (their count is
-    bounded by ``max_iter`` over all calls sharing the log).
+    ``residual(z)`` and ``jacobian(z)`` act on the stacked unknown ``z = (u, m, rho)``
+    (length ``2N + 1``); ``solve(J, r, dtau)`` returns the pseudo-transient step
+    ``(D / dtau + J)^{-1} r``. :mod:`mfgpde.fem.ergodic` provides the same for meshes.
     """
-    g = problem.grid
-    N = g.size
-    sc = _scheme(problem)
-    positive = problem.hamiltonian.needs_positive_density
+
+    def __init__(self, problem):
+        self.problem = problem
+        self.N = problem.grid.size
+        self.sc = _scheme(problem)
+        self.positive = problem.hamiltonian.needs_positive_density
+
+    def residual(self, z):
+        N = self.N
+        return _residual(self.sc, self.problem, z[:N], z[N:2 * N], z[-1])
+
+    def jacobian(self, z):
+        N = self.N
+        return _jacobian(self.sc, self.problem, z[:N], z[N:2 * N])
+
+    def solve(self, J, r, dtau):
+        return _bordered_solve(pseudo_time_matrix(J, self.N, dtau), r, self.N)
+
+
+def pseudo_time_matrix(J, N, dtau):
+    """``D / dtau + J`` with ``D`` = 1 on the HJB and FP rows, 0 on the mass and mean rows."""
+    if dtau >= 1e12:
+        return J
     d = np.ones(2 * N + 1)
     d[2 * N - 1:] = 0.0             # the mass and mean-zero rows are constraints, not evolutions
-    R = _residual(sc, problem, z[:N], z[N:2 * N], z[-1])
+    return J + sp.diags(d / dtau)
+
+
+def pseudo_transient(disc, z, tol, max_iter, log, dtau, floor=None):
+    """Pseudo-transient continuation from ``z = (u, m, rho)`` (one stack) until ``|R|_inf <= tol``.
+
+    ``disc`` is a discretisation (:class:`GridErgodic` or the mesh one). Returns
+    ``(z, status, message)``; iterations are recorded in ``log`` (their count is bounded by
+    ``max_iter`` over all calls sharing the log).
+    """
+    N = disc.N
+    R = disc.residual(z)
     best, best_at = np.inf, 0
     while True:
         k = len(log.records)
@@ -248,23 +281,22 @@ def _pseudo_transient(problem, z, tol, max_iter, log, dtau, floor=None):
         elif k - best_at >= 30:     # no tenfold progress in 30 steps: round-off or a stall
             return z, "stagnated", f"no tenfold decrease of the residual in 30 iterations (best {best:.2e})"
         log.check_divergence(k)
-        J = _jacobian(sc, problem, z[:N], z[N:2 * N])
+        J = disc.jacobian(z)
         norm = np.linalg.norm(R)
         while True:
-            A = J + sp.diags(d / dtau) if dtau < 1e12 else J
             try:
-                dz = _bordered_solve(A, -R, N)
+                dz = disc.solve(J, -R, dtau)
             except RuntimeError as exc:  # exactly singular factor
                 return z, "singular_jacobian", str(exc)
             step = 1.0
-            if positive:  # a Hamiltonian singular at m = 0 (congestion) needs m > 0 at every iterate
+            if disc.positive:  # a Hamiltonian singular at m = 0 (congestion) needs m > 0 at every iterate
                 dm, m = dz[N:2 * N], z[N:2 * N]
                 neg = dm < 0
                 if np.any(neg):
                     step = min(1.0, 0.95 * float(np.min(m[neg] / -dm[neg])))
             zc = z + step * dz
             with np.errstate(all="ignore"):
-                Rc = _residual(sc, problem, zc[:N], zc[N:2 * N], zc[-1])
+                Rc = disc.residual(zc)
                 nc = np.linalg.norm(Rc)
             if np.all(np.isfinite(dz)) and np.isfinite(nc) and nc <= 10.0 * norm:
                 break
@@ -276,7 +308,7 @@ def _pseudo_transient(problem, z, tol, max_iter, log, dtau, floor=None):
         z, R = zc, Rc
 
 
-def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, pseudo_dt=0.1):
+def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, pseudo_dt=0.1, discretisation=None):
     """Solve an :class:`ErgodicMFGProblem` by pseudo-transient continuation to Newton's method.
 
     Parameters
@@ -293,6 +325,8 @@ def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, 
     pseudo_dt : float
         First pseudo-time step; it grows as the residual falls. A start close to the solution
         may use a large one (Newton from the first step).
+    discretisation : callable, optional
+        ``problem -> discretisation`` (default :class:`GridErgodic`; meshes pass theirs).
 
     Returns
     -------
@@ -301,17 +335,19 @@ def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, 
         ``singular_jacobian`` (the vocabulary of the time-dependent solvers).
     """
     t0 = time.perf_counter()
-    g = problem.grid
-    N, hd = g.size, g.cell_volume
+    make = GridErgodic if discretisation is None else discretisation
+    disc = make(problem)
+    N = disc.N
+    integrate = disc.integrate if hasattr(disc, "integrate") else (lambda v: problem.grid.cell_volume * v.sum())
     if not (np.isfinite(pseudo_dt) and pseudo_dt > 0):
         raise ValueError(f"pseudo_dt must be > 0, got {pseudo_dt}")
     if initial is None:
-        z = np.concatenate([np.zeros(N), np.full(N, 1.0 / (N * hd)), [0.0]])
+        z = np.concatenate([np.zeros(N), np.full(N, 1.0 / integrate(np.ones(N))), [0.0]])
     else:
         z = np.concatenate([np.asarray(initial[0], float).ravel(), np.asarray(initial[1], float).ravel(),
                             [float(initial[2])]])
         if z.size != 2 * N + 1:
-            raise ValueError(f"initial: u and m must have {N} values each (the grid {g.shape}), got sizes "
+            raise ValueError(f"initial: u and m must have {N} values each, got sizes "
                              f"{np.size(initial[0])} and {np.size(initial[1])}")
     log = IterationLog("ergodic_newton", verbose)
     floors = _floors(problem.coupling)
@@ -322,9 +358,9 @@ def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, 
         stages = [10.0**-e for e in range(4, 40, 2) if 10.0**-e > target * 10]
     status, message, stage_floors = "converged", "", []
     for floor in stages:
-        zs, st, msg = _pseudo_transient(problem.__class__(g, problem.nu, problem.hamiltonian,
-                                                          _with_floor(problem.coupling, floor), problem.drift),
-                                        z.copy(), tol, max_iter, log, pseudo_dt, floor=floor)
+        staged = copy.copy(problem)
+        staged.coupling = _with_floor(problem.coupling, floor)
+        zs, st, msg = pseudo_transient(make(staged), z.copy(), tol, max_iter, log, pseudo_dt, floor=floor)
         stage_floors.append({"floor": floor, "status": st, "iterations": len(log.records)})
         if st != "converged":
             break                   # go to the target from the last good iterate
@@ -332,7 +368,7 @@ def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, 
         if z[N:2 * N].min() > 100.0 * floor:
             break                   # the density never reached the floor: the target problem is this one
         pseudo_dt = max(pseudo_dt, 1.0)
-    z, status, message = _pseudo_transient(problem, z, tol, max_iter, log, pseudo_dt, floor=target)
+    z, status, message = pseudo_transient(disc, z, tol, max_iter, log, pseudo_dt, floor=target)
     u, m, rho = z[:N], z[N:2 * N], float(z[-1])
     if status == "stagnated" and target is not None and target < 1e-10 and m.min() < 1e3 * target:
         bound = np.finfo(float).eps * m.max() / target
@@ -344,10 +380,13 @@ def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, 
     last = log.records[-1]
     diag = {"converged": status == "converged", "status": status, "method": "pseudo_transient_newton",
             "iterations": last["iteration"], "residual": last["residual"], "hjb_residual": last["hjb_residual"],
-            "fp_residual": last["fp_residual"], "mass_error": abs(hd * m.sum() - 1.0), "min_density": float(m.min()),
+            "fp_residual": last["fp_residual"], "mass_error": abs(integrate(m) - 1.0), "min_density": float(m.min()),
             "wall_time_s": time.perf_counter() - t0}
     if stage_floors:
         diag["floor_continuation"] = stage_floors
     if message:
         diag["message"] = message
+    if hasattr(disc, "result"):
+        return disc.result(u, m, rho, log.records, diag)
+    g = problem.grid
     return ErgodicResult(problem, u.reshape(g.shape), m.reshape(g.shape), rho, log.records, diag)

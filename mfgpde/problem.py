@@ -162,7 +162,8 @@ class ErgodicMFGProblem:
 
     Parameters
     ----------
-    grid : TensorGrid
+    grid : TensorGrid or mfgpde.fem.MeshDomain
+        A box grid (finite differences) or a mesh (P1 finite elements, ``backend="fem"``).
     nu : float
         Diffusion > 0 (the ergodic problem needs it).
     hamiltonian : Hamiltonian
@@ -175,7 +176,9 @@ class ErgodicMFGProblem:
     kind = "ergodic"
 
     def __init__(self, grid, nu, hamiltonian, coupling=None, drift=None, name="ergodic"):
-        self.grid = _check_instance("grid", grid, TensorGrid)
+        if not getattr(grid, "is_mesh", False):
+            _check_instance("grid", grid, TensorGrid)
+        self.grid = grid
         self.nu = _positive("nu (diffusion)", nu)
         self.hamiltonian = _check_instance("hamiltonian", hamiltonian, Hamiltonian)
         self.coupling = ZeroCoupling() if coupling is None else _check_instance("coupling", coupling, Coupling)

@@ -74,7 +74,12 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         if not (np.isfinite(tol) and tol > 0):
             raise ValueError(f"tol must be > 0, got {tol}")
         if isinstance(problem, ErgodicMFGProblem):
-            raise NotImplementedError("backend='fem': the ergodic problem is solved with backend='fd' only")
+            if not getattr(problem.grid, "is_mesh", False):
+                raise ValueError("backend='fem' for an ergodic problem needs a mesh (mfgpde.fem.MeshDomain); "
+                                 "this one is on a TensorGrid: use backend='fd'")
+            from .fem.ergodic import solve_ergodic_mesh
+            return solve_ergodic_mesh(problem, tol=tol, max_iter=200 if max_iter is None else max_iter,
+                                      verbose=verbose, initial=initial)
         from .fem.solve import solve_fem
 
         return solve_fem(problem, method=method, tol=tol, max_iter=max_iter, damping=damping, verbose=verbose,
