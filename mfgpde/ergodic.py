@@ -26,7 +26,7 @@ step is one implicit Euler step linearised at the iterate,
 
 with dtau_k grown by switched evolution relaxation (dtau_{k+1} = dtau_k |R_{k-1}| / |R_k|,
 Kelley & Keyes 1998), so the iteration becomes Newton's method (quadratic tail) once the
-residual falls. A step that raises the residual more than tenfold is retried with dtau / 4.
+residual falls. A step that raises the residual more than twofold is retried with dtau / 4.
 
 Couplings with a floor (``LogCoupling``: ``log max(m, floor)``) are continued in the floor,
 1e-4, 1e-6, ... down to the coupling's own, when the density reaches it: the derivative jumps
@@ -246,6 +246,12 @@ class GridErgodic:
         return _bordered_solve(pseudo_time_matrix(J, self.N, dtau), r, self.N)
 
 
+#: largest growth of |R|_2 a pseudo-time step may cause before it is retried with dtau / 4
+GROWTH = 2.0
+#: first pseudo-time step of a floor-continuation stage after the first
+STAGE_DT = 0.1
+
+
 def pseudo_time_matrix(J, N, dtau):
     """``D / dtau + J`` with ``D`` = 1 on the HJB and FP rows, 0 on the mass and mean rows."""
     if dtau >= 1e12:
@@ -298,7 +304,7 @@ def pseudo_transient(disc, z, tol, max_iter, log, dtau, floor=None):
             with np.errstate(all="ignore"):
                 Rc = disc.residual(zc)
                 nc = np.linalg.norm(Rc)
-            if np.all(np.isfinite(dz)) and np.isfinite(nc) and nc <= 10.0 * norm:
+            if np.all(np.isfinite(dz)) and np.isfinite(nc) and nc <= GROWTH * norm:
                 break
             dtau *= 0.25        # too long a pseudo-time step: retry a shorter one
             if dtau < 1e-12:
@@ -367,7 +373,7 @@ def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, 
         z = zs
         if z[N:2 * N].min() > 100.0 * floor:
             break                   # the density never reached the floor: the target problem is this one
-        pseudo_dt = max(pseudo_dt, 1.0)
+        pseudo_dt = max(pseudo_dt, STAGE_DT)
     z, status, message = pseudo_transient(disc, z, tol, max_iter, log, pseudo_dt, floor=target)
     u, m, rho = z[:N], z[N:2 * N], float(z[-1])
     if status == "stagnated" and target is not None and target < 1e-10 and m.min() < 1e3 * target:

@@ -25,7 +25,8 @@ def _confined(L, n, nu, coupling="log", dim=1, floor=1e-14):
     return mp.ErgodicMFGProblem(g, nu, H, c)
 
 
-@pytest.mark.parametrize("coupling, nu, floor", [("log", 0.5, 1e-10), ("log", 0.1, 1e-10), ("power", 0.1, None),
+@pytest.mark.parametrize("coupling, nu, floor", [("log", 0.5, 1e-10), ("log", 0.1, 1e-10), ("log", 0.02, 1e-10),
+                                                 ("power", 0.02, None), ("power", 0.1, None),
                                                  ("power", 0.5, None), ("congestion", 0.5, None)])
 def test_cold_start_on_a_wide_box_matches_the_narrow_box(coupling, nu, floor):
     """A box of half-width 20 (the density's standard deviation is about 1: plain Newton from
