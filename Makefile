@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test bench lint mutation clean
+.PHONY: setup test bench lint docs mutation clean
 
 setup:
 	./.ci/setup-venv $(VENV)
@@ -21,7 +21,11 @@ bench:
 	$(PY) benchmarks/run.py
 
 lint:
-	$(PY) -m ruff check mfgpde tests benchmarks validation
+	$(PY) -m ruff check mfgpde tests benchmarks validation examples docs
+
+# the documentation site (Sphinx, warnings are errors): docs/_build/html/index.html
+docs:
+	OPENBLAS_NUM_THREADS=1 $(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 # slow (minutes per module), not in CI: kill rate per core module -> benchmarks/results/mutation.json
 mutation:
@@ -29,4 +33,4 @@ mutation:
 	PY=$(PY) ./.ci/mutation $(MODULES)
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info docs/_build docs/generated docs/gallery

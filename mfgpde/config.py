@@ -134,6 +134,10 @@ SOLVER_KEYS = {"method", "tol", "max_iter", "damping", "linear_solver", "backend
 COUPLING_KEYS = {"log": {"scale", "floor"}, "power": {"p", "scale"}, "potential": {"expr"}, "convolution": {"kernel", "scale"},
                  "kl": {"log_pi", "mean", "cov", "scale"}}
 DENSITY_KEYS = {"expr": {"expr"}, "gaussian": {"mean", "cov"}, "mixture": {"weights", "means", "covs"}}
+MESH_KEYS = {"room": {"width", "height", "obstacles", "h"}, "rectangle": {"n", "bounds", "periodic", "diagonal"},
+             "interval": {"n", "bounds", "periodic"}, "box": {"n", "bounds", "periodic"}, "file": {"path"}}
+#: Hamiltonian ``type`` -> class (its constructor's parameters are the table's keys)
+HAMILTONIANS = {"quadratic": H.QuadraticHamiltonian, "power": H.PowerHamiltonian, "congestion": H.CongestionHamiltonian}
 
 
 def _get(table, key, section, default=None, required=False):
@@ -147,7 +151,7 @@ def _get(table, key, section, default=None, required=False):
 def build_hamiltonian(tab):
     kind = _get(tab, "type", "hamiltonian", "quadratic")
     params = {k: v for k, v in tab.items() if k != "type"}
-    cls = {"quadratic": H.QuadraticHamiltonian, "power": H.PowerHamiltonian, "congestion": H.CongestionHamiltonian}
+    cls = HAMILTONIANS
     if kind not in cls:
         raise ConfigError(f"[hamiltonian] type = {kind!r} is unknown; allowed: {sorted(cls)}")
     try:
@@ -241,8 +245,7 @@ def build_mesh(tab, cfg, comm=None):
 
     kind = _get(tab, "type", "mesh", required=True)
     params = {k: v for k, v in tab.items() if k != "type"}
-    allowed = {"room": {"width", "height", "obstacles", "h"}, "rectangle": {"n", "bounds", "periodic", "diagonal"},
-               "interval": {"n", "bounds", "periodic"}, "box": {"n", "bounds", "periodic"}, "file": {"path"}}
+    allowed = MESH_KEYS
     if kind not in allowed:
         raise ConfigError(f"[mesh] type = {kind!r} is unknown; allowed: {sorted(allowed)}")
     unknown = set(params) - allowed[kind]

@@ -24,7 +24,7 @@ step is one implicit Euler step linearised at the iterate,
 
     (D / dtau_k + J(z_k)) dz = -R(z_k),    D = diag(1 on HJB and FP rows, 0 on mass and mean rows),
 
-with dtau_k grown by switched evolution relaxation (dtau_{k+1} = dtau_k |R_{k-1}| / |R_k|,
+with dtau_k grown by switched evolution relaxation (``dtau_{k+1} = dtau_k |R_{k-1}| / |R_k|``,
 Kelley & Keyes 1998), so the iteration becomes Newton's method (quadratic tail) once the
 residual falls. A step that raises the residual more than twofold is retried with dtau / 4.
 
@@ -246,7 +246,7 @@ class GridErgodic:
         return _bordered_solve(pseudo_time_matrix(J, self.N, dtau), r, self.N)
 
 
-#: largest growth of |R|_2 a pseudo-time step may cause before it is retried with dtau / 4
+#: largest growth of ``|R|_2`` a pseudo-time step may cause before it is retried with dtau / 4
 GROWTH = 2.0
 #: first pseudo-time step of a floor-continuation stage after the first
 STAGE_DT = 0.1
