@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import fftconvolve
 
+from .checks import real
+
 
 def _field_on_grid(func_or_array, grid, name):
     """Evaluate a callable of the coordinates, or check an array, on the grid."""
@@ -97,7 +99,7 @@ class ScaledCoupling(Coupling):
     """``s * f[m]`` for a coupling f (monotone if f is and ``s >= 0``)."""
 
     def __init__(self, base, s):
-        self.base, self.s = base, float(s)
+        self.base, self.s = base, real("s (coupling scale factor)", s)
         self.local, self.needs_positive_density = base.local, base.needs_positive_density
         self.monotone = base.monotone and self.s >= 0
 
@@ -125,7 +127,7 @@ class LogCoupling(Coupling):
     needs_positive_density = True
 
     def __init__(self, scale=1.0, floor=1e-14):
-        self.scale, self.floor = float(scale), float(floor)
+        self.scale, self.floor = real("scale (log coupling)", scale), real("floor (log coupling)", floor)
         if not np.isfinite(self.scale) or self.scale < 0:
             raise ValueError(f"scale (log coupling) must be finite and >= 0, got {scale}")
         if not self.floor > 0:
@@ -146,7 +148,7 @@ class PowerCoupling(Coupling):
     """``f = scale * m^p`` (p > 0): first variation of ``scale int m^(p+1)/(p+1)``."""
 
     def __init__(self, p=1.0, scale=1.0):
-        self.p, self.scale = float(p), float(scale)
+        self.p, self.scale = real("p (power-coupling exponent)", p), real("scale (power coupling)", scale)
         if not (np.isfinite(self.p) and self.p > 0):
             raise ValueError(f"p (power-coupling exponent) must be finite and > 0, got {p}")
         if not np.isfinite(self.scale):
@@ -230,7 +232,7 @@ class ConvolutionCoupling(Coupling):
     local = False
 
     def __init__(self, kernel, scale=1.0, monotone=True):
-        self.kernel, self.scale, self.monotone = kernel, float(scale), bool(monotone)
+        self.kernel, self.scale, self.monotone = kernel, real("scale (convolution coupling)", scale), bool(monotone)
         if not np.isfinite(self.scale):
             raise ValueError(f"scale (convolution coupling) must be finite, got {scale}")
         self._cache = {}
@@ -359,7 +361,7 @@ class KLCoupling(Coupling):
     needs_positive_density = True
 
     def __init__(self, log_pi, eps=1e-6, floor=1e-14):
-        self.log_pi, self.eps, self.floor = log_pi, float(eps), float(floor)
+        self.log_pi, self.eps, self.floor = log_pi, real("eps (KL regularisation)", eps), real("floor (KL)", floor)
         if self.eps < 0:
             raise ValueError(f"eps must be >= 0, got {eps}")
         if not callable(log_pi):

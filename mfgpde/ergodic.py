@@ -272,7 +272,9 @@ def pseudo_transient(disc, z, tol, max_iter, log, dtau, floor=None):
     R = disc.residual(z)
     best, best_at = np.inf, 0
     while True:
-        k = len(log.records)
+        # k counts linearised steps over all stages (a stage's first record repeats the step
+        # count of the previous stage's last one: a new floor, no new step)
+        k = getattr(log, "steps", 0)
         hjb, fp = np.abs(R[:N]).max(), np.abs(R[N:]).max()
         extra = {"pseudo_dt": float(dtau)}
         if floor is not None:
@@ -312,6 +314,7 @@ def pseudo_transient(disc, z, tol, max_iter, log, dtau, floor=None):
         # switched evolution relaxation: dtau grows as the residual falls (Newton in the limit)
         dtau = min(1e13, dtau * min(10.0, max(0.5, norm / max(nc, 1e-300))) * (1.0 if step > 0.5 else 0.5))
         z, R = zc, Rc
+        log.steps = k + 1
 
 
 def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, pseudo_dt=0.1, discretisation=None):
@@ -367,7 +370,7 @@ def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, 
         staged = copy.copy(problem)
         staged.coupling = _with_floor(problem.coupling, floor)
         zs, st, msg = pseudo_transient(make(staged), z.copy(), tol, max_iter, log, pseudo_dt, floor=floor)
-        stage_floors.append({"floor": floor, "status": st, "iterations": len(log.records)})
+        stage_floors.append({"floor": floor, "status": st, "iterations": getattr(log, "steps", 0)})
         if st != "converged":
             break                   # go to the target from the last good iterate
         z = zs

@@ -84,6 +84,14 @@ class TensorGrid:
 
         require(8 * FLOATS_PER_GRID_POINT * int(np.prod(shape, dtype=float)), f"a grid of shape {shape}")
         h = tuple((b - a) / n for (a, b), n in zip(bounds, shape))
+        for k, hk in enumerate(h):
+            # the scheme divides by h^2: a spacing whose square underflows (bounds [[0, 1e-300]])
+            # or that round-off cannot resolve next to the coordinates would give inf/NaN stencils
+            scale = max(abs(bounds[k][0]), abs(bounds[k][1]))
+            if not (hk**2 > 0 and np.isfinite(1.0 / hk**2) and hk > 1e3 * np.finfo(float).eps * scale):
+                raise ValueError(f"bounds[{k}] = {bounds[k]} with {shape[k]} points gives the spacing h = {hk:.3g}, "
+                                 f"too small to difference (1/h^2 must be finite and h > 1e3 eps |x|); "
+                                 "rescale the coordinates")
         axes = []
         for (a, _), n, hk, bc in zip(bounds, shape, h, boundary):
             offset = 0.0 if bc == "periodic" else 0.5

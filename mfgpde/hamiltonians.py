@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import real
+
 
 class Hamiltonian:
     """Base class: ``H(p, m) = phi(|p|^2, m)``.
@@ -78,7 +80,7 @@ class QuadraticHamiltonian(Hamiltonian):
     """
 
     def __init__(self, lam=1.0):
-        lam = float(lam)
+        lam = real("lam (kinetic weight lambda)", lam)
         if not (np.isfinite(lam) and lam > 0):
             raise ValueError(f"lam (kinetic weight lambda) must be > 0, got {lam}")
         self.lam = lam
@@ -106,12 +108,12 @@ class PowerHamiltonian(Hamiltonian):
     """
 
     def __init__(self, q, delta=None):
-        q = float(q)
+        q = real("q (power-law exponent)", q)
         if not (np.isfinite(q) and q > 1):
             raise ValueError(f"q (power-law exponent) must be > 1, got {q}")
         if delta is None:
             delta = 0.0 if q >= 2 else 1e-3
-        delta = float(delta)
+        delta = real("delta (power-law regularisation)", delta)
         if not np.isfinite(delta) or delta < 0:
             raise ValueError(f"delta (regularisation) must be >= 0, got {delta}")
         self.q, self.delta2 = q, delta**2
@@ -151,7 +153,8 @@ class CongestionHamiltonian(Hamiltonian):
     depends_on_m = True
 
     def __init__(self, c0=1.0, c1=4.0, beta=1.5):
-        self.c0, self.c1, self.beta = float(c0), float(c1), float(beta)
+        self.c0, self.c1 = real("c0 (congestion)", c0), real("c1 (congestion)", c1)
+        self.beta = real("beta (congestion exponent)", beta)
         for name, v in (("c0", self.c0), ("c1", self.c1), ("beta", self.beta)):
             if not np.isfinite(v):  # nan/inf used to pass and end as a non-finite residual mid-solve
                 raise ValueError(f"{name} (congestion Hamiltonian) must be finite, got {v}")

@@ -14,6 +14,8 @@ All input is validated here, before any work starts, with errors naming the para
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .couplings import Coupling, PotentialCoupling, ZeroCoupling, _field_on_grid
@@ -52,6 +54,27 @@ def density_on_grid(m0, grid, name="m0", normalize=False):
     if not mass > 0:
         raise ValueError(f"{name} has zero mass on the grid; it must be integrable with positive mass")
     return values / mass if normalize else np.array(values, float)
+
+
+def _warn_if_not_periodic(name, values, grid):
+    """Warn when a field given on a periodic axis jumps across the seam.
+
+    A periodic grid wraps the field: ``terminal = 10 * x`` on a periodic [0, 1) becomes a saw
+    tooth whose jump from x = 1 - h back to x = 0 the scheme sees as a cliff. The jump across
+    the seam is compared with the largest step between neighbours inside the box.
+    """
+    values = np.asarray(values, float)
+    if values.shape != tuple(grid.shape):
+        return
+    for k, bc in enumerate(grid.boundary):
+        if bc != "periodic" or grid.shape[k] < 3:
+            continue
+        steps = np.abs(np.diff(values, axis=k)).max()
+        seam = np.abs(np.take(values, 0, axis=k) - np.take(values, -1, axis=k)).max()
+        if seam > 3.0 * steps and seam > 1e-8 * (1.0 + np.abs(values).max()):
+            warnings.warn(f"{name} is not periodic along axis {k}: it jumps by {seam:.3g} across the periodic seam "
+                          f"(at most {steps:.3g} between neighbours inside the box), and the periodic grid wraps it; "
+                          "use a periodic function or a no-flux boundary", UserWarning, stacklevel=4)
 
 
 class _Drift:
@@ -135,7 +158,14 @@ class MFGProblem:
         self.drift = None if drift is None else _Drift(drift, grid)
         self.name = str(name)
         if isinstance(self.terminal, PotentialCoupling):
-            self.terminal.field(grid)  # evaluate now so that a bad g fails before any work
+            g = self.terminal.field(grid)  # evaluate now so that a bad g fails before any work
+            if not getattr(grid, "is_mesh", False):
+                _warn_if_not_periodic("terminal cost g", g, grid)
+        if not getattr(grid, "is_mesh", False):
+            # (m0 is not checked: benchmarks such as B2 start from a Gaussian cut at the seam)
+            for term in getattr(self.coupling, "terms", [self.coupling]):
+                if isinstance(term, PotentialCoupling):
+                    _warn_if_not_periodic("coupling potential", term.field(grid), grid)
 
     @property
     def dt(self) -> float:

@@ -60,6 +60,8 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
     -------
     MFGResult
     """
+    if not isinstance(problem, (MFGProblem, ErgodicMFGProblem)):
+        raise TypeError(f"problem must be an MFGProblem or ErgodicMFGProblem, got {type(problem).__name__}")
     _check_options(method, tol, max_iter, damping, linear_solver, viscosity_continuation)
     if backend not in ("auto", "fd", "fem"):
         raise ValueError(f"backend must be 'auto', 'fd' (finite differences) or 'fem' (P1 finite elements), got {backend!r}")

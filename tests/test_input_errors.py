@@ -47,6 +47,8 @@ def test_problem_errors(over, match):
     (([(1, 0)], 10, "periodic"), r"bounds\[0\] must satisfy lower < upper"),
     (([(0, 1), (0, 1)], (10, 10, 10), "periodic"), r"shape must have one point count per axis \(2\), got 3"),
     (([(0, 1)] * 4, 5, "periodic"), r"1-, 2- or 3-dimensional"),
+    (([(0, 1e-300)], 20, "noflux"), r"bounds\[0\] = \(0.0, 1e-300\) with 20 points gives the spacing h = 5e-302, too small"),
+    (([(1e9, 1e9 + 1e-6)], 20, "noflux"), r"bounds\[0\] .* too small to difference"),
 ])
 def test_grid_errors(args, match):
     with pytest.raises(ValueError, match=match):
@@ -270,3 +272,38 @@ def test_drift_must_be_a_list_of_expressions(tmp_path):
         cfg = config.load(edited_config(tmp_path, "lst_case1.toml", "[model]", f"[model]\ndrift = {bad}"))
         with pytest.raises(ValueError, match=r"\[model\] drift must be a list of 1 expression string"):
             config.build_problem(cfg)
+
+
+@pytest.mark.parametrize("make_it, message", [
+    (lambda: mp.CongestionHamiltonian(beta="abc"), r"beta \(congestion exponent\) must be a real number, got 'abc' \(str\)"),
+    (lambda: mp.QuadraticHamiltonian(lam="1"), r"lam \(kinetic weight lambda\) must be a real number, got '1'"),
+    (lambda: mp.PowerHamiltonian(q=None), r"q \(power-law exponent\) must be a real number, got None"),
+    (lambda: mp.LogCoupling(floor="tiny"), r"floor \(log coupling\) must be a real number"),
+    (lambda: mp.PowerCoupling(p=True), r"p \(power-coupling exponent\) must be a real number, got True \(bool\)"),
+    (lambda: mp.ConvolutionCoupling(lambda x: x, scale=[1.0]), r"scale \(convolution coupling\) must be a real number"),
+    (lambda: mp.solve("problem"), r"problem must be an MFGProblem or ErgodicMFGProblem, got str"),
+    (lambda: mp.solve(mp.ErgodicMFGProblem(grid(), 0.1, mp.QuadraticHamiltonian()), initial=(np.zeros(3), np.zeros(3), 0.0)),
+     r"initial: u and m must have 20 values each, got sizes 3 and 3"),
+])
+def test_non_numbers_and_wrong_objects_are_named(make_it, message):
+    """A string, a boolean or a list where a number belongs, or a string instead of a problem:
+    the message names the parameter (it used to be "could not convert string to float: 'abc'"
+    or "'str' object has no attribute 'grid'")."""
+    with pytest.raises((TypeError, ValueError), match=message):
+        make_it()
+
+
+def test_non_periodic_terminal_cost_on_a_periodic_grid_warns():
+    """terminal = 10 x on a periodic [0, 1) is a saw tooth with a cliff at the seam: warn, naming
+    it; a periodic terminal cost and a no-flux grid do not warn."""
+    import warnings
+
+    with pytest.warns(UserWarning, match=r"terminal cost g is not periodic along axis 0: it jumps by 9.5"):
+        make(terminal=lambda x: 10 * x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make(terminal=lambda x: np.cos(2 * np.pi * x))
+        make(grid=mp.TensorGrid([(0, 1)], 20, "noflux"), terminal=lambda x: 10 * x)
+    with pytest.warns(UserWarning, match=r"coupling potential is not periodic along axis 1"):
+        mp.MFGProblem(mp.TensorGrid([(0, 1), (0, 1)], 8, "periodic"), 1.0, 4, 0.1, mp.QuadraticHamiltonian(),
+                      m0=np.ones((8, 8)), coupling=mp.LogCoupling() + mp.PotentialCoupling(lambda x, y: 3 * y))
