@@ -84,24 +84,31 @@ def test_c3_2d_on_unstructured_mesh_with_log_coupling_conserves_and_stays_positi
     assert all(b <= 100 * a * a + 1e-10 for a, b in tail), res
 
 
-def test_fem_equals_fd_on_b2_structured_periodic_mesh(mp):
-    """On a right-diagonal periodic mesh the P1 edge scheme is the FD scheme: B2 (congestion,
-    c0 = 0) gives the same discrete solution to solver tolerance."""
+def _b2_fem_and_fd(mp, n, nt, tol, edit=None):
+    """B2 (solvers/lst_case2.toml) at n^2 x nt, edited by ``edit(cfg)``, solved on the
+    right-diagonal periodic mesh and by FD; returns both results, the FD fields at the mesh's
+    vertices (m(T), U(0)) and the configuration."""
     from mfgpde import config
 
     cfg = config.load(os.path.join(ROOT, "solvers", "lst_case2.toml"))
-    n = 24
-    cfg["grid"]["shape"] = [n, n]
-    cfg["time"]["nt"] = 12
+    cfg["grid"]["shape"], cfg["time"]["nt"] = [n, n], nt
+    if edit is not None:
+        edit(cfg)
     p = config.build_problem(cfg)
-    rfe = mp.solve(p, backend="fem", tol=1e-11)
-    rfd = mp.solve(p, backend="fd", tol=1e-11)
-    assert rfe.converged and rfd.converged
-    X = rfe.coords
-    ix = np.rint(X[:, 0] / p.grid.h[0]).astype(int) % n
-    iy = np.rint(X[:, 1] / p.grid.h[1]).astype(int) % n
-    assert np.abs(rfe.m[-1] - rfd.m[-1][ix, iy]).max() < 1e-8
-    assert np.abs(rfe.U[0] - rfd.U[0][ix, iy]).max() < 1e-8
+    rfe = mp.solve(p, backend="fem", tol=tol)
+    rfd = mp.solve(p, backend="fd", tol=tol)
+    assert rfe.converged and rfd.converged, (rfe.diagnostics, rfd.diagnostics)
+    ix = np.rint(rfe.coords[:, 0] / p.grid.h[0]).astype(int) % n
+    iy = np.rint(rfe.coords[:, 1] / p.grid.h[1]).astype(int) % n
+    return rfe, rfd, (rfd.m[-1][ix, iy], rfd.U[0][ix, iy]), cfg
+
+
+def test_fem_equals_fd_on_b2_structured_periodic_mesh(mp):
+    """On a right-diagonal periodic mesh the P1 edge scheme is the FD scheme: B2 (congestion,
+    c0 = 0) gives the same discrete solution to solver tolerance."""
+    rfe, _, (m_fd, U_fd), _ = _b2_fem_and_fd(mp, 24, 12, 1e-11)
+    assert np.abs(rfe.m[-1] - m_fd).max() < 1e-8
+    assert np.abs(rfe.U[0] - U_fd).max() < 1e-8
     assert rfe.diagnostics["mass_error"] < 1e-12
 
 
@@ -113,19 +120,12 @@ def test_fem_equals_fd_with_a_drift_on_right_diagonal_periodic_mesh(mp):
     solution: without it m(T) differs by more than 1e-2."""
     from mfgpde import config
 
-    cfg = config.load(os.path.join(ROOT, "solvers", "lst_case2.toml"))
-    n = 16
-    cfg["grid"]["shape"], cfg["time"]["nt"] = [n, n], 8
-    cfg["model"]["drift"] = ["sin(2 * pi * y) + 2 * t - 0.5", "cos(2 * pi * x)"]
-    p = config.build_problem(cfg)
-    rfe = mp.solve(p, backend="fem", tol=1e-11)
-    rfd = mp.solve(p, backend="fd", tol=1e-11)
-    assert rfe.converged and rfd.converged, (rfe.diagnostics, rfd.diagnostics)
-    X = rfe.coords
-    ix = np.rint(X[:, 0] / p.grid.h[0]).astype(int) % n
-    iy = np.rint(X[:, 1] / p.grid.h[1]).astype(int) % n
-    assert np.abs(rfe.m[-1] - rfd.m[-1][ix, iy]).max() < 1e-8
-    assert np.abs(rfe.U[0] - rfd.U[0][ix, iy]).max() < 1e-8
+    def drift(cfg):
+        cfg["model"]["drift"] = ["sin(2 * pi * y) + 2 * t - 0.5", "cos(2 * pi * x)"]
+
+    rfe, rfd, (m_fd, U_fd), cfg = _b2_fem_and_fd(mp, 16, 8, 1e-11, drift)
+    assert np.abs(rfe.m[-1] - m_fd).max() < 1e-8
+    assert np.abs(rfe.U[0] - U_fd).max() < 1e-8
     assert rfe.diagnostics["mass_error"] < 1e-12 and rfe.diagnostics["min_density"] >= 0
     del cfg["model"]["drift"]
     still = mp.solve(config.build_problem(cfg), backend="fd", tol=1e-11)
@@ -161,19 +161,12 @@ def test_fem_equals_fd_with_a_convolution_coupling_on_right_diagonal_periodic_me
     coupling matters: without it m(T) differs by more than 1e-3."""
     from mfgpde import config
 
-    cfg = config.load(os.path.join(ROOT, "solvers", "lst_case2.toml"))
-    n = 12
-    cfg["grid"]["shape"], cfg["time"]["nt"] = [n, n], 6
-    cfg["coupling"] = [{"type": "convolution", "kernel": "exp(-(x**2 + y**2) / (2 * 0.1**2))", "scale": 0.5}]
-    p = config.build_problem(cfg)
-    rfe = mp.solve(p, backend="fem", tol=1e-10)
-    rfd = mp.solve(p, backend="fd", tol=1e-10)
-    assert rfe.converged and rfd.converged, (rfe.diagnostics, rfd.diagnostics)
-    X = rfe.coords
-    ix = np.rint(X[:, 0] / p.grid.h[0]).astype(int) % n
-    iy = np.rint(X[:, 1] / p.grid.h[1]).astype(int) % n
-    assert np.abs(rfe.m[-1] - rfd.m[-1][ix, iy]).max() < 1e-9
-    assert np.abs(rfe.U[0] - rfd.U[0][ix, iy]).max() < 1e-9
+    def convolution(cfg):
+        cfg["coupling"] = [{"type": "convolution", "kernel": "exp(-(x**2 + y**2) / (2 * 0.1**2))", "scale": 0.5}]
+
+    rfe, _, (m_fd, U_fd), cfg = _b2_fem_and_fd(mp, 12, 6, 1e-10, convolution)
+    assert np.abs(rfe.m[-1] - m_fd).max() < 1e-9
+    assert np.abs(rfe.U[0] - U_fd).max() < 1e-9
     cfg["coupling"] = []
     free = mp.solve(config.build_problem(cfg), backend="fem", tol=1e-10)
     assert np.abs(free.m_local[-1] - rfe.m_local[-1]).max() > 1e-3

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..couplings import ZeroCoupling
-from ..ergodic import _bordered_solve, pseudo_time_matrix, solve_ergodic
+from ..ergodic import ErgodicResult, _bordered_solve, pseudo_time_matrix, solve_ergodic
 from .scheme import FEMScheme, upwind_square
 
 
@@ -157,31 +157,15 @@ class MeshErgodic:
         return ErgodicMeshResult(self.problem, u, m, rho, self.coords, history, diagnostics)
 
 
-class ErgodicMeshResult:
+class ErgodicMeshResult(ErgodicResult):
     """Solution ``(u, m, rho)`` of an ergodic MFG on a mesh; ``u``, ``m`` and ``coords`` hold
     every vertex (global dof order) on every rank."""
 
     backend = "fem-ergodic"
 
     def __init__(self, problem, u, m, rho, coords, history, diagnostics):
-        self.problem, self.grid = problem, problem.grid
-        self.u, self.m, self.rho, self.coords = u, m, float(rho), coords
-        self.history, self.diagnostics = history, diagnostics
-
-    @property
-    def converged(self):
-        return self.diagnostics["converged"]
-
-    def summary(self):
-        out = dict(self.diagnostics)
-        out["rho"] = self.rho
-        out["problem"] = self.problem.describe()
-        return out
-
-    def __repr__(self):
-        d = self.diagnostics
-        return (f"ErgodicMeshResult(status={d['status']}, rho={self.rho:.6g}, iterations={d['iterations']}, "
-                f"residual={d['residual']:.2e}, dofs={d['dofs']})")
+        super().__init__(problem, u, m, float(rho), history, diagnostics)
+        self.coords = coords
 
     def save(self, path):
         """NetCDF with one ``vertex`` dimension: u, m and the coordinates (atomic write)."""
@@ -196,25 +180,15 @@ class ErgodicMeshResult:
                                      "mfgpde_problem": json.dumps(self.problem.describe(), default=str)})
         return save_netcdf(ds, path)
 
-    def plot(self, path=None):
-        from ..plotting import _mpl, save_figure
-
-        plt = _mpl()
-        fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+    def _plot_field(self, fig, ax, field):
         X = self.coords
-        for a, (field, name) in zip(ax[:2], ((self.m, "m"), (self.u, "u"))):
-            if X.shape[1] == 1:
-                order = np.argsort(X[:, 0])
-                a.plot(X[order, 0], field[order])
-            else:
-                im = a.tripcolor(X[:, 0], X[:, 1], field, shading="gouraud")
-                a.set_aspect("equal")
-                fig.colorbar(im, ax=a)
-            a.set_title(f"{name} (ergodic, mesh, rho={self.rho:.4g})")
-        ax[2].semilogy([r["residual"] for r in self.history], "o-")
-        ax[2].set(xlabel="iteration (pseudo-transient Newton)", title="residual")
-        fig.tight_layout()
-        return fig if path is None else save_figure(fig, path)
+        if X.shape[1] == 1:
+            order = np.argsort(X[:, 0])
+            ax.plot(X[order, 0], field[order])
+        else:
+            im = ax.tripcolor(X[:, 0], X[:, 1], field, shading="gouraud")
+            ax.set_aspect("equal")
+            fig.colorbar(im, ax=ax)
 
 
 def solve_ergodic_mesh(problem, tol=1e-10, max_iter=200, verbose=None, initial=None):
