@@ -214,6 +214,10 @@ class FDScheme:
         return self._spectral
 
     # ----------------------------------------------------------------- sweeps
+    def norm(self, R):
+        """``max |R|`` (the serial grid's max-norm; distributed schemes reduce over ranks)."""
+        return float(np.abs(R).max())
+
     def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=50):
         """Backward sweep: U solving the discrete HJB for a given density path M.
 

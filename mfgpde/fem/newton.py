@@ -290,26 +290,3 @@ def newton_snes(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, krylov_rto
     for obj in (snes, J, X, Fv):
         obj.destroy()
     return U, M, log, status
-
-
-def fixed_point(scheme, tol=1e-10, max_iter=1000, damping=0.5, fictitious=False, M0=None, verbose=None):
-    """Damped fixed point (or fictitious play) with FEM half-sweeps; same contract as the FD one."""
-    s = scheme
-    name = "fictitious_play (fem)" if fictitious else "fixed_point (fem)"
-    log = IterationLog(name, verbose)
-    M = np.tile(s.m0, (s.nt + 1, 1)) if M0 is None else np.array(M0, float)
-    status = "max_iter"
-
-
-    for k in range(1, max_iter + 1):
-        U, _ = s.solve_hjb(M)
-        Mnew = s.solve_fp(U, M_lag=M)
-        theta = 1.0 / (k + 1) if fictitious else damping
-        M = (1 - theta) * M + theta * Mnew
-        RU, Rm = s.residual(U, M)
-        r = log.record(k, s.dom.max_abs(RU), s.dom.max_abs(Rm), change=s.dom.max_abs(Mnew - M) / max(theta, 1e-300))
-        log.check_divergence(k)
-        if r <= tol:
-            status = "converged"
-            break
-    return U, M, log, status

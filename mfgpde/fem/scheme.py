@@ -337,8 +337,15 @@ class FEMScheme:
         return x.array_r.copy()
 
     # ------------------------------------------------------------------ sweeps
-    def solve_hjb(self, M, tol=1e-12, max_newton=50):
-        """Backward sweep: U for a given density path M (Newton with backtracking per step)."""
+    def norm(self, R):
+        """``max |R|`` over the whole distributed mesh (collective)."""
+        return self.dom.max_abs(R)
+
+    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=50):
+        """Backward sweep: U for a given density path M (Newton with backtracking per step).
+
+        ``U_init`` is accepted for the common sweep contract and not used: each step starts
+        from the value at the next time level."""
         from mpi4py import MPI
 
         nt, dt, comm = self.nt, self.dt, self.dom.comm

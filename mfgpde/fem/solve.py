@@ -62,7 +62,8 @@ def solve_fem(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, v
     -------
     FEMResult
     """
-    from .newton import fixed_point, newton_snes
+    from ..iterations.fixed_point import fixed_point
+    from .newton import newton_snes
     from .result import FEMResult
     from .scheme import FEMScheme
 
