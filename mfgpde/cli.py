@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -141,6 +142,7 @@ def main(argv=None):
     p.set_defaults(func=_solve)
     _register_extra_verbs(sub)
     args = parser.parse_args(argv)
+    previous = _terminate_as_exception()
     try:
         return args.func(args)
     except (ValueError, TypeError, FloatingPointError, NotImplementedError, RuntimeError, ImportError, OSError) as exc:
@@ -154,6 +156,33 @@ def main(argv=None):
         # outputs are written atomically (staging + rename), so nothing half written is left
         print(f"mfgpde {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        # a batch system's SIGTERM (Slurm at the time limit, scancel): the staging folders are
+        # removed by their finally blocks, the previous results stay as they were
+        print(f"mfgpde {args.verb}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks (staging clean-up) run."""
+
+
+def _terminate_as_exception():
+    """Turn SIGTERM into :class:`_Terminated` (the default handler kills the process without
+    running ``finally``: staged ``.tmp-*`` folders were left behind). Returns the previous handler,
+    or None when not in the main thread (signals cannot be set there)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _register_extra_verbs(sub):

@@ -161,6 +161,38 @@ def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path):
     assert "interrupted" in err and "Traceback" not in err and not (tmp_path / "out").exists()
 
 
+def test_sigterm_while_writing_leaves_the_previous_results_and_no_debris(tmp_path, monkeypatch, capsys):
+    """SIGTERM (Slurm's time limit, scancel) arriving while the outputs are being written: exit
+    143 with one line, the staging folder removed, the previous run's files untouched. The
+    default handler killed the process without running the clean-up: .tmp-* folders stayed."""
+    import json
+    import signal
+
+    from mfgpde import cli
+    from mfgpde.result import MFGResult
+
+    cfg = edited_config(tmp_path, "lst_case1.toml", "shape = 200", "shape = 40")
+    out = tmp_path / "out"
+    assert cli.main(["solve", cfg, "--out", str(out), "--no-plot"]) == 0
+    before = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    real_save = MFGResult.save
+
+    def save_then_terminated(self, path):
+        real_save(self, path)                        # half of the result set is staged ...
+        os.kill(os.getpid(), signal.SIGTERM)         # ... when the batch system stops the job
+
+    monkeypatch.setattr(MFGResult, "save", save_then_terminated)
+    handler_before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["solve", cfg, "--out", str(out), "--no-plot"]) == 143
+    assert signal.getsignal(signal.SIGTERM) == handler_before      # the caller's handler is restored
+    err = capsys.readouterr().err
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
+    assert json.loads(before["summary.json"])["converged"]
+    leftovers = [str(p) for p in tmp_path.rglob(".tmp-*")]
+    assert not leftovers, leftovers
+
+
 @pytest.mark.parametrize("source, spec, message", [
     ("def f(x, t:\n    return x\n", "f", r"has a syntax error: .* line 1"),
     ("def f(x, t):\n    return x\nraise RuntimeError('boom at import')\n", "f", r"raised RuntimeError: boom at import"),
