@@ -183,7 +183,7 @@ def _with_floor(coupling, floor):
     return c
 
 
-def _bordered_solve(A, r, N):
+def _bordered_solve(A, r, N, info=None):
     """Solve ``A x = r`` for the bordered ergodic Jacobian by a sparse LU and a rank-3 update.
 
     The rho column (ones in every HJB row) and the mass and mean rows are dense; sparse LU
@@ -193,7 +193,7 @@ def _bordered_solve(A, r, N):
     Sherman-Morrison-Woodbury gives ``x = y - X (I + V^T X)^{-1} V^T y`` with ``y = K^{-1} r``,
     ``X = K^{-1} U``. A plain LU of ``A`` is the fallback when the update loses accuracy.
     The mass row (``2N - 1``) may carry the pseudo-time diagonal 0 only, as built by
-    :func:`pseudo_time_matrix`.
+    :func:`pseudo_time_matrix`. ``info["path"]`` (when a dict is given) says which was used.
     """
     n = 2 * N + 1
     A = A.tocsr()
@@ -217,9 +217,13 @@ def _bordered_solve(A, r, N):
         y = lu.solve(r)
         x = y - X @ np.linalg.solve(np.eye(3) + V.T @ X, V.T @ y)
         if np.all(np.isfinite(x)) and np.abs(A @ x - r).max() <= 1e-8 * max(np.abs(r).max(), 1e-300) + 1e-13:
+            if info is not None:
+                info["path"] = "woodbury"
             return x
     except (RuntimeError, np.linalg.LinAlgError):  # K singular: fall back to the bordered matrix
         pass
+    if info is not None:
+        info["path"] = "lu"
     return spla.splu(A.tocsc()).solve(r)
 
 

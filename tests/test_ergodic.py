@@ -141,3 +141,26 @@ def test_shipped_ergodic_configuration_through_the_cli(tmp_path):
     np.testing.assert_allclose(r.m, r.m[::-1, :], atol=1e-9)
     np.testing.assert_allclose(r.u, r.u[::-1, :], atol=1e-7)
     assert r.m[:15].sum() * r.grid.cell_volume == pytest.approx(0.5, abs=1e-9)  # half the crowd per well
+
+
+@pytest.mark.parametrize("dim, n", [(1, 60), (2, 12), (3, 6)])
+def test_bordered_woodbury_solve_equals_the_direct_solve(dim, n):
+    """The rank-3 Sherman-Morrison-Woodbury solve of the bordered Jacobian (dense rho column,
+    mass and mean rows moved out of the sparse LU) returns the solution of the full system, at
+    random iterates and pseudo-time steps from 1e-3 to pure Newton."""
+    import scipy.sparse.linalg as spla
+
+    from mfgpde.ergodic import GridErgodic, _bordered_solve, pseudo_time_matrix
+
+    disc = GridErgodic(_confined(4, n, 0.3, "log", dim=dim, floor=1e-10))
+    rng = np.random.default_rng(dim)
+    N = disc.N
+    for dtau in (1e-3, 1.0, 1e13):
+        z = np.concatenate([rng.normal(size=N), 0.1 + rng.random(N), [0.3]])
+        A = pseudo_time_matrix(disc.jacobian(z), N, dtau)
+        r = rng.normal(size=2 * N + 1)
+        info = {}
+        x = _bordered_solve(A, r, N, info)
+        assert info["path"] == "woodbury"             # not the LU fallback
+        ref = spla.spsolve(A.tocsc(), r)
+        assert np.abs(x - ref).max() <= 1e-9 * np.abs(ref).max(), dtau
