@@ -147,20 +147,27 @@ def test_shipped_ergodic_configuration_through_the_cli(tmp_path):
 def test_bordered_woodbury_solve_equals_the_direct_solve(dim, n):
     """The rank-3 Sherman-Morrison-Woodbury solve of the bordered Jacobian (dense rho column,
     mass and mean rows moved out of the sparse LU) returns the solution of the full system, at
-    random iterates and pseudo-time steps from 1e-3 to pure Newton."""
+    the cold start (short pseudo-time steps) and near the solution (up to pure Newton), and it
+    is the path taken, not the LU fallback (which pure Newton near the solution used to need
+    when rho and the mass pin sat in the box's corner, where the density is ~1e-6)."""
     import scipy.sparse.linalg as spla
 
     from mfgpde.ergodic import GridErgodic, _bordered_solve, pseudo_time_matrix
 
-    disc = GridErgodic(_confined(4, n, 0.3, "log", dim=dim, floor=1e-10))
-    rng = np.random.default_rng(dim)
+    problem = _confined(4, n, 0.3, "log", dim=dim, floor=1e-10)
+    disc = GridErgodic(problem)
     N = disc.N
-    for dtau in (1e-3, 1.0, 1e13):
-        z = np.concatenate([rng.normal(size=N), 0.1 + rng.random(N), [0.3]])
-        A = pseudo_time_matrix(disc.jacobian(z), N, dtau)
-        r = rng.normal(size=2 * N + 1)
-        info = {}
-        x = _bordered_solve(A, r, N, info)
-        assert info["path"] == "woodbury"             # not the LU fallback
-        ref = spla.spsolve(A.tocsc(), r)
-        assert np.abs(x - ref).max() <= 1e-9 * np.abs(ref).max(), dtau
+    sol = mp.solve(problem)
+    assert sol.converged
+    rng = np.random.default_rng(dim)
+    cold = np.concatenate([np.zeros(N), np.full(N, 1.0 / (N * problem.grid.cell_volume)), [0.0]])
+    near = np.concatenate([sol.u.ravel(), sol.m.ravel(), [sol.rho]]) * (1 + 1e-3 * rng.normal(size=2 * N + 1))
+    for z, steps in ((cold, (1e-3, 1.0)), (near, (1e-3, 1.0, 1e13))):   # the driver starts cold with 0.1
+        for dtau in steps:
+            A = pseudo_time_matrix(disc.jacobian(z), N, dtau)
+            r = rng.normal(size=2 * N + 1)
+            info = {}
+            x = _bordered_solve(A, r, N, info, pin=int(np.argmax(z[N:2 * N])))
+            assert info["path"] == "woodbury", dtau
+            ref = spla.spsolve(A.tocsc(), r)
+            assert np.abs(x - ref).max() <= 1e-8 * np.abs(ref).max(), dtau

@@ -91,6 +91,7 @@ class MeshErgodic:
     def jacobian(self, z):
         """The bordered Jacobian, assembled on rank 0 (None on the other ranks)."""
         sc, Hm, N, s = self.sc, self.problem.hamiltonian, self.N, self.start
+        self.pin = int(np.argmax(z[N:2 * N]))   # the bordered solve pins the largest density
         u, m, _ = self._owned(z)
         S, d, phi, phiS = self._level(u, m)
         blocks = []
@@ -144,7 +145,7 @@ class MeshErgodic:
         out = None
         if self.comm.rank == 0:
             try:
-                out = _bordered_solve(pseudo_time_matrix(J, self.N, dtau), r, self.N)
+                out = _bordered_solve(pseudo_time_matrix(J, self.N, dtau), r, self.N, pin=self.pin)
             except RuntimeError as exc:
                 out = exc
         out = self.comm.bcast(out, root=0)
