@@ -314,6 +314,8 @@ def test_drift_must_be_a_list_of_expressions(tmp_path):
     (lambda: mp.PowerCoupling(p=True), r"p \(power-coupling exponent\) must be a real number, got True \(bool\)"),
     (lambda: mp.ConvolutionCoupling(lambda x: x, scale=[1.0]), r"scale \(convolution coupling\) must be a real number"),
     (lambda: mp.solve("problem"), r"problem must be an MFGProblem or ErgodicMFGProblem, got str"),
+    (lambda: __import__("mfgpde.config").config.build_problem({"preset": "cnff", "grid": {"bounds": [[0, 1]], "shape": 20}}),
+     r"preset = 'cnff' is unknown; did you mean 'cnf'\?"),
     (lambda: mp.solve(mp.ErgodicMFGProblem(grid(), 0.1, mp.QuadraticHamiltonian()), initial=(np.zeros(3), np.zeros(3), 0.0)),
      r"initial: u and m must have 20 values each, got sizes 3 and 3"),
 ])

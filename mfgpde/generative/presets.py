@@ -251,10 +251,18 @@ PRESET_KEYS = {"cnf": {"model": {"lam", "tail_tol"}}, "score_mfg": {"model": {"n
 
 
 def problem_from_preset(cfg):
-    """Build a preset problem from a configuration with ``preset = "cnf" | "score_mfg" | "jko_step"``."""
+    """Build a preset problem from a configuration with ``preset = "cnf" | "score_mfg"`` (``"score"`` is
+    a reference for ``mfgpde validate``, refused here with what to run instead)."""
     from ..config import SECTION_KEYS, SOLVER_KEYS, ConfigError, _density_callable, _get, check_keys
 
     kind = cfg["preset"]
+    if kind not in PRESET_KEYS:
+        import difflib
+
+        close = difflib.get_close_matches(str(kind), sorted(PRESET_KEYS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"preset = {kind!r} is unknown{hint}; allowed: cnf, score_mfg (and score, a reference "
+                          "for `mfgpde validate`); JKO chains are run from Python (mfgpde.generative.presets.jko_chain)")
     if kind in PRESET_KEYS:
         # a misspelt key of a preset (lamda, nt in [model]) was ignored and its default used
         check_keys(cfg, {"name", "preset", "grid", "time", "model", "data", "solver"} | PRESET_KEYS[kind].get("", set()),
@@ -280,5 +288,4 @@ def problem_from_preset(cfg):
         raise ConfigError("preset = 'score' is a score-model reference, not an MFG to solve: check a model "
                           "against it with `mfgpde validate CONFIG --model MOD:FN --kind score --out DIR`, or "
                           "study its convergence with `mfgpde wellposed CONFIG --refine N 2N 4N --out DIR`")
-    raise ConfigError(f"preset = {kind!r} is unknown; allowed: cnf, score_mfg (and score, a reference for "
-                      "`mfgpde validate`); JKO chains are run from Python (mfgpde.generative.presets.jko_chain)")
+    raise AssertionError(f"preset {kind!r} is in PRESET_KEYS but has no builder")
