@@ -162,8 +162,12 @@ def main(argv=None):
         print(f"mfgpde {args.verb}: terminated (SIGTERM)", file=sys.stderr)
         return 143
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if previous is not _NOT_INSTALLED:
+            # None: the previous handler was not set from Python; the default is the closest
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+_NOT_INSTALLED = object()
 
 
 class _Terminated(BaseException):
@@ -173,11 +177,11 @@ class _Terminated(BaseException):
 def _terminate_as_exception():
     """Turn SIGTERM into :class:`_Terminated` (the default handler kills the process without
     running ``finally``: staged ``.tmp-*`` folders were left behind). Returns the previous handler,
-    or None when not in the main thread (signals cannot be set there)."""
+    or ``_NOT_INSTALLED`` when not in the main thread (signals cannot be set there)."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return _NOT_INSTALLED
 
     def handler(signum, frame):
         raise _Terminated()
