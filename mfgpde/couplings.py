@@ -268,10 +268,7 @@ class ConvolutionCoupling(Coupling):
 
         from .memory import require
 
-        comm = dom.comm
-        parts = comm.allgather((dom.start, dom.coords, dom.mu))
-        X = np.concatenate([p[1] for p in sorted(parts, key=lambda t: t[0])])
-        mu = np.concatenate([p[2] for p in sorted(parts, key=lambda t: t[0])])
+        X, mu = dom.allgather(dom.coords), dom.allgather(dom.mu)
         lo, hi = X.min(axis=0), X.max(axis=0)
         period = np.zeros(dom.dim)
         for axis, a, b in dom.periodic:
@@ -312,8 +309,7 @@ class ConvolutionCoupling(Coupling):
             lead = m.shape[:-1]
             flat = np.asarray(m, float).reshape(-1, grid.n)
             # every vertex's density is needed on every rank: one allgather per evaluation
-            parts = grid.comm.allgather((grid.start, flat))
-            full = np.concatenate([p[1] for p in sorted(parts, key=lambda t: t[0])], axis=1)
+            full = grid.allgather(flat, axis=1)
             return self.scale * (W @ full.T).T.reshape(lead + (grid.n,))
         K = self._kernel_array(grid)
         lead = m.shape[: m.ndim - grid.dim]

@@ -241,6 +241,12 @@ class MeshDomain:
         with v.localForm() as lf:
             return lf.array.copy()
 
+    def allgather(self, values, axis=0):
+        """Owned (reduced) values of every rank, concatenated in global dof order along ``axis``,
+        on every rank (collective). ``values`` has this rank's dofs along ``axis``."""
+        parts = self.comm.allgather((self.start, np.asarray(values)))
+        return np.concatenate([p for _, p in sorted(parts, key=lambda t: t[0])], axis=axis)
+
     def full_values(self, values):
         """Owned reduced values -> owned values of the full P1 space (unfolds periodic axes)."""
         if self.P is None:

@@ -29,13 +29,7 @@ import scipy.sparse as sp
 
 from ..couplings import ZeroCoupling
 from ..ergodic import ErgodicResult, _bordered_solve, pseudo_time_matrix, solve_ergodic
-from .scheme import FEMScheme, upwind_square
-
-
-def _allgather_rows(comm, start, values):
-    """Owned arrays of every rank, concatenated in global dof order (on every rank)."""
-    parts = comm.allgather((start, np.asarray(values)))
-    return np.concatenate([p for _, p in sorted(parts, key=lambda t: t[0])])
+from .scheme import FEMScheme
 
 
 def _local_csr(A, shift_cols=0, minus_identity=False, start=0):
@@ -61,8 +55,8 @@ class MeshErgodic:
                                 m0=np.ones(dom.n))
         self.sc = FEMScheme(proxy)
         self.positive = problem.hamiltonian.needs_positive_density
-        self.mu = _allgather_rows(self.comm, self.start, dom.mu)
-        self.coords = _allgather_rows(self.comm, self.start, dom.coords)
+        self.mu = dom.allgather(dom.mu)
+        self.coords = dom.allgather(dom.coords)
 
     def integrate(self, values):
         return float(np.dot(self.mu, values))
@@ -71,20 +65,15 @@ class MeshErgodic:
         s, n, N = self.start, self.n, self.N
         return z[s:s + n], z[N + s:N + s + n], z[-1]
 
-    def _level(self, u, m):
-        dom, Hm = self.dom, self.problem.hamiltonian
-        S, d = upwind_square(dom, dom.exchange(u))
-        return S, d, Hm.phi(S, m), Hm.phi_S(S, m)
-
     def residual(self, z):
         sc, dom = self.sc, self.dom
         u, m, rho = self._owned(z)
-        S, d, phi, phiS = self._level(u, m)
+        S, d, phi, phiS = self.sc._level(u, m)
         Ru = rho + sc._diffusion(d) + sc._transport(0, d) + phi - sc.f(m)
         me = dom.exchange(m)
         Rm = (sc._diffusion(me[dom.rows] - me[dom.cols]) + sc._transport_adjoint_m(0, me)
               + sc.transport_adjoint(d, phiS * m))
-        Ru, Rm = _allgather_rows(self.comm, self.start, Ru), _allgather_rows(self.comm, self.start, Rm)
+        Ru, Rm = self.dom.allgather(Ru), self.dom.allgather(Rm)
         Rm[-1] = self.integrate(z[self.N:2 * self.N]) - 1.0
         return np.concatenate([Ru, Rm, [self.integrate(z[:self.N])]])
 
@@ -93,7 +82,7 @@ class MeshErgodic:
         sc, Hm, N, s = self.sc, self.problem.hamiltonian, self.N, self.start
         self.pin = int(np.argmax(z[N:2 * N]))   # the bordered solve pins the largest density
         u, m, _ = self._owned(z)
-        S, d, phi, phiS = self._level(u, m)
+        S, d, phi, phiS = self.sc._level(u, m)
         blocks = []
         # HJB rows: d/du (I/dt removed), d/dm (diagonal), d/drho = 1
         blocks.append(("hjb", _local_csr(sc.hjb_matrix(d, phiS), 0, True, s)))
