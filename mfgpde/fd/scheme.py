@@ -28,6 +28,7 @@ from ..iterations.base import ConvergenceError
 from . import kernels
 from .linear import solve_stencil
 from .linearisation import Linearisation
+from .multigrid import Hierarchy
 from .steps import SpectralInverse, stencil_matrix
 
 
@@ -213,6 +214,12 @@ class FDScheme:
             self._spectral = SpectralInverse(self.grid, self.problem.nu, workers=workers)
         return self._spectral
 
+    def hierarchy(self):
+        """Aggregation multigrid levels of this grid (cached; see :mod:`.multigrid`)."""
+        if getattr(self, "_hierarchy", None) is None:
+            self._hierarchy = Hierarchy(self.grid.shape)
+        return self._hierarchy
+
     # ----------------------------------------------------------------- sweeps
     def norm(self, R):
         """``max |R|`` (the serial grid's max-norm; distributed schemes reduce over ranks)."""
@@ -294,7 +301,9 @@ class FDScheme:
         if self.grid.dim == 1:
             return kernels.tri_solve(vals, rhs, transpose)
         spectral = self.spectral_inverse() if self.problem.nu > 0 else None
-        return solve_stencil(vals, self.cols, rhs, transpose, self.linear_solver, self.csr, spectral, self.dt)
+        hierarchy = self.hierarchy() if self.linear_solver == "auto" else None
+        return solve_stencil(vals, self.cols, rhs, transpose, self.linear_solver, self.csr, spectral, self.dt,
+                             hierarchy=hierarchy)
 
     @property
     def step_solver(self):
