@@ -301,9 +301,7 @@ class FDScheme:
         if self.grid.dim == 1:
             return kernels.tri_solve(vals, rhs, transpose)
         spectral = self.spectral_inverse() if self.problem.nu > 0 else None
-        hierarchy = self.hierarchy() if self.linear_solver == "auto" else None
-        return solve_stencil(vals, self.cols, rhs, transpose, self.linear_solver, self.csr, spectral, self.dt,
-                             hierarchy=hierarchy)
+        return solve_stencil(vals, self.cols, rhs, transpose, self.linear_solver, self.csr, spectral, self.dt)
 
     @property
     def step_solver(self):

@@ -1,0 +1,89 @@
+"""Grid sequencing changes Newton's start, not the discrete solution."""
+
+import json
+
+import numpy as np
+import pytest
+
+import mfgpde as mp
+from mfgpde import config
+from mfgpde.iterations import sequencing
+
+
+def _log2d(n, nt, boundary="periodic"):
+    g = mp.TensorGrid([(0, 1), (0, 1)], n, boundary)
+    return mp.MFGProblem(g, 1.0, nt, 0.1, mp.QuadraticHamiltonian(),
+                         lambda x, y: 1 + 0.5 * np.cos(2 * np.pi * x) * np.cos(2 * np.pi * y),
+                         coupling=mp.LogCoupling() + mp.PotentialCoupling(
+                             lambda x, y: np.sin(2 * np.pi * x) + np.cos(2 * np.pi * y)),
+                         terminal=lambda x, y: 0.5 * np.cos(2 * np.pi * (x - y)), normalize=True)
+
+
+def test_coarse_problem_halves_the_grid_and_the_steps():
+    p = _log2d(40, 30)
+    c = sequencing.coarse_problem(p)
+    assert c.grid.shape == (20, 20) and c.nt == 15
+    assert c.grid.bounds == p.grid.bounds and c.grid.boundary == p.grid.boundary
+    assert (c.T, c.nu) == (p.T, p.nu)
+    # too small to coarsen (space-time points, an axis, the steps), or data that live on the fine grid only
+    assert sequencing.coarse_problem(_log2d(20, 20)) is None
+    assert sequencing.coarse_problem(_log2d((200, 14), 30)) is None
+    assert sequencing.coarse_problem(_log2d(64, 6)) is None
+    g = mp.TensorGrid([(0, 1), (0, 1)], 40, "periodic")
+    arr = mp.MFGProblem(g, 1.0, 30, 0.1, mp.QuadraticHamiltonian(), np.ones(g.shape))
+    assert sequencing.coarse_problem(arr) is None
+    pot = mp.MFGProblem(g, 1.0, 30, 0.1, mp.QuadraticHamiltonian(), lambda x, y: 1 + 0 * x,
+                        coupling=mp.PotentialCoupling(np.ones(g.shape)))
+    assert sequencing.coarse_problem(pot) is None
+
+
+@pytest.mark.parametrize("boundary", ["periodic", "noflux"])
+def test_prolongation_is_linear_interpolation_and_keeps_the_mass(boundary):
+    """Fields linear in t and x are reproduced where the fine points lie between coarse ones
+    (cell-centred no-flux grids: the outermost fine points lie outside and take the end value;
+    periodic axes wrap); the density starts at m0 and carries its mass at every time."""
+    p = _log2d(40, 30, boundary)
+    c = sequencing.coarse_problem(p)
+    tc = c.times[:, None, None]
+    xc, yc = c.grid.coordinates()
+    U = (tc + 0.3 * xc - 0.2 * yc).reshape(c.nt + 1, -1)
+    M = np.broadcast_to(1.0 + 0.5 * tc + 0 * xc, (c.nt + 1,) + c.grid.shape).reshape(c.nt + 1, -1)
+    Uf, Mf = sequencing.prolong(c, p, U, M)
+    xf, yf = p.grid.coordinates()
+    exact = (p.times[:, None, None] + 0.3 * xf - 0.2 * yf).reshape(p.nt + 1, *p.grid.shape)
+    Uf = Uf.reshape(exact.shape)
+    inner = (slice(None), slice(1, -1), slice(1, -1))
+    if boundary == "noflux":
+        np.testing.assert_allclose(Uf[inner], exact[inner], atol=1e-12)
+    else:  # linear inside one period; only the wrap interval differs
+        np.testing.assert_allclose(Uf[:, 1:-1, 1:-1], exact[:, 1:-1, 1:-1], atol=1e-12)
+    np.testing.assert_array_equal(Mf[0], p.m0.ravel())
+    np.testing.assert_allclose(Mf.sum(axis=1), p.m0.sum(), rtol=1e-13)
+    assert Mf.min() >= 0
+
+
+def test_sequenced_newton_reaches_the_same_discrete_solution():
+    """Same problem, same tolerance: Newton from the coarse-grid start and from the default start
+    end at the same (U, m) to 1e-9, and the diagnostics say what the coarse levels did."""
+    p = _log2d(32, 40)
+    a = mp.solve(p, tol=1e-11, verbose=False)
+    b = mp.solve(p, tol=1e-11, verbose=False, grid_sequencing=False)
+    assert a.converged and b.converged
+    seq = a.diagnostics["grid_sequencing"]
+    assert seq["coarse_shape"] == [16, 16] and seq["coarse_nt"] == 20 and seq["coarse_status"] == "converged"
+    assert "grid_sequencing" not in b.diagnostics
+    # the start is better: fewer fine Newton steps
+    assert a.iterations < b.iterations
+    np.testing.assert_allclose(a.m, b.m, rtol=0, atol=1e-9 * np.abs(b.m).max())
+    np.testing.assert_allclose(a.U, b.U, rtol=0, atol=1e-9 * np.abs(b.U).max())
+    summary = json.loads(json.dumps(a.summary(), default=float))  # what summary.json holds
+    assert summary["grid_sequencing"]["coarse_shape"] == [16, 16]
+
+
+def test_grid_sequencing_option_is_checked_and_configurable():
+    with pytest.raises(ValueError, match="grid_sequencing"):
+        mp.solve(_log2d(20, 20), grid_sequencing="yes")
+    cfg = config.load({"grid": {"bounds": [[0, 1]], "shape": 20, "boundary": "periodic"}, "time": {"T": 1, "nt": 10},
+                       "model": {"nu": 0.1}, "hamiltonian": {"type": "quadratic"},
+                       "m0": {"type": "expr", "expr": "1 + 0 * x"}, "solver": {"grid_sequencing": False}})
+    assert config.solver_options(cfg)["grid_sequencing"] is False
