@@ -112,6 +112,9 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
             raise ValueError(f"initial: expected arrays of {(problem.nt + 1,) + problem.grid.shape}")
     if (viscosity_continuation is True or (viscosity_continuation == "auto" and problem.nu == 0.0
                                              and method == "newton" and initial is None)):
+        # (grid sequencing is not used here: tried, Newton at nu = 0 from the interpolated coarse
+        # nu = 0 solution stalled -- a 1D CNF, 400 x 100: 20 steps, max_iter -- and the fine
+        # continuation was needed after all)
         res = _viscosity_continuation(problem, initial, dict(method=method, tol=tol, max_iter=max_iter,
                                                              damping=damping, verbose=verbose,
                                                              linear_solver=linear_solver))

@@ -30,8 +30,13 @@ def test_coarse_problem_halves_the_grid_and_the_steps():
     assert sequencing.coarse_problem(_log2d((200, 14), 30)) is None
     assert sequencing.coarse_problem(_log2d(64, 6)) is None
     g = mp.TensorGrid([(0, 1), (0, 1)], 40, "periodic")
-    arr = mp.MFGProblem(g, 1.0, 30, 0.1, mp.QuadraticHamiltonian(), np.ones(g.shape))
-    assert sequencing.coarse_problem(arr) is None
+    # an m0 array is interpolated to the coarse grid with its mass; a potential array cannot be
+    m0 = 1 + 0.5 * np.cos(2 * np.pi * g.coordinates()[0])
+    arr = sequencing.coarse_problem(mp.MFGProblem(g, 1.0, 30, 0.1, mp.QuadraticHamiltonian(), m0))
+    assert arr.grid.integrate(arr.m0) == pytest.approx(g.integrate(m0), rel=1e-13)
+    xc = arr.grid.coordinates()[0]
+    np.testing.assert_allclose(arr.m0, (1 + 0.5 * np.cos(2 * np.pi * xc)) * arr.m0.mean() / (1 + 0 * xc).mean(),
+                               atol=0.02)
     pot = mp.MFGProblem(g, 1.0, 30, 0.1, mp.QuadraticHamiltonian(), lambda x, y: 1 + 0 * x,
                         coupling=mp.PotentialCoupling(np.ones(g.shape)))
     assert sequencing.coarse_problem(pot) is None
@@ -87,3 +92,4 @@ def test_grid_sequencing_option_is_checked_and_configurable():
                        "model": {"nu": 0.1}, "hamiltonian": {"type": "quadratic"},
                        "m0": {"type": "expr", "expr": "1 + 0 * x"}, "solver": {"grid_sequencing": False}})
     assert config.solver_options(cfg)["grid_sequencing"] is False
+

@@ -12,8 +12,9 @@ sequencing, so the globalisation happens on the coarsest grid (Knoll and Keyes 2
 
 Only the starting guess changes: the fine discrete system, its residual and its tolerance are
 the same, so the answer is the fine-grid solution to the requested tolerance (a regression test
-pins it). Problems whose data are given as arrays on the fine grid (m0, a drift or a potential
-that cannot be evaluated elsewhere) are solved without sequencing.
+pins it). An initial density given as a fine-grid array (the generative presets) is interpolated
+to the coarse grid; problems with other data given as fine-grid arrays (a drift, a potential) are
+solved without sequencing.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def coarse_problem(problem):
     if getattr(grid, "is_mesh", False) or type(problem) is not MFGProblem:
         return None
     level = coarse_shape(grid, problem.nt)
-    if level is None or not callable(problem.m0_source):
+    if level is None:
         return None
     drift = None
     if problem.drift is not None:
@@ -68,7 +69,13 @@ def coarse_problem(problem):
             # the fine problem has warned already (a potential that jumps across a periodic seam)
             warnings.simplefilter("ignore")
             coarse = TensorGrid(grid.bounds, shape, grid.boundary)
-            p = MFGProblem(coarse, problem.T, nt_c, problem.nu, problem.hamiltonian, problem.m0_source,
+            m0 = problem.m0_source
+            if not callable(m0):
+                # a density given on the fine grid (the generative presets' data): interpolated
+                # to the coarse points with the fine mass; the coarse solve only makes a start
+                m0 = np.maximum(resample(problem.m0, grid, coarse), 0.0)
+                m0 *= grid.integrate(problem.m0) / coarse.integrate(m0)
+            p = MFGProblem(coarse, problem.T, nt_c, problem.nu, problem.hamiltonian, m0,
                            coupling=problem.coupling, terminal=problem.terminal, drift=drift,
                            normalize=problem.normalize, name=f"{problem.name} (coarse)")
             # evaluate the couplings once: data given as fine-grid arrays fail here, not mid-solve
@@ -87,6 +94,24 @@ def _interpolation_matrix(x_fine, x_coarse, period=None):
     return np.stack([np.interp(x_fine, x_coarse, eye[j], period=period) for j in range(x_coarse.size)], axis=1)
 
 
+def _axis_matrices(source, target):
+    """Per-axis interpolation matrices from the points of grid ``source`` to those of ``target``."""
+    mats = []
+    for k in range(target.dim):
+        a, b = target.bounds[k]
+        period = (b - a) if target.boundary[k] == "periodic" else None
+        mats.append(_interpolation_matrix(target.axes[k], source.axes[k], period))
+    return mats
+
+
+def resample(values, source, target):
+    """A grid function on ``source`` interpolated (linearly per axis) to the points of ``target``."""
+    F = np.asarray(values, float).reshape(source.shape)
+    for k, P in enumerate(_axis_matrices(source, target)):
+        F = np.moveaxis(np.tensordot(P, F, axes=(1, k)), 0, k)
+    return F
+
+
 def prolong(coarse, fine, U, M):
     """Interpolate a coarse solution ``(U, M)`` (shape (nt_c + 1, N_c)) to the fine problem.
 
@@ -95,11 +120,7 @@ def prolong(coarse, fine, U, M):
     carries the mass of ``m0``.
     """
     gc, gf = coarse.grid, fine.grid
-    mats = []
-    for k in range(gf.dim):
-        a, b = gf.bounds[k]
-        period = (b - a) if gf.boundary[k] == "periodic" else None
-        mats.append(_interpolation_matrix(gf.axes[k], gc.axes[k], period))
+    mats = _axis_matrices(gc, gf)
     Pt = _interpolation_matrix(fine.times, coarse.times)
 
     def up(F):
