@@ -163,3 +163,33 @@ def test_newton_leaves_a_kink_instead_of_stalling():
     assert r.diagnostics["min_density"] >= 0 and r.diagnostics["mass_error"] < 1e-12
     tail = _quadratic_tail(r.history, 1e-10)
     assert tail and all(b <= 10 * a**2 for a, b in tail[-2:]), tail
+
+
+def test_both_backends_implement_the_discretisation_contract():
+    """The fixed point runs on any Discretisation; the FD scheme is also a Newton-Krylov one. A
+    scheme that lacks a half-sweep does not pass for one."""
+    from mfgpde.fd.scheme import FDScheme
+    from mfgpde.fem import fem_available
+    from mfgpde.iterations import Discretisation, NewtonKrylovDiscretisation
+
+    g = mp.TensorGrid([(0, 1)], 16, "periodic")
+    p = mp.MFGProblem(g, 1.0, 4, 0.2, mp.QuadraticHamiltonian(), lambda x: 1 + 0 * x)
+    fd = FDScheme(p)
+    assert isinstance(fd, Discretisation) and isinstance(fd, NewtonKrylovDiscretisation)
+
+    class NoSweep:
+        problem, nt = p, 4
+
+        def residual(self, U, M):
+            return U, M
+
+        def norm(self, R):
+            return 0.0
+
+    assert not isinstance(NoSweep(), Discretisation)
+    if fem_available():
+        from mfgpde.fem.scheme import FEMScheme
+        from mfgpde.fem.solve import problem_on_mesh
+
+        fem = FEMScheme(problem_on_mesh(p, None))
+        assert isinstance(fem, Discretisation)

@@ -25,11 +25,10 @@ def fixed_point(scheme, tol=1e-8, max_iter=500, damping=0.5, fictitious=False, M
 
     Parameters
     ----------
-    scheme : FDScheme or FEMScheme
-        Any discretisation with ``solve_hjb(M, U_init, tol)``, ``solve_fp(U, M_lag)``,
-        ``residual(U, M)``, ``norm(R)`` (collective on distributed data), ``nt`` and
-        ``problem.m0``: the finite-difference and the finite-element schemes both run this
-        one iteration.
+    scheme : Discretisation
+        Any :class:`~mfgpde.iterations.contract.Discretisation` (``solve_hjb``, ``solve_fp``,
+        ``residual``, ``norm`` collective on distributed data, ``nt``, ``problem.m0``): the
+        finite-difference and the finite-element schemes both run this one iteration.
     tol : float
         Stop when ``max(|R_HJB|_inf, |R_FP|_inf) <= tol``.
     max_iter : int

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from ..fd import kernels, multigrid
-from ..fd.steps import DIRECT_LIMIT, resolve_step_solver, stencil_csc, step_inverses
+from ..fd.steps import DIRECT_LIMIT, StepOperator, resolve_step_solver, stencil_csc, step_inverses
 
 #: V-cycles per step in the multigrid sweeps of the preconditioner. Two: one V-cycle contracts
 #: by ~0.14 on B2's steps, two by ~0.04, and GMRES then needs about half the iterations
@@ -76,9 +76,9 @@ class BlockTriangularPreconditioner(spla.LinearOperator):
         Aggregation multigrid contracts by ~0.04 per two cycles on the steps of B2 and LOG2D,
         but on steps where an irregular transport field dominates diffusion and 1/dt (a far
         iterate, a random start) the coarse corrections can amplify the error. Those steps are
-        measured once (:meth:`Operators.contraction`) and solved by SuperLU factors (or the
-        multigrid-preconditioned BiCGSTAB on large grids); the sweeps then run step by step in
-        Python, the others staying V-cycles.
+        measured once (:meth:`Operators.contraction`) and solved by SuperLU factors (or, on large
+        grids, the accurate BiCGSTAB of :class:`mfgpde.fd.steps.StepOperator`); the sweeps then
+        run step by step in Python, the others staying V-cycles.
         """
         ou, om = self.mg
         bad_u = np.flatnonzero(~(ou.contraction(MG_CYCLES) <= MG_CONTRACTION_LIMIT))
@@ -92,7 +92,7 @@ class BlockTriangularPreconditioner(spla.LinearOperator):
                 return lambda r: ops.vcycles(k, r, MG_CYCLES)
             if N <= DIRECT_LIMIT:
                 return spla.splu(stencil_csc(vals[k], cols), permc_spec="MMD_AT_PLUS_A").solve
-            return lambda r: ops.solve(k, r)[0]
+            return StepOperator(vals[k], cols, lin.scheme.spectral_inverse(), lin.dt).solve
 
         bu, bm = set(bad_u.tolist()), set(bad_m.tolist())
         self.inv_u = [inverse(ou, lin.vals_uu, k, bu) for k in range(self.nt)]
@@ -114,11 +114,11 @@ class BlockTriangularPreconditioner(spla.LinearOperator):
             ou, om = self.mg
             H = ou.h
             wx, wb = ou._work
-            x = multigrid.backward_sweep(ou.flat, ou.dinv, ou.cinv, H.cols, H.agg, H.sizes, H.offsets, H.value_offsets, H.s,
-                                         a, dt, MG_CYCLES, wx, wb)
+            x = multigrid.sweep(ou.flat, ou.dinv, ou.cinv, H.cols, H.agg, H.sizes, H.offsets, H.value_offsets, H.s,
+                                a, dt, MG_CYCLES, wx, wb, True)
             b[1:] -= lin.hessian(x[:nt])
-            y = multigrid.forward_sweep(om.flat, om.dinv, om.cinv, H.cols, H.agg, H.sizes, H.offsets, H.value_offsets, H.s,
-                                        np.ascontiguousarray(b), dt, MG_CYCLES, wx, wb)
+            y = multigrid.sweep(om.flat, om.dinv, om.cinv, H.cols, H.agg, H.sizes, H.offsets, H.value_offsets, H.s,
+                                np.ascontiguousarray(b), dt, MG_CYCLES, wx, wb, False)
             return np.concatenate([x.ravel(), y.ravel()])
         x = np.empty((nt + 1, N))
         x[nt] = a[nt]

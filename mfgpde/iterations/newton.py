@@ -27,8 +27,9 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
 
     Parameters
     ----------
-    scheme : FDScheme
-        Provides ``residual`` and ``jacobian``.
+    scheme : NewtonKrylovDiscretisation
+        Residual, half-sweeps, Jacobian and linearisation
+        (:class:`~mfgpde.iterations.contract.NewtonKrylovDiscretisation`; the FD scheme).
     U0, M0 : ndarray (N_t + 1, N)
         Initial guess (e.g. one fixed-point sweep).
     tol : float

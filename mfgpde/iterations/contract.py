@@ -1,0 +1,61 @@
+"""What the iterations need of a discretisation: the contract FD and FEM schemes implement.
+
+The iterations of this package see residuals, half-sweeps and linearisations, never a grid or
+a mesh. :class:`Discretisation` is what the damped fixed point / fictitious play
+(:func:`mfgpde.iterations.fixed_point`), the residual bookkeeping
+(:func:`mfgpde.iterations.base.residual_norms`) and grid sequencing's sweeps consume; both
+:class:`mfgpde.fd.scheme.FDScheme` and :class:`mfgpde.fem.scheme.FEMScheme` implement it, so
+one fixed point serves both backends. :class:`NewtonKrylovDiscretisation` adds what the
+Newton-Krylov driver (:func:`mfgpde.iterations.newton`) consumes: the assembled Jacobian and a
+matrix-free linearisation whose per-step solves build the block-triangular sweep
+preconditioner (:mod:`mfgpde.iterations.krylov`); only the FD scheme implements it today, the
+FEM backend drives PETSc SNES instead (see :mod:`mfgpde.fem.newton`).
+
+For stacked unknowns ``U, M`` of shape ``(N_t + 1, N)`` (``N`` points or owned dofs):
+
+* ``residual(U, M) -> (R_U, R_m)``: the discrete HJB and FP equations, same shapes;
+* ``norm(R) -> float``: ``max |R|`` over the whole discretisation (collective over MPI ranks);
+* ``solve_hjb(M, U_init=None, tol=1e-12, max_newton=50) -> (U, inner_steps)``: the backward
+  sweep, U solving the discrete HJB for the density path M;
+* ``solve_fp(U, M_lag=None) -> M``: the forward sweep, M solving the discrete FP for U (the
+  drift lagged at ``M_lag`` for congestion Hamiltonians);
+* ``problem`` (``m0``, ``hamiltonian``, ``coupling``) and ``nt``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Discretisation(Protocol):
+    """Residual, norm and the two half-sweeps of a discretised time-dependent MFG."""
+
+    problem: Any
+    nt: int
+
+    def residual(self, U, M):
+        """``(R_U, R_m)`` of the discrete system at ``(U, M)``."""
+
+    def norm(self, R) -> float:
+        """``max |R|`` over the whole discretisation (collective on distributed data)."""
+
+    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=50):
+        """Backward sweep: ``(U, inner_newton_steps)`` for the density path ``M``."""
+
+    def solve_fp(self, U, M_lag=None):
+        """Forward sweep: the density path for the value function ``U``."""
+
+
+@runtime_checkable
+class NewtonKrylovDiscretisation(Discretisation, Protocol):
+    """A :class:`Discretisation` that also offers what Newton-Krylov with the sweep preconditioner needs."""
+
+    grid: Any
+    step_solver: str
+
+    def jacobian(self, U, M):
+        """The assembled sparse Jacobian of :meth:`residual` (direct solves, tests)."""
+
+    def linearisation(self, U, M):
+        """The Jacobian at ``(U, M)`` applied matrix-free, with per-step stencils for the preconditioner."""
