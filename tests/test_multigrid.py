@@ -6,7 +6,6 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import mfgpde as mp
-from mfgpde.fd import multigrid
 from mfgpde.fd.multigrid import Hierarchy
 from mfgpde.fd.scheme import FDScheme
 from mfgpde.fd.steps import stencil_csc, stencil_matrix
@@ -127,11 +126,8 @@ def test_compiled_sweeps_are_the_block_triangular_solves(rng):
     ou, om = H.operators(lin.vals_uu), H.operators(lin.vals_mmT)
     a = rng.standard_normal((sc.nt + 1, sc.N))
     assert max(ou.contraction(2).max(), om.contraction(2).max()) < 0.3
-    wx, wb = ou._work
-    x = multigrid.sweep(ou.flat, ou.dinv, ou.cinv, H.cols, H.agg, H.sizes, H.offsets, H.value_offsets, H.s,
-                        a, sc.dt, 60, wx, wb, True)
-    y = multigrid.sweep(om.flat, om.dinv, om.cinv, H.cols, H.agg, H.sizes, H.offsets, H.value_offsets, H.s,
-                        a, sc.dt, 60, wx, wb, False)
+    x = ou.sweep(a, sc.dt, 60, backward=True)
+    y = om.sweep(a, sc.dt, 60, backward=False)
     xe, ye = np.empty_like(a), np.empty_like(a)
     xe[-1], ye[0] = a[-1], a[0]
     for n in range(sc.nt - 1, -1, -1):

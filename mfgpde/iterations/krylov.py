@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from ..fd import kernels, multigrid
+from ..fd import kernels
 from ..fd.steps import DIRECT_LIMIT, StepOperator, resolve_step_solver, stencil_csc, step_inverses
 
 #: V-cycles per step in the multigrid sweeps of the preconditioner. Two: one V-cycle contracts
@@ -112,13 +112,9 @@ class BlockTriangularPreconditioner(spla.LinearOperator):
             return np.concatenate([x.ravel(), y.ravel()])
         if self.mg is not None:  # whole sweeps compiled: V-cycles of every step, no Python between
             ou, om = self.mg
-            H = ou.h
-            wx, wb = ou._work
-            x = multigrid.sweep(ou.flat, ou.dinv, ou.cinv, H.cols, H.agg, H.sizes, H.offsets, H.value_offsets, H.s,
-                                a, dt, MG_CYCLES, wx, wb, True)
+            x = ou.sweep(a, dt, MG_CYCLES, backward=True)
             b[1:] -= lin.hessian(x[:nt])
-            y = multigrid.sweep(om.flat, om.dinv, om.cinv, H.cols, H.agg, H.sizes, H.offsets, H.value_offsets, H.s,
-                                np.ascontiguousarray(b), dt, MG_CYCLES, wx, wb, False)
+            y = om.sweep(b, dt, MG_CYCLES, backward=False)
             return np.concatenate([x.ravel(), y.ravel()])
         x = np.empty((nt + 1, N))
         x[nt] = a[nt]
