@@ -124,21 +124,22 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         if not problem.hamiltonian.has_second_derivatives:
             raise ValueError("method='newton' needs a Hamiltonian with phi_SS; use method='fixed_point'")
         n_max = 50 if max_iter is None else max_iter
+        from_coarse = False
         if U0 is None and grid_sequencing is not False:
             sequenced = _coarse_start(problem, tol, n_max, linear_solver, verbose)
-            if sequenced is not None:
+            if sequenced is not None and "start" in sequenced:
                 # the interpolated density, then one fixed-point sweep on the fine grid: U solves
-                # the fine HJB for it and m the fine FP for that U. Measured: B2 from the raw
-                # interpolant 9 Newton steps (residual 4e2 at the start), after the sweep 5 (1.7e2,
-                # then full steps); LOG2D 64^2 4 and 3
-                # (to 1e-8 per step: a start needs no more, and the sweep costs one Newton step)
+                # the fine HJB for it (to 1e-8 per step: a start needs no more) and m the fine FP
+                # for that U. Measured: B2 from the raw interpolant 9 Newton steps (residual 4e2
+                # at the start), after the sweep 5 (1.7e2, then full steps); LOG2D 64^2 4 and 3
                 _, M0 = sequenced.pop("start")
                 U0, _ = scheme.solve_hjb(M0, tol=1e-8)
                 M0 = scheme.solve_fp(U0, M_lag=M0)
+                from_coarse = True
         if U0 is None:
             U0, M0 = _fixed_point_start(scheme)
         U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=n_max, verbose=verbose)
-        if sequenced is not None and status != "converged":
+        if from_coarse and status != "converged":
             # the coarse solution was no good start (a coarse grid that misses the fine
             # solution's features): the default start, as without sequencing
             sequenced["fine_status_from_coarse_start"] = status
@@ -162,25 +163,31 @@ def _fixed_point_start(scheme):
 
 def _coarse_start(problem, tol, max_iter, linear_solver, verbose):
     """Newton's start from the problem solved on the next coarser grid (see
-    :mod:`mfgpde.iterations.sequencing`), or ``None`` where that level does not exist or its
-    solve did not converge. Returns a dict with the start under ``"start"`` and what was done."""
+    :mod:`mfgpde.iterations.sequencing`): ``None`` where that level does not exist, else a dict of
+    what was done, with the interpolated start under ``"start"`` if the coarse solve converged."""
     from .iterations import sequencing
 
     coarse = sequencing.coarse_problem(problem)
     if coarse is None:
         return None
     t0 = time.perf_counter()
-    rc = solve(coarse, method="newton", tol=max(tol, sequencing.COARSE_TOL), max_iter=max_iter,
-               verbose=False, linear_solver=linear_solver)
-    info = {"coarse_shape": list(coarse.grid.shape), "coarse_nt": coarse.nt, "coarse_status": rc.status,
-            "coarse_iterations": rc.iterations, "coarse_time_s": time.perf_counter() - t0}
+    info = {"coarse_shape": list(coarse.grid.shape), "coarse_nt": coarse.nt}
+    try:
+        rc = solve(coarse, method="newton", tol=max(tol, sequencing.COARSE_TOL), max_iter=max_iter,
+                   verbose=False, linear_solver=linear_solver)
+    except (ArithmeticError, ValueError, RuntimeError) as exc:
+        # the coarse problem failed where the fine one may not (a coupling singular at a coarse
+        # density): the fine solve goes on from its default start, and the diagnostics say why
+        info.update(coarse_status="error", coarse_message=str(exc), coarse_time_s=time.perf_counter() - t0)
+        return info
+    info.update(coarse_status=rc.status, coarse_iterations=rc.iterations, coarse_time_s=time.perf_counter() - t0)
     if "grid_sequencing" in rc.diagnostics:
         info["coarser"] = rc.diagnostics["grid_sequencing"]
     if verbose:
         print(f"[mfgpde] grid sequencing: {'x'.join(map(str, coarse.grid.shape))} x {coarse.nt} steps, "
               f"{rc.status} in {rc.iterations} Newton iterations, {info['coarse_time_s']:.2f} s", flush=True)
     if not rc.converged:
-        return None
+        return info
     info["start"] = sequencing.prolong(coarse, problem, rc.U.reshape(coarse.nt + 1, -1), rc.m.reshape(coarse.nt + 1, -1))
     return info
 

@@ -93,3 +93,25 @@ def test_grid_sequencing_option_is_checked_and_configurable():
                        "m0": {"type": "expr", "expr": "1 + 0 * x"}, "solver": {"grid_sequencing": False}})
     assert config.solver_options(cfg)["grid_sequencing"] is False
 
+
+
+def test_a_failing_coarse_level_falls_back_to_the_default_start(monkeypatch):
+    """A coarse solve that raises does not sink the fine one: it starts from the default start and
+    the diagnostics say what happened on the coarse grid."""
+    import importlib
+
+    solve_module = importlib.import_module("mfgpde.solve")  # the module (mfgpde.solve is the function)
+
+    p = _log2d(32, 40)
+    real = solve_module.solve
+
+    def failing(problem, **kw):
+        if problem.grid.shape == (16, 16):
+            raise FloatingPointError("coarse trouble")
+        return real(problem, **kw)
+
+    monkeypatch.setattr(solve_module, "solve", failing)
+    r = real(p, tol=1e-10, verbose=False)
+    assert r.converged
+    seq = r.diagnostics["grid_sequencing"]
+    assert seq["coarse_status"] == "error" and "coarse trouble" in seq["coarse_message"]
