@@ -115,3 +115,17 @@ def test_a_failing_coarse_level_falls_back_to_the_default_start(monkeypatch):
     assert r.converged
     seq = r.diagnostics["grid_sequencing"]
     assert seq["coarse_status"] == "error" and "coarse trouble" in seq["coarse_message"]
+
+
+@pytest.mark.parametrize("period", [None, 1.0])
+def test_interpolation_matrix_is_numpy_interp_and_sparse(period, rng):
+    """Two entries per row (no dense n_fine x n_coarse matrix on long axes), the values of
+    ``np.interp`` (clamped at the ends, or periodic), targets outside the source range included."""
+    from mfgpde.iterations.sequencing import _interpolation_matrix
+
+    xs = np.sort(rng.random(9)) if period is None else np.arange(9) / 9
+    xt = np.linspace(-0.4, 1.4, 101)
+    v = rng.standard_normal(9)
+    P = _interpolation_matrix(xt, xs, period)
+    assert P.nnz <= 2 * xt.size
+    np.testing.assert_allclose(P @ v, np.interp(xt, xs, v, period=period), rtol=0, atol=1e-14)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 
 #: Coarsen only while every axis keeps at least this many points and the coarse time grid
 #: this many steps: below that the coarse solution says little about the fine one.
@@ -87,11 +88,32 @@ def coarse_problem(problem):
     return p
 
 
-def _interpolation_matrix(x_fine, x_coarse, period=None):
-    """Dense matrix of piecewise linear interpolation from ``x_coarse`` to ``x_fine`` (constant
-    beyond the ends, or periodic with ``period``)."""
-    eye = np.eye(x_coarse.size)
-    return np.stack([np.interp(x_fine, x_coarse, eye[j], period=period) for j in range(x_coarse.size)], axis=1)
+def _interpolation_matrix(x_target, x_source, period=None):
+    """Sparse (CSR) matrix of piecewise linear interpolation from the points ``x_source`` to
+    ``x_target``: two entries per row; constant beyond the ends, or periodic with ``period``."""
+    xs = np.asarray(x_source, float)
+    n = xs.size
+    rows = np.arange(np.size(x_target))
+    if n == 1:
+        return sp.csr_matrix((np.ones(rows.size), (rows, np.zeros(rows.size, int))), shape=(rows.size, 1))
+    if period is None:
+        xt = np.clip(x_target, xs[0], xs[-1])
+        j = np.clip(np.searchsorted(xs, xt, side="right") - 1, 0, n - 2)
+        right, jn = xs[j + 1], j + 1
+    else:
+        xt = xs[0] + np.mod(np.asarray(x_target, float) - xs[0], period)
+        j = np.clip(np.searchsorted(xs, xt, side="right") - 1, 0, n - 1)
+        jn = (j + 1) % n
+        right = np.where(j < n - 1, xs[np.minimum(j + 1, n - 1)], xs[0] + period)
+    w = (xt - xs[j]) / (right - xs[j])
+    return sp.csr_matrix((np.r_[1.0 - w, w], (np.r_[rows, rows], np.r_[j, jn])), shape=(rows.size, n))
+
+
+def _apply_along(P, F, axis):
+    """``P`` applied along one axis of the array ``F``."""
+    G = np.moveaxis(F, axis, 0)
+    out = P @ G.reshape(G.shape[0], -1)
+    return np.moveaxis(out.reshape((P.shape[0],) + G.shape[1:]), 0, axis)
 
 
 def _axis_matrices(source, target):
@@ -108,7 +130,7 @@ def resample(values, source, target):
     """A grid function on ``source`` interpolated (linearly per axis) to the points of ``target``."""
     F = np.asarray(values, float).reshape(source.shape)
     for k, P in enumerate(_axis_matrices(source, target)):
-        F = np.moveaxis(np.tensordot(P, F, axes=(1, k)), 0, k)
+        F = _apply_along(P, F, k)
     return F
 
 
@@ -124,10 +146,9 @@ def prolong(coarse, fine, U, M):
     Pt = _interpolation_matrix(fine.times, coarse.times)
 
     def up(F):
-        F = np.asarray(F, float).reshape((coarse.nt + 1,) + gc.shape)
-        F = np.tensordot(Pt, F, axes=(1, 0))
+        F = _apply_along(Pt, np.asarray(F, float).reshape((coarse.nt + 1,) + gc.shape), 0)
         for k, P in enumerate(mats):
-            F = np.moveaxis(np.tensordot(P, F, axes=(1, k + 1)), 0, k + 1)
+            F = _apply_along(P, F, k + 1)
         return F.reshape(fine.nt + 1, gf.size)
 
     Uf, Mf = up(U), np.maximum(up(M), 0.0)
