@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from ..fd import kernels
-from ..fd.steps import DIRECT_LIMIT, StepOperator, resolve_step_solver, stencil_csc, step_inverses
+from ..fd.steps import DIRECT_LIMIT, StepOperator, resolve_step_solver, step_inverses
 
 #: V-cycles per step in the multigrid sweeps of the preconditioner. Two: one V-cycle contracts
 #: by ~0.14 on B2's steps, two by ~0.04, and GMRES then needs about half the iterations
@@ -85,14 +85,11 @@ class BlockTriangularPreconditioner(spla.LinearOperator):
         bad_m = np.flatnonzero(~(om.contraction(MG_CYCLES) <= MG_CONTRACTION_LIMIT))
         if bad_u.size + bad_m.size == 0:
             return
-        cols, N = lin.scheme.cols, self.N
-
         def inverse(ops, vals, k, bad):
             if k not in bad:
                 return lambda r: ops.vcycles(k, r, MG_CYCLES)
-            if N <= DIRECT_LIMIT:
-                return spla.splu(stencil_csc(vals[k], cols), permc_spec="MMD_AT_PLUS_A").solve
-            return StepOperator(vals[k], cols, lin.scheme.spectral_inverse(), lin.dt).solve
+            op = StepOperator(vals[k], lin.scheme.cols, lin.scheme.spectral_inverse(), lin.dt)
+            return op.lu() if self.N <= DIRECT_LIMIT else op.solve  # as the spectral steps' fallback
 
         bu, bm = set(bad_u.tolist()), set(bad_m.tolist())
         self.inv_u = [inverse(ou, lin.vals_uu, k, bu) for k in range(self.nt)]
