@@ -22,7 +22,7 @@ def _field_on_grid(func_or_array, grid, name):
         values = np.asarray(func_or_array(*grid.coordinates()), float)
         values = np.broadcast_to(values, grid.shape)
     else:
-        values = np.asarray(func_or_array, float)
+        values = grid.restrict(np.asarray(func_or_array, float))
         if values.shape != grid.shape and values.size != 1:
             raise ValueError(f"{name}: array of shape {values.shape} does not match the grid shape {grid.shape}")
         values = np.broadcast_to(values, grid.shape)
@@ -371,7 +371,7 @@ class KLCoupling(Coupling):
         key = id(grid)
         if key not in self._cache:
             vals = np.asarray(self.log_pi(*grid.coordinates()) if callable(self.log_pi) else self.log_pi, float)
-            vals = np.broadcast_to(vals, grid.shape)
+            vals = np.broadcast_to(grid.restrict(vals), grid.shape)
             if not np.all(np.isfinite(vals)):
                 raise ValueError("log_pi: the KL reference density vanishes (or is not finite) somewhere on the "
                                  "grid; the KL needs log pi finite everywhere")

@@ -131,6 +131,11 @@ class TensorGrid:
         """All grid points as an ``(N, d)`` array in C order."""
         return np.stack([c.ravel() for c in self.coordinates()], axis=1)
 
+    def restrict(self, values):
+        """A field given on this grid, as seen by this grid (the identity; a distributed
+        rank's :class:`~mfgpde.fd.distributed.PatchGrid` cuts global arrays to its patch)."""
+        return values
+
     def integrate(self, values) -> float:
         """Midpoint/trapezoid quadrature ``sum_i values_i h^d`` (exact mass functional)."""
         return float(np.sum(values) * self.cell_volume)

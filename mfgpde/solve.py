@@ -16,7 +16,8 @@ METHODS = ("newton", "fixed_point", "fictitious_play")
 
 
 def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backend="auto", verbose=None,
-          initial=None, linear_solver="auto", viscosity_continuation="auto", grid_sequencing="auto"):
+          initial=None, linear_solver="auto", viscosity_continuation="auto", grid_sequencing="auto", comm=None,
+          petsc_options=None):
     """Solve a mean-field game.
 
     Parameters
@@ -55,6 +56,19 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         box side; a failing stage is retried at an intermediate value) and each solution
         warm-starts the next, down to ``nu = 0``. ``"auto"`` does this for Newton on
         ``nu = 0`` problems without an initial guess.
+    grid_sequencing : {"auto", True, False}
+        Start Newton from the problem solved on the next coarser grid (see
+        :mod:`mfgpde.iterations.sequencing`); ``"auto"`` from 40,000 space-time points on.
+    comm : mpi4py.MPI.Comm, optional
+        Distribute one finite-difference solve over the ranks of ``comm`` (PETSc DMDA; see
+        :mod:`mfgpde.fd.distributed`; needs petsc4py, the ``fem`` extra). Collective: every rank
+        calls ``solve`` and gets the gathered result. A communicator of one rank solves serially.
+        Time-dependent problems with ``nu > 0``, local couplings, Newton.
+    petsc_options : dict, optional
+        With ``comm``: PETSc options for this solve under the prefix ``mfgpde_``
+        (``step_*``: the spatial step solves, ``newton_*``: the Newton systems' FGMRES), e.g.
+        ``{"step_pc_type": "gamg"}``; they can also be given on the command line
+        (``-mfgpde_step_pc_type gamg``).
 
     Returns
     -------
@@ -90,6 +104,10 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
                          initial=initial, linear_solver=linear_solver)
     if not (np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be > 0, got {tol}")
+    if petsc_options is not None and comm is None:
+        raise ValueError("petsc_options apply to a distributed solve: pass comm= as well")
+    if comm is not None and getattr(comm, "size", 1) > 1:
+        return _solve_distributed(problem, comm, method, tol, max_iter, verbose, initial, petsc_options)
     t0 = time.perf_counter()
     if isinstance(problem, ErgodicMFGProblem):
         from .ergodic import solve_ergodic
@@ -152,6 +170,27 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
     if method == "newton" and sequenced is not None:
         res.diagnostics["grid_sequencing"] = sequenced
     return res
+
+
+def _solve_distributed(problem, comm, method, tol, max_iter, verbose, initial, petsc_options):
+    """``solve(..., comm=...)`` over several ranks: what it supports is checked before any work."""
+    from .fd import distributed
+
+    if not distributed.petsc_available():
+        raise ImportError(distributed.INSTALL_HINT)
+    if not isinstance(problem, MFGProblem):
+        raise ValueError("comm: a distributed solve is for time-dependent problems (MFGProblem); the ergodic "
+                         "problem is solved serially (or on a mesh with backend='fem')")
+    if method != "newton":
+        raise ValueError(f"comm: a distributed solve uses method='newton', got method={method!r}")
+    if initial is not None:
+        raise ValueError("comm: a distributed solve starts from its own fixed-point start; initial is not supported")
+    if not problem.hamiltonian.has_second_derivatives:
+        raise ValueError("method='newton' needs a Hamiltonian with phi_SS")
+    if petsc_options is not None and not isinstance(petsc_options, dict):
+        raise TypeError(f"petsc_options must be a dict, got {type(petsc_options).__name__}")
+    return distributed.solve_distributed(problem, comm, tol=tol, max_iter=50 if max_iter is None else max_iter,
+                                         verbose=verbose, petsc_options=petsc_options)
 
 
 def _fixed_point_start(scheme):

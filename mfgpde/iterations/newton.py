@@ -60,6 +60,12 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
     U, M, log, status
     """
     log = IterationLog("newton", verbose)
+    # the backend's linear algebra where it has its own (PETSc for the distributed scheme), and
+    # its reductions: every rank must take the same step
+    system = getattr(scheme, "solve_newton_system", solve_newton_system)
+    reduce = getattr(scheme, "allreduce", lambda value, op="sum": value)
+    if system is not solve_newton_system:
+        linear = "krylov"
     if linear == "auto" and scheme.grid.dim > 1 and 2 * np.size(U0) <= DIRECT_MAX_UNKNOWNS:
         linear = "direct"
     step_solver = scheme.step_solver if step_solver is None else step_solver
@@ -99,7 +105,7 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
                 # so the local rate stays quadratic up to the tolerance
                 # and is never tighter than what reaching ``tol`` from ``res`` needs (x 0.1)
                 rtol = max(1e-13, min(1e-2, max(1e-2 * res, 0.1 * tol / res)))
-                dz, kits, ok, P = solve_newton_system(lin, -R, rtol, step_solver=step_solver, reuse=P,
+                dz, kits, ok, P = system(lin, -R, rtol, step_solver=step_solver, reuse=P,
                                                       lag_budget=max(20, 2 * fresh_its))
                 if P is not reused:
                     fresh_its, reused = kits, P
@@ -107,22 +113,23 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
         except RuntimeError as exc:  # singular factor
             log.records[-1]["message"] = str(exc)
             return U, M, log, "singular_jacobian"
-        if not np.all(np.isfinite(dz)):
+        if not reduce(bool(np.all(np.isfinite(dz))), "min"):
             return U, M, log, "singular_jacobian"
         dU, dM = dz[:n].reshape(shape), dz[n:].reshape(shape)
         step = 1.0
         neg = dM < 0
-        if (positive or floored) and np.any(neg):
+        if (positive or floored) and reduce(bool(np.any(neg)), "max"):
             # fraction to the boundary m >= -slack: strict positivity (slack 0) for a Hamiltonian
             # singular at m = 0; with a floored coupling vanishing tails may dip to round-off
             # level, but a step that drives the bulk of the density negative is shortened
-            slack = 0.0 if positive else NEGATIVE_SLACK * float(np.abs(M).max())
-            step = min(1.0, 0.99 * float(np.min((M[neg] + slack) / -dM[neg])))
-        merit = np.sqrt(np.sum(RU**2) + np.sum(Rm**2))
+            slack = 0.0 if positive else NEGATIVE_SLACK * reduce(float(np.abs(M).max()), "max")
+            ratio = float(np.min((M[neg] + slack) / -dM[neg])) if np.any(neg) else np.inf
+            step = min(1.0, 0.99 * reduce(ratio, "min"))
+        merit = np.sqrt(reduce(float(np.sum(RU**2) + np.sum(Rm**2))))
         while True:
             Uc, Mc = U + step * dU, M + step * dM
             hc, fc, RUc, Rmc = residual_norms(scheme, Uc, Mc)
-            mc = np.sqrt(np.sum(RUc**2) + np.sum(Rmc**2))
+            mc = np.sqrt(reduce(float(np.sum(RUc**2) + np.sum(Rmc**2))))
             if np.isfinite(mc) and mc <= (1.0 - 1e-4 * step) * merit:
                 break
             step *= 0.5

@@ -1,0 +1,572 @@
+"""The finite-difference scheme distributed over MPI ranks on a PETSc DMDA.
+
+The tensor grid is split into boxes, one per rank, by a PETSc ``DMDA`` (petsc4py). Each rank
+holds its owned points and a halo of **two** ghost layers, refreshed by the DMDA's ghost
+exchange (periodic axes wrap). Two layers, not one, because the FP operator is the adjoint of
+the linearised HJB operator: ``(A^T m)_i = sum_j A_ji m_j`` needs the stencil row of every
+neighbour ``j`` of an owned point, and row ``j`` needs ``U`` at the neighbours of ``j``.
+
+On its ghosted patch every rank runs the serial Numba kernels unchanged
+(:class:`mfgpde.fd.scheme.FDScheme` on a :class:`PatchGrid`, whose stencil stops at the patch
+edge), and keeps only the values at its owned points: those are exact, the values on the
+outermost ghost layer are not and are never used. So the discrete system is the serial one,
+point for point, and a distributed solve reaches the serial solution to the solver tolerance.
+
+What is distributed, and by whom:
+
+* the space-time unknowns: every rank holds ``(N_t + 1, N_owned)`` slices of U and m;
+* ghost exchange and the natural-order gather: the DMDA (``globalToLocal``, ``globalToNatural``);
+* the Newton systems: PETSc FGMRES on a shell matrix (the matrix-free linearisation of
+  :mod:`mfgpde.fd.linearisation` on each patch) with a shell preconditioner, the same
+  block-triangular backward-HJB / forward-FP sweep as the serial solver
+  (:mod:`mfgpde.iterations.krylov`);
+* the spatial step solves of that sweep and of the half-sweeps: PETSc KSP on per-step AIJ
+  matrices assembled from the stencils (``setValuesCOO``), BiCGStab with block-Jacobi / ILU(0) by
+  default, changeable through the PETSc options database under the prefix ``mfgpde_step_``
+  (and ``mfgpde_newton_`` for the outer FGMRES), e.g. ``-mfgpde_step_pc_type gamg``;
+* reductions (norms, the line search's merit, mass): ``MPI_Allreduce`` on scalars.
+
+The Newton iteration itself is :func:`mfgpde.iterations.newton.newton`, the serial driver: this
+scheme offers the same contract (residual, collective norm, half-sweeps, linearisation) plus
+:meth:`DistributedFDScheme.solve_newton_system`, the backend's linear algebra.
+
+Limits: time-dependent problems with ``nu > 0`` and local couplings (a convolution coupling needs
+all of m on every rank); every rank's box must be at least two points wide along every axis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..grid import TensorGrid
+from ..iterations.base import ConvergenceError
+from . import kernels
+from .linearisation import Linearisation
+from .scheme import FDScheme
+
+#: Ghost layers of the patch (see the module docstring for why two).
+GHOST = 2
+#: Relative tolerance of the accurate step solves (half-sweeps); the serial iterative step
+#: solves run to 1e-13 (:mod:`mfgpde.fd.linear`).
+STEP_RTOL = 1e-12
+#: Relative tolerance of the preconditioner's step solves: the serial preconditioner applies
+#: two V-cycles (a contraction of ~0.04); FGMRES tolerates an inexact, varying preconditioner.
+PC_STEP_RTOL = 1e-3
+OPTIONS_PREFIX = "mfgpde_"
+INSTALL_HINT = ("a distributed finite-difference solve needs petsc4py (and mpi4py): pip install 'mfgpde[fem]' "
+                "(PETSc through dolfinx-solver-real, Python >= 3.12)")
+
+
+def _petsc():
+    try:
+        from mpi4py import MPI  # noqa: F401  (initialises MPI before PETSc)
+        from petsc4py import PETSc
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError(INSTALL_HINT) from exc
+    return PETSc
+
+
+def petsc_available() -> bool:
+    """True when petsc4py and mpi4py can be imported (without importing them)."""
+    import importlib.util
+
+    return importlib.util.find_spec("petsc4py") is not None and importlib.util.find_spec("mpi4py") is not None
+
+
+class PatchGrid(TensorGrid):
+    """A rank's ghosted box of a :class:`TensorGrid`, as a grid of its own.
+
+    Its spacing and coordinates are those of the global grid (periodic ghosts carry the wrapped
+    coordinates); its stencil ends at the patch edge (no-flux there), which only the outermost
+    ghost layer sees. Fields given as arrays on the global grid are cut to the patch
+    (:meth:`restrict`).
+
+    Attributes
+    ----------
+    global_shape : tuple
+    index : tuple of ndarray
+        Global index of the patch's points along each axis.
+    """
+
+    def __init__(self, parent, starts, stops):
+        index = tuple(np.arange(a, b) % n for a, b, n in zip(starts, stops, parent.shape))
+        object.__setattr__(self, "bounds", parent.bounds)
+        object.__setattr__(self, "shape", tuple(len(i) for i in index))
+        object.__setattr__(self, "boundary", ("noflux",) * parent.dim)
+        object.__setattr__(self, "h", parent.h)
+        object.__setattr__(self, "axes", tuple(ax[i] for ax, i in zip(parent.axes, index)))
+        object.__setattr__(self, "global_shape", parent.shape)
+        object.__setattr__(self, "index", index)
+
+    def restrict(self, values):
+        values = np.asarray(values)
+        if values.shape[values.ndim - self.dim:] == tuple(self.global_shape):
+            return values[(Ellipsis,) + np.ix_(*self.index)]
+        return values
+
+
+class _LocalDrift:
+    """The drift of the global problem, cut to a patch."""
+
+    def __init__(self, drift, grid):
+        self.drift, self.grid = drift, grid
+        self.time_dependent = drift.time_dependent
+
+    def at(self, t):
+        return self.grid.restrict(self.drift.at(t))
+
+
+class _LocalProblem:
+    """The data of an :class:`MFGProblem` on one rank's patch (what :class:`FDScheme` reads)."""
+
+    def __init__(self, problem, grid):
+        self.grid = grid
+        self.T, self.nt, self.nu, self.dt = problem.T, problem.nt, problem.nu, problem.dt
+        self.hamiltonian, self.coupling, self.terminal = problem.hamiltonian, problem.coupling, problem.terminal
+        self.m0 = grid.restrict(problem.m0)
+        self.drift = None if problem.drift is None else _LocalDrift(problem.drift, grid)
+        self.name = problem.name
+
+
+class DistributedFDScheme:
+    """The FD scheme of an :class:`MFGProblem` distributed over the ranks of ``comm``.
+
+    Arrays passed to and returned by the methods hold the rank's **owned** points,
+    ``(K, N_owned)`` in the C order of the owned box; :meth:`gather` assembles global arrays.
+
+    Parameters
+    ----------
+    problem : MFGProblem
+        On a :class:`TensorGrid`, ``nu > 0``, local couplings.
+    comm : mpi4py.MPI.Comm
+    petsc_options : dict, optional
+        PETSc options set under the prefix ``mfgpde_`` for this solve and removed afterwards,
+        e.g. ``{"step_pc_type": "gamg", "newton_ksp_monitor": None}``.
+    """
+
+    def __init__(self, problem, comm, petsc_options=None):
+        PETSc = _petsc()
+        self.PETSc = PETSc
+        self.problem = problem
+        self.comm = comm
+        g = problem.grid
+        if getattr(g, "is_mesh", False) or not isinstance(g, TensorGrid):
+            raise ValueError("a distributed finite-difference solve needs a TensorGrid problem")
+        if problem.nu <= 0:
+            raise ValueError("a distributed finite-difference solve needs nu > 0 (the first-order case uses "
+                             "viscosity continuation, which runs serially); solve nu = 0 problems without comm")
+        for term in getattr(problem.coupling, "terms", [problem.coupling]) + [problem.terminal]:
+            if not getattr(term, "local", True):
+                raise ValueError(f"a distributed finite-difference solve needs local couplings; "
+                                 f"{type(term).__name__} is nonlocal (it needs all of m on every rank)")
+        self.grid = g
+        self.nt, self.dt = problem.nt, problem.dt
+        self.pcomm = PETSc.Comm(comm)
+        d = g.dim
+        bt = PETSc.DM.BoundaryType
+        # PETSc's x is the fastest axis, the last one of the grid's C order
+        self.da = PETSc.DMDA().create(
+            dim=d, sizes=tuple(reversed(g.shape)), dof=1, stencil_width=GHOST,
+            stencil_type=PETSc.DMDA.StencilType.STAR, comm=self.pcomm,
+            boundary_type=tuple(bt.PERIODIC if b == "periodic" else bt.NONE for b in reversed(g.boundary)))
+        ranges = list(reversed(self.da.getRanges()))
+        ghosts = list(reversed(self.da.getGhostRanges()))
+        widths = [b - a for a, b in ranges]
+        if comm.allreduce(min(widths), op=_mpi_min()) < GHOST:
+            self.destroy()
+            raise ValueError(f"grid {g.shape} is too small for {comm.size} ranks: every rank's box must be at least "
+                             f"{GHOST} points wide along every axis (this rank's box is {widths}); use fewer ranks")
+        self.owned_shape = tuple(widths)
+        self.patch = PatchGrid(g, [a for a, _ in ghosts], [b for _, b in ghosts])
+        self.owned_grid = PatchGrid(g, [a for a, _ in ranges], [b for _, b in ranges])
+        off = [a - ga for (a, _), (ga, _) in zip(ranges, ghosts)]
+        sub = np.ix_(*[np.arange(o, o + w) for o, w in zip(off, widths)])
+        self.owned = np.arange(self.patch.size).reshape(self.patch.shape)[sub].ravel()
+        self.N = int(self.owned.size)
+        self.local = FDScheme(_LocalProblem(problem, self.patch), linear_solver="direct")
+        self.m0 = self.local.problem.m0.ravel()[self.owned]
+        self._stack_das = {}
+        self._options = {}
+        self._set_options(petsc_options or {})
+        self._step = _StepSolver(self)
+
+    # ------------------------------------------------------------------ PETSc plumbing
+    def _set_options(self, options):
+        opts = self.PETSc.Options()
+        for key, value in options.items():
+            key = str(key).lstrip("-")
+            if key.startswith(OPTIONS_PREFIX):
+                key = key[len(OPTIONS_PREFIX):]
+            if not (key.startswith("step_") or key.startswith("newton_")):
+                raise ValueError(f"petsc_options: {key!r} must start with 'step_' (the step solves) or 'newton_' "
+                                 "(the Newton systems' FGMRES)")
+            opts[OPTIONS_PREFIX + key] = "" if value is None else value
+            self._options[OPTIONS_PREFIX + key] = value
+
+    def destroy(self):
+        """Free the PETSc objects and remove the options this solve set."""
+        if getattr(self, "_step", None) is not None:
+            self._step.destroy()
+        for da in getattr(self, "_stack_das", {}).values():
+            da[0].destroy()
+            da[1].destroy()
+            da[2].destroy()
+        self._stack_das = {}
+        opts = self.PETSc.Options()
+        for key in getattr(self, "_options", {}):
+            opts.delValue(key)
+        self._options = {}
+        if getattr(self, "da", None) is not None:
+            self.da.destroy()
+            self.da = None
+
+    def _stack_da(self, K):
+        """A DMDA with K unknowns per point, same split as :attr:`da`, and its two vectors."""
+        if K not in self._stack_das:
+            da = self.da.duplicate(dof=K)
+            self._stack_das[K] = (da, da.createGlobalVec(), da.createLocalVec())
+        return self._stack_das[K]
+
+    def ghosted(self, X):
+        """Owned slices ``(K, N_owned)`` -> the same on the ghosted patch ``(K, N_patch)``."""
+        X = np.asarray(X, dtype=float)
+        K = X.shape[0]
+        da, gv, lv = self._stack_da(K)
+        gv.getArray()[:] = X.T.ravel()   # DMDA layout: the K values of a point are adjacent
+        da.globalToLocal(gv, lv)
+        return np.ascontiguousarray(lv.getArray(readonly=True).reshape(self.patch.size, K).T)
+
+    def gather(self, X):
+        """Owned slices ``(K, N_owned)`` -> the global array ``(K, N)`` on every rank."""
+        PETSc = self.PETSc
+        X = np.asarray(X, dtype=float)
+        K = X.shape[0]
+        da, gv, _ = self._stack_da(K)
+        gv.getArray()[:] = X.T.ravel()
+        nat = da.createNaturalVec()
+        da.globalToNatural(gv, nat)
+        scatter, full = PETSc.Scatter.toAll(nat)
+        scatter.scatter(nat, full, False, PETSc.Scatter.Mode.FORWARD)
+        out = full.getArray(readonly=True).reshape(self.grid.size, K).T.copy()
+        for obj in (scatter, full, nat):
+            obj.destroy()
+        return out
+
+    def allreduce(self, value, op="sum"):
+        """Scalar reduction over the ranks (``"sum"``, ``"min"`` or ``"max"``)."""
+        from mpi4py import MPI
+
+        return self.comm.allreduce(value, op={"sum": MPI.SUM, "min": MPI.MIN, "max": MPI.MAX}[op])
+
+    def norm(self, R):
+        """Global ``max |R|`` (collective)."""
+        return float(self.allreduce(float(np.abs(R).max()) if np.size(R) else 0.0, "max"))
+
+    # ------------------------------------------------------------------ the discrete system
+    def f(self, M):
+        return self.problem.coupling.value(M.reshape((-1,) + self.owned_shape), self.owned_grid).reshape(M.shape)
+
+    def g(self, mT):
+        return self.problem.terminal.value(mT.reshape(self.owned_shape), self.owned_grid).ravel()
+
+    def residual(self, U, M):
+        """Residuals ``(R_U, R_m)`` at the owned points, each ``(N_t + 1, N_owned)``."""
+        RU, Rm = self.local.residual(self.ghosted(U), self.ghosted(M))
+        return np.ascontiguousarray(RU[:, self.owned]), np.ascontiguousarray(Rm[:, self.owned])
+
+    def linearisation(self, U, M):
+        """The Jacobian at ``(U, M)``: the serial :class:`Linearisation` on the ghosted patch."""
+        return Linearisation(self.local, self.ghosted(U), self.ghosted(M))
+
+    @property
+    def step_solver(self):
+        return "petsc"
+
+    def solve_newton_system(self, lin, rhs, rtol, maxiter=400, step_solver=None, reuse=None, lag_budget=None):
+        """FGMRES (PETSc) on ``J dz = rhs`` with the block-triangular sweep preconditioner.
+
+        Same signature and returns as :func:`mfgpde.iterations.krylov.solve_newton_system`
+        (``reuse`` is ignored: the step solves have no factorisation worth lagging).
+        """
+        return _newton_system(self, lin, rhs, rtol, maxiter)
+
+    # ------------------------------------------------------------------ half-sweeps
+    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=50):
+        """Backward sweep, distributed: the same per-step Newton and stopping rule as
+        :meth:`FDScheme.solve_hjb`, with global norms and distributed step solves."""
+        nt, dt, loc, own = self.nt, self.dt, self.local, self.owned
+        U = np.empty((nt + 1, self.N))
+        U[-1] = self.g(M[-1])
+        F = self.f(M[1:])
+        for name, arr in (("terminal cost g[m(T)]", U[-1]), ("coupling f[m]", F)):
+            if not self.allreduce(bool(np.all(np.isfinite(arr))), "min"):
+                raise ConvergenceError(f"HJB sweep: the {name} is non-finite on some rank; check the coupling for "
+                                       "densities reached by the iteration")
+        Mg = self.ghosted(M[1:])
+        total = 0
+        for n in range(nt - 1, -1, -1):
+            u = U[n + 1].copy() if U_init is None else U_init[n].copy()
+            mnext = Mg[n][None, :]
+            L = loc.linear_stencil(n)
+            rhs = U[n + 1] / dt + F[n]
+            op_scale = self.allreduce(float(np.abs(L[own]).sum(axis=1).max()), "max") + 1.0 / dt
+            size = self.norm(np.r_[1.0, rhs, op_scale * u])
+            atol = max(tol, 64 * np.finfo(float).eps * size)
+
+            def res(v):
+                vg = self.ghosted(v[None, :])
+                S, ap, bm, phi, phiS = loc.hamiltonian_parts(vg, mnext)
+                r = vg[0] / dt + kernels.apply_stencil(L[None], self.patch, vg)[0] + phi[0]
+                return r[own] - rhs, ap, bm, phiS
+
+            r, ap, bm, phiS = res(u)
+            prev = np.inf
+            for it in range(max_newton):
+                rn = self.norm(r)
+                if not np.isfinite(rn):
+                    raise ConvergenceError(f"HJB step n={n}: the residual became non-finite at inner Newton iteration {it}")
+                if rn <= atol or (it > 2 and rn < 1e3 * atol and rn > 0.5 * prev):
+                    break
+                prev = rn
+                vals = kernels.dS_stencil(ap, bm, self.patch, phiS) + L[None]
+                vals[0, :, 0] += 1.0 / dt
+                du = self._step.solve(vals[0], -r, STEP_RTOL)
+                step = 1.0
+                while True:
+                    cand = u + step * du
+                    rc, apc, bmc, phiSc = res(cand)
+                    if self.norm(rc) < rn or step < 1e-4:
+                        break
+                    step *= 0.5
+                u, r, ap, bm, phiS = cand, rc, apc, bmc, phiSc
+                total += 1
+            else:
+                raise ConvergenceError(
+                    f"HJB step n={n}: Newton did not reach {tol:g} in {max_newton} steps (residual {rn:.3e})")
+            U[n] = u
+        return U, total
+
+    def solve_fp(self, U, M_lag=None):
+        """Forward sweep, distributed (see :meth:`FDScheme.solve_fp`); mass restored globally."""
+        nt, dt, loc = self.nt, self.dt, self.local
+        Ug = self.ghosted(U[:nt])
+        lag = None if M_lag is None else self.ghosted(M_lag[1:])
+        M = np.empty((nt + 1, self.N))
+        M[0] = self.m0
+        for n in range(nt):
+            m_lag = self.ghosted(M[n][None, :])[0] if lag is None else lag[n]
+            vals = kernels.transpose_stencil(loc.fp_stencil(Ug[n], m_lag, n), self.patch.stencil[0])
+            m = self._step.solve(vals, M[n] / dt, STEP_RTOL)
+            total = self.allreduce(float(m.sum()), "sum")
+            if total > 0:  # the iterative solve conserves mass to its tolerance; restore it exactly
+                m *= self.allreduce(float(M[n].sum()), "sum") / total
+            M[n + 1] = m
+        return M
+
+
+def _mpi_min():
+    from mpi4py import MPI
+
+    return MPI.MIN
+
+
+class _StepSolver:
+    """Distributed solves of one step operator given as a stencil on the ghosted patch.
+
+    One AIJ matrix, preallocated once from the stencil pattern (local indices, COO), whose values
+    are replaced per step, and KSPs (prefix ``mfgpde_step_``). A list of per-step matrices and
+    KSPs serves the preconditioner, whose steps are applied at every FGMRES iteration.
+    """
+
+    def __init__(self, scheme):
+        PETSc = scheme.PETSc
+        self.PETSc, self.scheme = PETSc, scheme
+        cols = scheme.patch.stencil[0]
+        _, hm, hp = scheme.patch.stencil
+        own = scheme.owned
+        rows = np.repeat(own, cols.shape[1]).astype(PETSc.IntType)
+        c = cols[own].copy()
+        for k in range(scheme.grid.dim):  # neighbours across a wall (or the patch edge) carry no entry
+            c[~hm[k][own], 1 + 2 * k] = -1
+            c[~hp[k][own], 2 + 2 * k] = -1
+        self.rows, self.cols = rows, c.ravel().astype(PETSc.IntType)
+        self.lgmap = scheme.da.getLGMap()
+        self.A, self.ksp = self._matrix(), None
+        self.x, self.b = self.A.createVecs()
+        self.ops = []
+
+    def _matrix(self):
+        PETSc, s = self.PETSc, self.scheme
+        A = PETSc.Mat().create(comm=s.pcomm)
+        A.setSizes(((s.N, s.grid.size), (s.N, s.grid.size)))
+        A.setType(PETSc.Mat.Type.AIJ)
+        A.setLGMap(self.lgmap, self.lgmap)
+        # (PETSc maps the index arrays to global indices in place: hand it copies)
+        A.setPreallocationCOOLocal(self.rows.copy(), self.cols.copy())
+        return A
+
+    def _ksp(self, A, rtol):
+        PETSc = self.PETSc
+        ksp = PETSc.KSP().create(comm=self.scheme.pcomm)
+        ksp.setOptionsPrefix(OPTIONS_PREFIX + "step_")
+        ksp.setType(PETSc.KSP.Type.BCGS)
+        ksp.getPC().setType(PETSc.PC.Type.BJACOBI)
+        ksp.setTolerances(rtol=rtol, atol=0.0, max_it=2000)
+        ksp.setOperators(A)
+        ksp.setFromOptions()
+        return ksp
+
+    def _run(self, ksp, b, x, rhs, what):
+        b.getArray()[:] = rhs
+        x.set(0.0)
+        ksp.solve(b, x)
+        reason = ksp.getConvergedReason()
+        if reason < 0 and reason != self.PETSc.KSP.ConvergedReason.DIVERGED_ITS:
+            raise ConvergenceError(f"{what}: the distributed step solve failed (PETSc KSP reason {reason}, "
+                                   f"{ksp.getIterationNumber()} iterations)")
+        out = x.getArray(readonly=True).copy()
+        return out
+
+    def solve(self, vals, rhs, rtol):
+        """Solve ``A x = rhs`` for one stencil operator ``vals`` (N_patch, s); x at owned points."""
+        own = self.scheme.owned
+        self.A.setValuesCOO(np.ascontiguousarray(vals[own]).ravel())
+        if self.ksp is None:
+            self.ksp = self._ksp(self.A, rtol)
+        else:
+            self.ksp.setOperators(self.A)
+        self.ksp.setTolerances(rtol=rtol)
+        x = self._run(self.ksp, self.b, self.x, rhs, "half-sweep")
+        if not np.all(np.isfinite(x)):
+            raise ConvergenceError("half-sweep: the distributed step solve produced non-finite values")
+        return x
+
+    def prepare(self, stencils):
+        """Matrices and KSPs of a stack of step operators (the preconditioner's), reusing objects."""
+        own = self.scheme.owned
+        K = len(stencils)
+        while len(self.ops) < K:
+            A = self._matrix()
+            self.ops.append((A, self._ksp(A, PC_STEP_RTOL)))
+        for k in range(K):
+            A, ksp = self.ops[k]
+            A.setValuesCOO(np.ascontiguousarray(stencils[k][own]).ravel())
+            ksp.setOperators(A)
+        return self.ops[:K]
+
+    def apply(self, op, rhs):
+        A, ksp = op
+        return self._run(ksp, self.b, self.x, rhs, "Newton preconditioner")
+
+    def destroy(self):
+        for A, ksp in self.ops:
+            ksp.destroy()
+            A.destroy()
+        self.ops = []
+        for obj in (self.ksp, self.A, self.x, self.b):
+            if obj is not None:
+                obj.destroy()
+        self.ksp = self.A = None
+
+
+def _newton_system(scheme, lin, rhs, rtol, maxiter):
+    """PETSc FGMRES on ``J dz = rhs``, matrix-free, with the block-triangular sweep preconditioner."""
+    PETSc = scheme.PETSc
+    nt, N, dt, own = scheme.nt, scheme.N, scheme.dt, scheme.owned
+    n_local = 2 * (nt + 1) * N
+    n_global = 2 * (nt + 1) * scheme.grid.size
+    step = scheme._step
+    # the FP steps solve with B_n^T, whose stencils the linearisation holds on the patch
+    ops = step.prepare(list(lin.vals_uu) + list(lin.vals_mmT))
+    ops_u, ops_m = ops[:nt], ops[nt:]
+
+    def split(z):
+        z = np.asarray(z)
+        return z[: (nt + 1) * N].reshape(nt + 1, N), z[(nt + 1) * N:].reshape(nt + 1, N)
+
+    class Jacobian:
+        def mult(self, mat, x, y):
+            dU, dM = split(x.getArray(readonly=True))
+            both = scheme.ghosted(np.concatenate([dU, dM]))
+            yl = lin.matvec(both.ravel())
+            yU, yM = split_patch(yl)
+            y.getArray()[:] = np.concatenate([yU[:, own].ravel(), yM[:, own].ravel()])
+
+    P = scheme.patch.size
+
+    def split_patch(z):
+        return z[: (nt + 1) * P].reshape(nt + 1, P), z[(nt + 1) * P:].reshape(nt + 1, P)
+
+    class Sweep:
+        def apply(self, pc, r, z):
+            a, b = split(r.getArray(readonly=True))
+            b = b.copy()
+            x = np.empty((nt + 1, N))
+            x[nt] = a[nt]
+            for n in range(nt - 1, -1, -1):
+                x[n] = step.apply(ops_u[n], a[n] + x[n + 1] / dt)
+            b[1:] -= lin.hessian(scheme.ghosted(x[:nt]))[:, own]
+            y = np.empty((nt + 1, N))
+            y[0] = b[0]
+            for n in range(nt):
+                y[n + 1] = step.apply(ops_m[n], b[n + 1] + y[n] / dt)
+            z.getArray()[:] = np.concatenate([x.ravel(), y.ravel()])
+
+    J = PETSc.Mat().createPython(((n_local, n_global), (n_local, n_global)), Jacobian(), comm=scheme.pcomm)
+    J.setUp()
+    ksp = PETSc.KSP().create(comm=scheme.pcomm)
+    ksp.setOptionsPrefix(OPTIONS_PREFIX + "newton_")
+    ksp.setType(PETSc.KSP.Type.FGMRES)
+    ksp.setGMRESRestart(60)
+    ksp.setOperators(J)
+    pc = ksp.getPC()
+    pc.setType(PETSc.PC.Type.PYTHON)
+    pc.setPythonContext(Sweep())
+    ksp.setTolerances(rtol=rtol, atol=0.0, max_it=maxiter)
+    ksp.setFromOptions()
+    b, x = J.createVecRight(), J.createVecLeft()
+    try:
+        b.getArray()[:] = rhs
+        x.set(0.0)
+        ksp.solve(b, x)
+        reason = ksp.getConvergedReason()
+        its = ksp.getIterationNumber()
+        return x.getArray(readonly=True).copy(), int(its), reason > 0, None
+    finally:
+        for obj in (ksp, J, b, x):
+            obj.destroy()
+
+
+def solve_distributed(problem, comm, tol=1e-10, max_iter=50, verbose=None, petsc_options=None):
+    """Solve a time-dependent MFG with finite differences distributed over ``comm``.
+
+    Newton (:func:`mfgpde.iterations.newton.newton`, the serial driver) from the fixed-point
+    start (U for the frozen density m0, then m for that U), on the distributed scheme. Collective:
+    every rank of ``comm`` calls it with the same problem.
+
+    Returns
+    -------
+    MFGResult
+        The gathered solution, on every rank (the diagnostics add ``"ranks"`` and the split).
+    """
+    import time
+
+    from ..iterations.newton import newton
+    from ..result import MFGResult
+
+    t0 = time.perf_counter()
+    scheme = DistributedFDScheme(problem, comm, petsc_options=petsc_options)
+    try:
+        talk = verbose if comm.rank == 0 else False
+        M0 = np.tile(scheme.m0, (scheme.nt + 1, 1))
+        U0, _ = scheme.solve_hjb(M0)
+        M0 = scheme.solve_fp(U0, M_lag=M0)
+        U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=max_iter, verbose=talk)
+        U, M = scheme.gather(U), scheme.gather(M)
+        split = list(reversed(scheme.da.getProcSizes()))
+    finally:
+        scheme.destroy()
+    res = MFGResult.from_arrays(problem, U, M, log, status, "newton", time.perf_counter() - t0)
+    res.diagnostics["ranks"] = int(comm.size)
+    res.diagnostics["rank_grid"] = [int(p) for p in split]
+    return res
