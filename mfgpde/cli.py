@@ -17,6 +17,26 @@ def _rank():
     return MPI.COMM_WORLD.rank
 
 
+def _world():
+    """``MPI.COMM_WORLD`` when this process is one of several ranks, else None."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return None
+    return MPI.COMM_WORLD if MPI.COMM_WORLD.size > 1 else None
+
+
+def _petsc_options(pairs):
+    """``--petsc-option KEY=VALUE`` (repeatable) -> dict; ``KEY`` alone sets a flag."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not key.strip():
+            raise ValueError(f"--petsc-option expects KEY=VALUE (e.g. step_pc_type=gamg), got {pair!r}")
+        out[key.strip()] = value.strip() if sep else None
+    return out
+
+
 #: files `mfgpde solve` writes; a run replaces all of them (stale ones of an earlier run are removed)
 SOLVE_OUTPUTS = ("summary.json", "solution.nc", "solution.png", "solution.npz", "solution.xdmf", "solution.h5")
 
@@ -79,12 +99,19 @@ def _solve(args):
         val = getattr(args, key)
         if val is not None:
             opts[key] = val
+    if args.petsc_option:
+        opts["petsc_options"] = {**opts.get("petsc_options", {}), **_petsc_options(args.petsc_option)}
+    world = _world()
+    if world is not None and not getattr(problem.grid, "is_mesh", False) and problem.kind == "evolutive":
+        # one finite-difference solve over every rank (PETSc DMDA); meshes distribute by their own comm
+        opts["comm"] = world
     rank = _rank()
     size = problem.grid.describe().get("dofs", problem.grid.shape)  # collective on a distributed mesh
     if rank == 0:
         print(f"mfgpde: solving {problem.name} ({problem.kind}, "
               + (f"mesh with {size} dofs" if getattr(problem.grid, "is_mesh", False) else f"grid {problem.grid.shape}")
-              + (f", {problem.nt} steps" if problem.kind == "evolutive" else "") + f") with {opts.get('method', 'newton')}",
+              + (f", {problem.nt} steps" if problem.kind == "evolutive" else "") + f") with {opts.get('method', 'newton')}"
+              + (f" on {world.size} ranks" if "comm" in opts else ""),
               file=sys.stderr)
     t0 = time.perf_counter()
     try:
@@ -138,6 +165,10 @@ def main(argv=None):
     p.add_argument("--tol", type=float)
     p.add_argument("--max-iter", dest="max_iter", type=int)
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--petsc-option", action="append", metavar="KEY=VALUE",
+                   help="PETSc option of a distributed FD solve (mpiexec -n N), under the prefix mfgpde_: step_* "
+                        "(the preconditioner's step solves), sweep_* (the half-sweeps' step solves), newton_* "
+                        "(the Newton systems' FGMRES); e.g. --petsc-option step_pc_type=gamg; repeatable")
     p.add_argument("-v", "--verbose", action="store_true", help="progress line per iteration")
     p.set_defaults(func=_solve)
     _register_extra_verbs(sub)

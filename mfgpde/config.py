@@ -130,7 +130,7 @@ def check_keys(table, allowed, section):
 TOP_LEVEL_KEYS = {"name", "normalize_m0", "kind", "grid", "mesh", "time", "model", "hamiltonian", "coupling", "terminal",
                   "m0", "solver"}
 SECTION_KEYS = {"grid": {"bounds", "shape", "boundary"}, "time": {"T", "nt"}, "model": {"nu", "drift"}}
-SOLVER_KEYS = {"method", "tol", "max_iter", "damping", "linear_solver", "backend", "grid_sequencing"}
+SOLVER_KEYS = {"method", "tol", "max_iter", "damping", "linear_solver", "backend", "grid_sequencing", "petsc_options"}
 COUPLING_KEYS = {"log": {"scale", "floor"}, "power": {"p", "scale"}, "potential": {"expr"}, "convolution": {"kernel", "scale"},
                  "kl": {"log_pi", "mean", "cov", "scale"}}
 DENSITY_KEYS = {"expr": {"expr"}, "gaussian": {"mean", "cov"}, "mixture": {"weights", "means", "covs"}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 
 import numpy as np
 
@@ -104,8 +105,11 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
                          initial=initial, linear_solver=linear_solver)
     if not (np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be > 0, got {tol}")
-    if petsc_options is not None and comm is None:
-        raise ValueError("petsc_options apply to a distributed solve: pass comm= as well")
+    if petsc_options is not None and not isinstance(petsc_options, dict):
+        raise TypeError(f"petsc_options must be a dict of PETSc options, got {type(petsc_options).__name__}")
+    if petsc_options and getattr(comm, "size", 1) <= 1:
+        warnings.warn("petsc_options are used by a distributed solve (comm with more than one rank); this solve is "
+                      "serial and does not use them", UserWarning, stacklevel=2)
     if comm is not None and getattr(comm, "size", 1) > 1:
         return _solve_distributed(problem, comm, method, tol, max_iter, verbose, initial, petsc_options)
     t0 = time.perf_counter()
@@ -187,8 +191,6 @@ def _solve_distributed(problem, comm, method, tol, max_iter, verbose, initial, p
         raise ValueError("comm: a distributed solve starts from its own fixed-point start; initial is not supported")
     if not problem.hamiltonian.has_second_derivatives:
         raise ValueError("method='newton' needs a Hamiltonian with phi_SS")
-    if petsc_options is not None and not isinstance(petsc_options, dict):
-        raise TypeError(f"petsc_options must be a dict, got {type(petsc_options).__name__}")
     return distributed.solve_distributed(problem, comm, tol=tol, max_iter=50 if max_iter is None else max_iter,
                                          verbose=verbose, petsc_options=petsc_options)
 
