@@ -166,10 +166,12 @@ class DistributedFDScheme:
         self.pcomm = PETSc.Comm(comm)
         d = g.dim
         bt = PETSc.DM.BoundaryType
-        # PETSc's x is the fastest axis, the last one of the grid's C order
+        # PETSc's x is the fastest axis, the last one of the grid's C order. A box (not star) halo:
+        # the FP adjoint at an owned corner point reads U at diagonal neighbours (the stencil row
+        # of its neighbour along x uses that neighbour's neighbours along y)
         self.da = PETSc.DMDA().create(
             dim=d, sizes=tuple(reversed(g.shape)), dof=1, stencil_width=GHOST,
-            stencil_type=PETSc.DMDA.StencilType.STAR, comm=self.pcomm,
+            stencil_type=PETSc.DMDA.StencilType.BOX, comm=self.pcomm,
             boundary_type=tuple(bt.PERIODIC if b == "periodic" else bt.NONE for b in reversed(g.boundary)))
         ranges = list(reversed(self.da.getRanges()))
         ghosts = list(reversed(self.da.getGhostRanges()))
@@ -179,6 +181,7 @@ class DistributedFDScheme:
             raise ValueError(f"grid {g.shape} is too small for {comm.size} ranks: every rank's box must be at least "
                              f"{GHOST} points wide along every axis (this rank's box is {widths}); use fewer ranks")
         self.owned_shape = tuple(widths)
+        self.owned_ranges = ranges
         self.patch = PatchGrid(g, [a for a, _ in ghosts], [b for _, b in ghosts])
         self.owned_grid = PatchGrid(g, [a for a, _ in ranges], [b for _, b in ranges])
         off = [a - ga for (a, _), (ga, _) in zip(ranges, ghosts)]
@@ -454,9 +457,9 @@ class _StepSolver:
     def apply(self, vals, rhs):
         """One step of the Newton preconditioner: ``A x = rhs`` to ``PC_STEP_RTOL``.
 
-        One matrix and one KSP serve every step: the values are replaced (same pattern, so only
-        the numeric ILU is redone, ~0.1 ms at 128^2) instead of keeping 2 N_t matrices, their
-        factors and Krylov work vectors (gigabytes at 128^2 x 128).
+        One matrix and one KSP serve every step: the values are replaced (same pattern) instead of
+        keeping 2 N_t matrices, their preconditioners and Krylov work vectors (gigabytes at
+        128^2 x 128).
         """
         if self.pc_ksp is None:
             self.pc_A = self._matrix()
@@ -517,6 +520,8 @@ def _newton_system(scheme, lin, rhs, rtol, maxiter):
     J.setUp()
     ksp = PETSc.KSP().create(comm=scheme.pcomm)
     ksp.setOptionsPrefix(OPTIONS_PREFIX + "newton_")
+    # the step solves are Krylov iterations to a tolerance: a preconditioner that varies a little
+    # between applications, which FGMRES allows
     ksp.setType(PETSc.KSP.Type.FGMRES)
     ksp.setGMRESRestart(30)  # each FGMRES vector pair is 2 (N_t + 1) N_owned x 16 bytes
     ksp.setOperators(J)
