@@ -102,9 +102,13 @@ def _solve(args):
     if args.petsc_option:
         opts["petsc_options"] = {**opts.get("petsc_options", {}), **_petsc_options(args.petsc_option)}
     world = _world()
-    if world is not None and not getattr(problem.grid, "is_mesh", False) and problem.kind == "evolutive":
-        # one finite-difference solve over every rank (PETSc DMDA); meshes distribute by their own comm
-        opts["comm"] = world
+    if world is not None and not getattr(problem.grid, "is_mesh", False):
+        if problem.kind == "evolutive":
+            # one finite-difference solve over every rank (PETSc DMDA); meshes distribute by their own comm
+            opts["comm"] = world
+        elif world.rank == 0:
+            print(f"mfgpde: note: the ergodic problem on a grid is not distributed; each of the {world.size} ranks "
+                  "solves it (run it without mpiexec, or on a mesh)", file=sys.stderr)
     rank = _rank()
     size = problem.grid.describe().get("dofs", problem.grid.shape)  # collective on a distributed mesh
     if rank == 0:

@@ -67,9 +67,9 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         Time-dependent problems with ``nu > 0``, local couplings, Newton.
     petsc_options : dict, optional
         With ``comm``: PETSc options for this solve under the prefix ``mfgpde_``
-        (``step_*``: the spatial step solves, ``newton_*``: the Newton systems' FGMRES), e.g.
-        ``{"step_pc_type": "gamg"}``; they can also be given on the command line
-        (``-mfgpde_step_pc_type gamg``).
+        (``step_*``: the preconditioner's step solves, ``sweep_*``: the half-sweeps' step
+        solves, ``newton_*``: the Newton systems' FGMRES), e.g. ``{"step_pc_type": "gamg"}``;
+        from the CLI ``--petsc-option step_pc_type=gamg``. Removed after the solve.
 
     Returns
     -------
@@ -183,8 +183,9 @@ def _solve_distributed(problem, comm, method, tol, max_iter, verbose, initial, p
     if not distributed.petsc_available():
         raise ImportError(distributed.INSTALL_HINT)
     if not isinstance(problem, MFGProblem):
-        raise ValueError("comm: a distributed solve is for time-dependent problems (MFGProblem); the ergodic "
-                         "problem is solved serially (or on a mesh with backend='fem')")
+        raise ValueError("a distributed finite-difference solve (mpiexec -n N, or comm=) is for time-dependent "
+                         "problems; the ergodic problem on a grid is solved on one rank (on a mesh, backend='fem' "
+                         "distributes it)")
     if method != "newton":
         raise ValueError(f"comm: a distributed solve uses method='newton', got method={method!r}")
     if initial is not None:

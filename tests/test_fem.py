@@ -497,3 +497,34 @@ def test_periodic_b2_serial_and_mpi_agree(tmp_path):
         summary, (runs[n], _) = cli_solve(cfg, tmp_path / f"o{n}", n)
         assert summary["mass_error"] < 1e-12
     assert np.abs(runs[1] - runs[2]).max() < 1e-9
+
+
+def test_fem_petsc_options_have_a_fixed_prefix_and_are_removed(mp):
+    """The step solvers read ``mfgpde_fem_sweep_*`` / ``mfgpde_fem_step_*``: a user's option is kept
+    (the scheme's defaults never overwrite it) and the scheme's own defaults are removed after the
+    solve, so nothing of one solve leaks into the next (they used to pile up under per-object keys)."""
+    from petsc4py import PETSc
+
+    from mfgpde.fem.domain import MeshDomain
+    from mfgpde.fem.scheme import FEMScheme
+    from mfgpde.fem.solve import problem_on_mesh
+
+    def ours():
+        return {k: v for k, v in PETSc.Options().getAll().items() if k.startswith("mfgpde")}
+
+    before = ours()
+    prob, _ = c3_problem(mp, MeshDomain.interval(30, (-2.0, 2.0)), nt=6)
+    opts = PETSc.Options()
+    opts["mfgpde_fem_sweep_ksp_type"] = "gmres"  # a user's choice for the half-sweeps' steps
+    try:
+        r = mp.solve(prob, tol=1e-10)
+        assert r.converged
+        assert ours() == {**before, "mfgpde_fem_sweep_ksp_type": "gmres"}
+        sc = FEMScheme(problem_on_mesh(prob))
+        _, d, _, phiS = sc._level(np.zeros(sc.n), np.ones(sc.n))
+        ksp = sc.ksp("hjb_sweep", sc.hjb_matrix(d, phiS, key="sweep", level=0))
+        assert ksp.getType() == "gmres" and ksp.getOptionsPrefix() == FEMScheme.OPTIONS_PREFIXES["sweep"]
+        sc.destroy()
+    finally:
+        opts.delValue("mfgpde_fem_sweep_ksp_type")
+    assert ours() == before

@@ -21,9 +21,10 @@ What is distributed, and by whom:
   block-triangular backward-HJB / forward-FP sweep as the serial solver
   (:mod:`mfgpde.iterations.krylov`);
 * the spatial step solves of that sweep and of the half-sweeps: PETSc KSP on per-step AIJ
-  matrices assembled from the stencils (``setValuesCOO``), BiCGStab with block-Jacobi / ILU(0) by
-  default, changeable through the PETSc options database under the prefix ``mfgpde_step_``
-  (and ``mfgpde_newton_`` for the outer FGMRES), e.g. ``-mfgpde_step_pc_type gamg``;
+  matrices assembled from the stencils (``setValuesCOO``), GMRES with block Jacobi / ILU(0) by
+  default, changeable through the PETSc options database under the prefixes ``mfgpde_step_``
+  (the preconditioner's steps), ``mfgpde_sweep_`` (the half-sweeps' steps) and
+  ``mfgpde_newton_`` (the outer FGMRES), e.g. ``petsc_options={"step_pc_type": "gamg"}``;
 * reductions (norms, the line search's merit, mass): ``MPI_Allreduce`` on scalars.
 
 The Newton iteration itself is :func:`mfgpde.iterations.newton.newton`, the serial driver: this
@@ -141,7 +142,8 @@ class DistributedFDScheme:
     comm : mpi4py.MPI.Comm
     petsc_options : dict, optional
         PETSc options set under the prefix ``mfgpde_`` for this solve and removed afterwards,
-        e.g. ``{"step_pc_type": "gamg", "newton_ksp_monitor": None}``.
+        e.g. ``{"step_pc_type": "gamg", "newton_ksp_monitor": None}``: keys start with
+        ``step_``, ``sweep_`` or ``newton_``.
     """
 
     def __init__(self, problem, comm, petsc_options=None):
@@ -153,12 +155,14 @@ class DistributedFDScheme:
         if getattr(g, "is_mesh", False) or not isinstance(g, TensorGrid):
             raise ValueError("a distributed finite-difference solve needs a TensorGrid problem")
         if problem.nu <= 0:
-            raise ValueError("a distributed finite-difference solve needs nu > 0 (the first-order case uses "
-                             "viscosity continuation, which runs serially); solve nu = 0 problems without comm")
+            raise ValueError("a distributed finite-difference solve (mpiexec -n N, or comm=) needs nu > 0: the "
+                             "first-order case uses a viscosity continuation, which runs on one rank; solve it without "
+                             "mpiexec / comm")
         for term in getattr(problem.coupling, "terms", [problem.coupling]) + [problem.terminal]:
             if not getattr(term, "local", True):
-                raise ValueError(f"a distributed finite-difference solve needs local couplings; "
-                                 f"{type(term).__name__} is nonlocal (it needs all of m on every rank)")
+                raise ValueError(f"a distributed finite-difference solve (mpiexec -n N, or comm=) needs local couplings; "
+                                 f"{type(term).__name__} is nonlocal (it needs all of m on every rank); solve it "
+                                 "without mpiexec / comm")
         self.grid = g
         self.nt, self.dt = problem.nt, problem.dt
         self._options = {}
@@ -196,6 +200,7 @@ class DistributedFDScheme:
             db[key] = value
             self._options[key] = value
         self._step = _StepSolver(self)
+        self._krylov = None
 
     # ------------------------------------------------------------------ PETSc plumbing
 
@@ -203,6 +208,9 @@ class DistributedFDScheme:
         """Free the PETSc objects and remove the options this solve set."""
         if getattr(self, "_step", None) is not None:
             self._step.destroy()
+        if getattr(self, "_krylov", None) is not None:
+            self._krylov.free()
+            self._krylov = None
         for da in getattr(self, "_stack_das", {}).values():
             da[0].destroy()
             da[1].destroy()
@@ -284,7 +292,9 @@ class DistributedFDScheme:
         Same signature and returns as :func:`mfgpde.iterations.krylov.solve_newton_system`
         (``reuse`` is ignored: the step solves have no factorisation worth lagging).
         """
-        return _newton_system(self, lin, rhs, rtol, maxiter)
+        if self._krylov is None:
+            self._krylov = _NewtonKrylov(self)
+        return self._krylov.solve(lin, rhs, rtol, maxiter)
 
     # ------------------------------------------------------------------ half-sweeps
     def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=50):
@@ -475,72 +485,89 @@ class _StepSolver:
         self.ksp = self.A = self.pc_ksp = self.pc_A = self.x = self.b = None
 
 
-def _newton_system(scheme, lin, rhs, rtol, maxiter):
-    """PETSc FGMRES on ``J dz = rhs``, matrix-free, with the block-triangular sweep preconditioner."""
-    PETSc = scheme.PETSc
-    nt, N, dt, own = scheme.nt, scheme.N, scheme.dt, scheme.owned
-    n_local = 2 * (nt + 1) * N
-    n_global = 2 * (nt + 1) * scheme.grid.size
-    step = scheme._step
+class _NewtonKrylov:
+    """PETSc FGMRES on ``J dz = rhs``, matrix-free, with the block-triangular sweep preconditioner.
 
-    def split(z):
+    The shell matrix, the KSP and its vectors live as long as the scheme: each Newton step only
+    swaps in its linearisation (re-creating them per step left the freed Krylov basis of every
+    step in the process's peak memory).
+    """
+
+    def __init__(self, scheme):
+        PETSc = scheme.PETSc
+        self.scheme, self.lin = scheme, None
+        nt, N = scheme.nt, scheme.N
+        n_local, n_global = 2 * (nt + 1) * N, 2 * (nt + 1) * scheme.grid.size
+        self.J = PETSc.Mat().createPython(((n_local, n_global), (n_local, n_global)), self, comm=scheme.pcomm)
+        self.J.setUp()
+        ksp = self.ksp = PETSc.KSP().create(comm=scheme.pcomm)
+        ksp.setOptionsPrefix(OPTIONS_PREFIX + "newton_")
+        # the step solves are Krylov iterations to a tolerance: a preconditioner that varies a little
+        # between applications, which FGMRES allows
+        ksp.setType(PETSc.KSP.Type.FGMRES)
+        ksp.setGMRESRestart(30)  # each FGMRES vector pair is 2 (N_t + 1) N_owned x 16 bytes
+        ksp.setOperators(self.J)
+        pc = ksp.getPC()
+        pc.setType(PETSc.PC.Type.PYTHON)
+        pc.setPythonContext(_Sweep(self))
+        ksp.setFromOptions()
+        self.b, self.x = self.J.createVecRight(), self.J.createVecLeft()
+
+    def split(self, z, points):
+        nt = self.scheme.nt
         z = np.asarray(z)
-        return z[: (nt + 1) * N].reshape(nt + 1, N), z[(nt + 1) * N:].reshape(nt + 1, N)
+        return z[: (nt + 1) * points].reshape(nt + 1, points), z[(nt + 1) * points:].reshape(nt + 1, points)
 
-    class Jacobian:
-        def mult(self, mat, x, y):
-            dU, dM = split(x.getArray(readonly=True))
-            both = scheme.ghosted(np.concatenate([dU, dM]))
-            yl = lin.matvec(both.ravel())
-            yU, yM = split_patch(yl)
-            y.getArray()[:] = np.concatenate([yU[:, own].ravel(), yM[:, own].ravel()])
+    def mult(self, mat, x, y):
+        """``y = J x`` (the shell matrix's product): ghost exchange, the patch's matvec, owned rows."""
+        sch = self.scheme
+        dU, dM = self.split(x.getArray(readonly=True), sch.N)
+        both = sch.ghosted(np.concatenate([dU, dM]))
+        yU, yM = self.split(self.lin.matvec(both.ravel()), sch.patch.size)
+        y.getArray()[:] = np.concatenate([yU[:, sch.owned].ravel(), yM[:, sch.owned].ravel()])
 
-    P = scheme.patch.size
+    def solve(self, lin, rhs, rtol, maxiter):
+        self.lin = lin
+        try:
+            self.ksp.setTolerances(rtol=rtol, atol=0.0, max_it=maxiter)
+            self.b.getArray()[:] = rhs
+            self.x.set(0.0)
+            self.ksp.solve(self.b, self.x)
+            ok = self.ksp.getConvergedReason() > 0
+            return self.x.getArray(readonly=True).copy(), int(self.ksp.getIterationNumber()), ok, None
+        finally:
+            self.lin = None  # the linearisation is freed with the Newton step that made it
 
-    def split_patch(z):
-        return z[: (nt + 1) * P].reshape(nt + 1, P), z[(nt + 1) * P:].reshape(nt + 1, P)
-
-    class Sweep:
-        def apply(self, pc, r, z):
-            a, b = split(r.getArray(readonly=True))
-            b = b.copy()
-            x = np.empty((nt + 1, N))
-            x[nt] = a[nt]
-            for n in range(nt - 1, -1, -1):
-                x[n] = step.apply(lin.vals_uu[n], a[n] + x[n + 1] / dt)
-            b[1:] -= lin.hessian(scheme.ghosted(x[:nt]))[:, own]
-            y = np.empty((nt + 1, N))
-            y[0] = b[0]
-            for n in range(nt):
-                # the FP steps solve with B_n^T, whose stencils the linearisation holds on the patch
-                y[n + 1] = step.apply(lin.vals_mmT[n], b[n + 1] + y[n] / dt)
-            z.getArray()[:] = np.concatenate([x.ravel(), y.ravel()])
-
-    J = PETSc.Mat().createPython(((n_local, n_global), (n_local, n_global)), Jacobian(), comm=scheme.pcomm)
-    J.setUp()
-    ksp = PETSc.KSP().create(comm=scheme.pcomm)
-    ksp.setOptionsPrefix(OPTIONS_PREFIX + "newton_")
-    # the step solves are Krylov iterations to a tolerance: a preconditioner that varies a little
-    # between applications, which FGMRES allows
-    ksp.setType(PETSc.KSP.Type.FGMRES)
-    ksp.setGMRESRestart(30)  # each FGMRES vector pair is 2 (N_t + 1) N_owned x 16 bytes
-    ksp.setOperators(J)
-    pc = ksp.getPC()
-    pc.setType(PETSc.PC.Type.PYTHON)
-    pc.setPythonContext(Sweep())
-    ksp.setTolerances(rtol=rtol, atol=0.0, max_it=maxiter)
-    ksp.setFromOptions()
-    b, x = J.createVecRight(), J.createVecLeft()
-    try:
-        b.getArray()[:] = rhs
-        x.set(0.0)
-        ksp.solve(b, x)
-        reason = ksp.getConvergedReason()
-        its = ksp.getIterationNumber()
-        return x.getArray(readonly=True).copy(), int(its), reason > 0, None
-    finally:
-        for obj in (ksp, J, b, x):
+    def free(self):
+        # (not `destroy`: PETSc calls the shell context's destroy(mat) when the matrix goes)
+        for obj in (self.ksp, self.J, self.b, self.x):
             obj.destroy()
+
+
+class _Sweep:
+    """The block-triangular preconditioner as a PETSc shell PC: the backward HJB sweep, the
+    coupling block, the forward FP sweep, each step a distributed KSP solve (:class:`_StepSolver`)."""
+
+    def __init__(self, owner):
+        self.owner = owner
+
+    def apply(self, pc, r, z):
+        own = self.owner
+        sch, lin = own.scheme, own.lin
+        nt, N, dt, step = sch.nt, sch.N, sch.dt, sch._step
+        a, b = own.split(r.getArray(readonly=True), N)
+        b = b.copy()
+        x = np.empty((nt + 1, N))
+        x[nt] = a[nt]
+        for n in range(nt - 1, -1, -1):
+            x[n] = step.apply(lin.vals_uu[n], a[n] + x[n + 1] / dt)
+        b[1:] -= lin.hessian(sch.ghosted(x[:nt]))[:, sch.owned]
+        y = np.empty((nt + 1, N))
+        y[0] = b[0]
+        for n in range(nt):
+            # the FP steps solve with B_n^T, whose stencils the linearisation holds on the patch
+            y[n + 1] = step.apply(lin.vals_mmT[n], b[n + 1] + y[n] / dt)
+        z.getArray()[:] = np.concatenate([x.ravel(), y.ravel()])
 
 
 def solve_distributed(problem, comm, tol=1e-10, max_iter=50, verbose=None, petsc_options=None):

@@ -129,6 +129,7 @@ class FEMScheme:
             raise ValueError(f"linear_solver must be 'auto', 'direct' or 'iterative', got {linear_solver!r}")
         self.linear_solver = "direct" if linear_solver == "auto" else linear_solver
         self._ksps = {}
+        self._set_options = set()
         self._mats = {}
         if parallel_step not in ("asm", "mumps"):
             raise ValueError(f"parallel_step must be 'asm' or 'mumps', got {parallel_step!r}")
@@ -278,6 +279,12 @@ class FEMScheme:
         self._mats[key] = A
         return A
 
+    #: PETSc options prefixes of the step solvers: the half-sweeps' steps, and the Newton
+    #: preconditioner's steps (``-mfgpde_fem_step_pc_type gamg`` on the command line, or
+    #: ``PETSc.Options()["mfgpde_fem_step_pc_type"] = "gamg"`` before the solve, overrides the
+    #: defaults below, which are set only where the user has not set the option).
+    OPTIONS_PREFIXES = {"sweep": "mfgpde_fem_sweep_", "step": "mfgpde_fem_step_"}
+
     def ksp(self, key, A):
         """A persistent solver for the step matrix ``A`` (refactorised when A changes)."""
         from petsc4py import PETSc
@@ -286,10 +293,16 @@ class FEMScheme:
         if ksp is None:
             ksp = PETSc.KSP().create(self.dom.comm)
             parallel = self.dom.comm.size > 1
-            sweep = key in ("hjb_sweep", "fp_sweep_ilu")
+            sweep = key in ("hjb_sweep", "fp_sweep", "fp_sweep_ilu")
             opts = PETSc.Options()
-            prefix = f"mfgpde_{id(self)}_{len(self._ksps)}_"
+            prefix = self.OPTIONS_PREFIXES["sweep" if sweep else "step"]
             ksp.setOptionsPrefix(prefix)
+
+            def default(name, value):  # an option of ours, unless the user set it; removed by destroy()
+                if not opts.hasName(prefix + name):
+                    opts[prefix + name] = value
+                    self._set_options.add(prefix + name)
+
             if self.linear_solver == "direct" and not sweep:
                 ksp.setType("preonly")
                 if parallel and self.parallel_pc == "mumps":
@@ -301,8 +314,8 @@ class FEMScheme:
                     # Schwarz with a wide overlap and a sparse LU per rank (GMRES absorbs the rest)
                     ksp.getPC().setType("asm")
                     ksp.getPC().setASMOverlap(self.asm_overlap)
-                    opts[prefix + "sub_ksp_type"] = "preonly"
-                    opts[prefix + "sub_pc_type"] = "lu"
+                    default("sub_ksp_type", "preonly")
+                    default("sub_pc_type", "lu")
                 else:
                     ksp.getPC().setType("lu")
             else:
@@ -312,7 +325,7 @@ class FEMScheme:
                 if parallel:
                     ksp.getPC().setType("asm")
                     ksp.getPC().setASMOverlap(1)
-                    opts[prefix + "sub_pc_type"] = "ilu"
+                    default("sub_pc_type", "ilu")
                 else:
                     ksp.getPC().setType("ilu")
                 # inexact inner Newton (the HJB step residual is checked) and an initial guess (FP): 1e-9 suffices
@@ -321,6 +334,18 @@ class FEMScheme:
             self._ksps[key] = ksp
         ksp.setOperators(A)
         return ksp
+
+    def destroy(self):
+        """Free the step solvers and remove the PETSc options this scheme set."""
+        from petsc4py import PETSc
+
+        for ksp in self._ksps.values():
+            ksp.destroy()
+        self._ksps = {}
+        opts = PETSc.Options()
+        for name in self._set_options:
+            opts.delValue(name)
+        self._set_options = set()
 
     def solve_with(self, key, A, rhs, transpose=False):
         ksp = self.ksp(key, A)

@@ -72,21 +72,24 @@ def solve_fem(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, v
     if p.grid.comm.rank != 0:
         verbose = False  # one progress line per iteration, from rank 0
     scheme = FEMScheme(p, linear_solver=linear_solver)
-    U0 = M0 = None
-    if initial is not None:
-        U0, M0 = (initial.U_local, initial.m_local) if hasattr(initial, "U_local") else initial
-        U0, M0 = np.asarray(U0, float), np.asarray(M0, float)
-        if U0.shape != (p.nt + 1, scheme.n) or M0.shape != U0.shape:
-            raise ValueError(f"initial: expected this rank's arrays of shape {(p.nt + 1, scheme.n)}")
-    if method == "newton":
-        if not p.hamiltonian.has_second_derivatives:
-            raise ValueError("method='newton' needs a Hamiltonian with phi_SS; use method='fixed_point'")
-        if U0 is None:
-            # a few damped fixed-point sweeps bring Newton into its basin; from one sweep the first
-            # Newton steps stall on transport-dominated problems (crowd room, B2) and cost more
-            U0, M0 = scheme.damped_sweeps(np.tile(scheme.m0, (p.nt + 1, 1)), start_sweeps)
-        U, M, log, status = newton_snes(scheme, U0, M0, tol=tol, max_iter=max_iter or 50, verbose=verbose)
-    else:
-        U, M, log, status = fixed_point(scheme, tol=tol, max_iter=max_iter or 1000, damping=damping,
-                                        fictitious=(method == "fictitious_play"), M0=M0, verbose=verbose)
+    try:
+        U0 = M0 = None
+        if initial is not None:
+            U0, M0 = (initial.U_local, initial.m_local) if hasattr(initial, "U_local") else initial
+            U0, M0 = np.asarray(U0, float), np.asarray(M0, float)
+            if U0.shape != (p.nt + 1, scheme.n) or M0.shape != U0.shape:
+                raise ValueError(f"initial: expected this rank's arrays of shape {(p.nt + 1, scheme.n)}")
+        if method == "newton":
+            if not p.hamiltonian.has_second_derivatives:
+                raise ValueError("method='newton' needs a Hamiltonian with phi_SS; use method='fixed_point'")
+            if U0 is None:
+                # a few damped fixed-point sweeps bring Newton into its basin; from one sweep the first
+                # Newton steps stall on transport-dominated problems (crowd room, B2) and cost more
+                U0, M0 = scheme.damped_sweeps(np.tile(scheme.m0, (p.nt + 1, 1)), start_sweeps)
+            U, M, log, status = newton_snes(scheme, U0, M0, tol=tol, max_iter=max_iter or 50, verbose=verbose)
+        else:
+            U, M, log, status = fixed_point(scheme, tol=tol, max_iter=max_iter or 1000, damping=damping,
+                                            fictitious=(method == "fictitious_play"), M0=M0, verbose=verbose)
+    finally:
+        scheme.destroy()  # the step solvers and the PETSc options the scheme set
     return FEMResult.from_arrays(p, U, M, log, status, method, time.perf_counter() - t0)

@@ -110,6 +110,7 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
                 if P is not reused:
                     fresh_its, reused = kits, P
                 log.records[-1]["krylov_iterations"] = kits
+                del lin  # before the next linearisation is built: one alive at a time (O(N_t N) each)
         except RuntimeError as exc:  # singular factor
             log.records[-1]["message"] = str(exc)
             return U, M, log, "singular_jacobian"
