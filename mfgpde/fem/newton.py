@@ -140,6 +140,11 @@ class _SweepPC:
         y.array[:] = Z.ravel()
 
 
+#: PETSc options prefix of the FEM Newton solver (SNES and its KSP); the step solvers of its
+#: preconditioner use :attr:`mfgpde.fem.scheme.FEMScheme.OPTIONS_PREFIXES`.
+NEWTON_OPTIONS_PREFIX = "mfgpde_fem_newton_"
+
+
 def newton_snes(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, krylov_rtol=1e-11, globalize=True,
                 progress=0.1, sweeps=4, damping=0.5, symmetric_pc=False):
     """Newton (PETSc SNES) on the FEM system from ``(U0, M0)``.
@@ -208,6 +213,10 @@ def newton_snes(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, krylov_rto
     pc = ksp.getPC()
     pc.setType("python")
     pc.setPythonContext(_SweepPC(op, shape, symmetric=symmetric_pc))
+    # a fixed, documented prefix: -mfgpde_fem_newton_snes_monitor, -mfgpde_fem_newton_ksp_type ... in the
+    # options database override the choices above (nothing is set there by default)
+    snes.setOptionsPrefix(NEWTON_OPTIONS_PREFIX)
+    snes.setFromOptions()
 
     def converged(snes, it, norms):
         f = snes.getFunction()[0]

@@ -293,9 +293,9 @@ class FEMScheme:
         if ksp is None:
             ksp = PETSc.KSP().create(self.dom.comm)
             parallel = self.dom.comm.size > 1
-            sweep = key in ("hjb_sweep", "fp_sweep", "fp_sweep_ilu")
+            sweep = key in ("hjb_sweep", "fp_sweep_ilu")  # iterative; the exact FP sweep ("fp_sweep") factorises
             opts = PETSc.Options()
-            prefix = self.OPTIONS_PREFIXES["sweep" if sweep else "step"]
+            prefix = self.OPTIONS_PREFIXES["sweep" if key in ("hjb_sweep", "fp_sweep", "fp_sweep_ilu") else "step"]
             ksp.setOptionsPrefix(prefix)
 
             def default(name, value):  # an option of ours, unless the user set it; removed by destroy()
