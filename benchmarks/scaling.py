@@ -37,6 +37,12 @@ import numpy as np
 import mfgpde as mp
 
 def problem(n):
+    if {dim} == 3:  # CUBE3D of benchmarks/run.py
+        g = mp.TensorGrid([(0, 1)] * 3, n, "periodic")
+        return mp.MFGProblem(g, 1.0, n, 0.1, mp.QuadraticHamiltonian(),
+                             lambda x, y, z: 1 + 0.5 * np.cos(2 * np.pi * x) * np.cos(2 * np.pi * z),
+                             coupling=mp.LogCoupling(), terminal=lambda x, y, z: 0.5 * np.cos(2 * np.pi * (x + y)),
+                             normalize=True)
     g = mp.TensorGrid([(0, 1), (0, 1)], n, "periodic")
     return mp.MFGProblem(g, 1.0, n, 0.1, mp.QuadraticHamiltonian(),
                          lambda x, y: 1 + 0.5 * np.cos(2 * np.pi * x) * np.cos(2 * np.pi * y),
@@ -44,7 +50,7 @@ def problem(n):
                              lambda x, y: np.sin(2 * np.pi * x) + np.cos(2 * np.pi * y)),
                          terminal=lambda x, y: 0.5 * np.cos(2 * np.pi * (x - y)), normalize=True)
 
-mp.solve(problem(16), tol=1e-8, verbose=False)
+mp.solve(problem(8 if {dim} == 3 else 16), tol=1e-8, verbose=False)
 t0 = time.perf_counter()
 r = mp.solve(problem({n}), tol=1e-8, verbose=False, linear_solver={linear_solver!r})
 wall = time.perf_counter() - t0
@@ -63,6 +69,12 @@ import mfgpde as mp
 from mfgpde.fd.distributed import solve_distributed
 
 def problem(n):
+    if {dim} == 3:  # CUBE3D of benchmarks/run.py
+        g = mp.TensorGrid([(0, 1)] * 3, n, "periodic")
+        return mp.MFGProblem(g, 1.0, n, 0.1, mp.QuadraticHamiltonian(),
+                             lambda x, y, z: 1 + 0.5 * np.cos(2 * np.pi * x) * np.cos(2 * np.pi * z),
+                             coupling=mp.LogCoupling(), terminal=lambda x, y, z: 0.5 * np.cos(2 * np.pi * (x + y)),
+                             normalize=True)
     g = mp.TensorGrid([(0, 1), (0, 1)], n, "periodic")
     return mp.MFGProblem(g, 1.0, n, 0.1, mp.QuadraticHamiltonian(),
                          lambda x, y: 1 + 0.5 * np.cos(2 * np.pi * x) * np.cos(2 * np.pi * y),
@@ -71,7 +83,7 @@ def problem(n):
                          terminal=lambda x, y: 0.5 * np.cos(2 * np.pi * (x - y)), normalize=True)
 
 comm = MPI.COMM_WORLD
-solve_distributed(problem(16), comm, tol=1e-8, verbose=False)
+solve_distributed(problem(8 if {dim} == 3 else 16), comm, tol=1e-8, verbose=False)
 comm.barrier()
 t0 = time.perf_counter()
 r = solve_distributed(problem({n}), comm, tol=1e-8, verbose=False)
@@ -85,12 +97,12 @@ if comm.rank == 0:
 """
 
 
-def run_ranks(n, ranks):
+def run_ranks(n, ranks, dim=2):
     env = dict(os.environ)
     for key in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MFGPDE_THREADS"):
         env[key] = "1"
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    out = subprocess.run([mpiexec, "-n", str(ranks), sys.executable, "-c", CHILD_MPI.format(root=ROOT, n=n)],
+    out = subprocess.run([mpiexec, "-n", str(ranks), sys.executable, "-c", CHILD_MPI.format(root=ROOT, n=n, dim=dim)],
                          env=env, capture_output=True, text=True)
     if out.returncode != 0:
         return {"ranks": ranks, "error": out.stderr[-2000:]}
@@ -102,14 +114,15 @@ def run_ranks(n, ranks):
 def main_ranks(args):
     from mfgpde.result import write_json
 
-    res = {"case": f"LOG2D {args.n}^2 x {args.n}, residual 1e-8, distributed FD (PETSc DMDA)",
+    case = f"CUBE3D {args.n}^3" if args.dim == 3 else f"LOG2D {args.n}^2"
+    res = {"case": f"{case} x {args.n}, residual 1e-8, distributed FD (PETSc DMDA)",
            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "node": platform.node()},
-           "date": time.strftime("%Y-%m-%d %H:%M:%S"), "serial_reference": run(args.n, 1, "auto"), "runs": []}
+           "date": time.strftime("%Y-%m-%d %H:%M:%S"), "serial_reference": run(args.n, 1, "auto", args.dim), "runs": []}
     ref = res["serial_reference"]
     print("[scaling] serial solver (1 thread): " + (f"{ref['wall_time_s']:.2f} s" if "error" not in ref
                                                      else ref["error"][-300:]), file=sys.stderr, flush=True)
     for r in args.ranks:
-        rec = run_ranks(args.n, r)
+        rec = run_ranks(args.n, r, args.dim)
         res["runs"].append(rec)
         base = res["runs"][0].get("wall_time_s")
         if base and "wall_time_s" in rec:
@@ -121,11 +134,11 @@ def main_ranks(args):
     return res
 
 
-def run(n, workers, linear_solver):
+def run(n, workers, linear_solver, dim=2):
     env = dict(os.environ)
     for key in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MFGPDE_THREADS"):
         env[key] = str(workers)
-    code = CHILD.format(root=ROOT, n=n, linear_solver=linear_solver)
+    code = CHILD.format(root=ROOT, n=n, linear_solver=linear_solver, dim=dim)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         return {"workers": workers, "error": out.stderr[-2000:]}
@@ -140,6 +153,8 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, nargs="*", default=None,
                     help="thread counts (default 1, 2, 4, ... up to the number of cores)")
     ap.add_argument("--linear-solver", default="auto", choices=("auto", "direct", "iterative"))
+    ap.add_argument("--dim", type=int, default=2, choices=(2, 3),
+                    help="2: LOG2D (n^2 points), 3: CUBE3D of benchmarks/run.py (n^3 points), n steps")
     ap.add_argument("--ranks", type=int, nargs="*", default=None,
                     help="MPI rank counts of the distributed FD solver (instead of threads)")
     ap.add_argument("--out", default=None, help="JSON file (default results/scaling.json, or scaling_ranks.json)")
@@ -162,11 +177,12 @@ def main(argv=None):
     sys.path.insert(0, ROOT)
     from mfgpde.result import write_json
 
-    res = {"case": f"LOG2D {args.n}^2 x {args.n}, residual 1e-8", "linear_solver": args.linear_solver,
+    case = f"CUBE3D {args.n}^3" if args.dim == 3 else f"LOG2D {args.n}^2"
+    res = {"case": f"{case} x {args.n}, residual 1e-8", "linear_solver": args.linear_solver,
            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "node": platform.node()},
            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": []}
     for w in workers:
-        rec = run(args.n, w, args.linear_solver)
+        rec = run(args.n, w, args.linear_solver, args.dim)
         res["runs"].append(rec)
         base = res["runs"][0].get("wall_time_s")
         if base and "wall_time_s" in rec:
