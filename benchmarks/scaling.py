@@ -30,13 +30,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-CHILD = r"""
-import json, resource, sys, time
-sys.path.insert(0, {root!r})
-import numpy as np
-import mfgpde as mp
-
-def problem(n):
+#: the benchmark problem, shared by the two child scripts (formatted with the dimension first)
+PROBLEM = r"""def problem(n):
     if {dim} == 3:  # CUBE3D of benchmarks/run.py
         g = mp.TensorGrid([(0, 1)] * 3, n, "periodic")
         return mp.MFGProblem(g, 1.0, n, 0.1, mp.QuadraticHamiltonian(),
@@ -49,8 +44,15 @@ def problem(n):
                          coupling=mp.LogCoupling() + mp.PotentialCoupling(
                              lambda x, y: np.sin(2 * np.pi * x) + np.cos(2 * np.pi * y)),
                          terminal=lambda x, y: 0.5 * np.cos(2 * np.pi * (x - y)), normalize=True)
+"""
 
-mp.solve(problem(8 if {dim} == 3 else 16), tol=1e-8, verbose=False)
+CHILD = r"""
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+import numpy as np
+import mfgpde as mp
+
+{problem}mp.solve(problem(8 if {dim} == 3 else 16), tol=1e-8, verbose=False)
 t0 = time.perf_counter()
 r = mp.solve(problem({n}), tol=1e-8, verbose=False, linear_solver={linear_solver!r})
 wall = time.perf_counter() - t0
@@ -68,21 +70,7 @@ import numpy as np
 import mfgpde as mp
 from mfgpde.fd.distributed import solve_distributed
 
-def problem(n):
-    if {dim} == 3:  # CUBE3D of benchmarks/run.py
-        g = mp.TensorGrid([(0, 1)] * 3, n, "periodic")
-        return mp.MFGProblem(g, 1.0, n, 0.1, mp.QuadraticHamiltonian(),
-                             lambda x, y, z: 1 + 0.5 * np.cos(2 * np.pi * x) * np.cos(2 * np.pi * z),
-                             coupling=mp.LogCoupling(), terminal=lambda x, y, z: 0.5 * np.cos(2 * np.pi * (x + y)),
-                             normalize=True)
-    g = mp.TensorGrid([(0, 1), (0, 1)], n, "periodic")
-    return mp.MFGProblem(g, 1.0, n, 0.1, mp.QuadraticHamiltonian(),
-                         lambda x, y: 1 + 0.5 * np.cos(2 * np.pi * x) * np.cos(2 * np.pi * y),
-                         coupling=mp.LogCoupling() + mp.PotentialCoupling(
-                             lambda x, y: np.sin(2 * np.pi * x) + np.cos(2 * np.pi * y)),
-                         terminal=lambda x, y: 0.5 * np.cos(2 * np.pi * (x - y)), normalize=True)
-
-comm = MPI.COMM_WORLD
+{problem}comm = MPI.COMM_WORLD
 solve_distributed(problem(8 if {dim} == 3 else 16), comm, tol=1e-8, verbose=False)
 comm.barrier()
 t0 = time.perf_counter()
@@ -102,7 +90,8 @@ def run_ranks(n, ranks, dim=2):
     for key in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MFGPDE_THREADS"):
         env[key] = "1"
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    out = subprocess.run([mpiexec, "-n", str(ranks), sys.executable, "-c", CHILD_MPI.format(root=ROOT, n=n, dim=dim)],
+    code = CHILD_MPI.format(root=ROOT, n=n, dim=dim, problem=PROBLEM.replace("{dim}", str(dim)))
+    out = subprocess.run([mpiexec, "-n", str(ranks), sys.executable, "-c", code],
                          env=env, capture_output=True, text=True)
     if out.returncode != 0:
         return {"ranks": ranks, "error": out.stderr[-2000:]}
@@ -138,7 +127,8 @@ def run(n, workers, linear_solver, dim=2):
     env = dict(os.environ)
     for key in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MFGPDE_THREADS"):
         env[key] = str(workers)
-    code = CHILD.format(root=ROOT, n=n, linear_solver=linear_solver, dim=dim)
+    code = CHILD.format(root=ROOT, n=n, linear_solver=linear_solver, dim=dim,
+                        problem=PROBLEM.replace("{dim}", str(dim)))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         return {"workers": workers, "error": out.stderr[-2000:]}
