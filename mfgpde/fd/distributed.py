@@ -41,6 +41,7 @@ import numpy as np
 
 from ..grid import TensorGrid
 from ..iterations.base import ConvergenceError
+from ..problem import _Drift
 from . import kernels
 from .linearisation import Linearisation
 from .scheme import FDScheme
@@ -106,17 +107,6 @@ class PatchGrid(TensorGrid):
         return values
 
 
-class _LocalDrift:
-    """The drift of the global problem, cut to a patch."""
-
-    def __init__(self, drift, grid):
-        self.drift, self.grid = drift, grid
-        self.time_dependent = drift.time_dependent
-
-    def at(self, t):
-        return self.grid.restrict(self.drift.at(t))
-
-
 class _LocalProblem:
     """The data of an :class:`MFGProblem` on one rank's patch (what :class:`FDScheme` reads)."""
 
@@ -125,7 +115,10 @@ class _LocalProblem:
         self.T, self.nt, self.nu, self.dt = problem.T, problem.nt, problem.nu, problem.dt
         self.hamiltonian, self.coupling, self.terminal = problem.hamiltonian, problem.coupling, problem.terminal
         self.m0 = grid.restrict(problem.m0)
-        self.drift = None if problem.drift is None else _LocalDrift(problem.drift, grid)
+        # a drift callable is evaluated on the patch (its periodic ghosts carry wrapped coordinates),
+        # not on the global grid at every step; a drift array is cut to the patch
+        b = None if problem.drift is None else problem.drift.b
+        self.drift = None if b is None else _Drift(b if callable(b) else grid.restrict(np.asarray(b, float)), grid)
         self.name = problem.name
 
 
