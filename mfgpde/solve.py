@@ -86,6 +86,10 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         backend = "fem" if getattr(problem.grid, "is_mesh", False) else "fd"
     if backend == "fd" and getattr(problem.grid, "is_mesh", False):
         raise ValueError("backend='fd' needs a TensorGrid; this problem lives on a mesh, use backend='fem'")
+    if backend == "fem" and (comm is not None or petsc_options is not None):
+        raise ValueError("comm and petsc_options are for the distributed finite-difference solve; a mesh is "
+                         "distributed by the communicator it was built on, and the FEM solvers read the PETSc options "
+                         "database under mfgpde_fem_newton_, mfgpde_fem_step_ and mfgpde_fem_sweep_")
     if backend == "fem":
         from .fem import require_dolfinx
 

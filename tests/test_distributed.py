@@ -234,3 +234,5 @@ def test_distributed_requests_are_checked_before_any_work():
         DistributedFDScheme(mp.MFGProblem(g, nu=0.1, **base), MPI.COMM_SELF, petsc_options={"ksp_type": "cg"})
     with pytest.warns(UserWarning, match="serial"):
         mp.solve(mp.MFGProblem(g, nu=0.1, **base), petsc_options={"step_pc_type": "gamg"}, max_iter=1)
+    with pytest.raises(ValueError, match="mfgpde_fem_step_"):
+        mp.solve(mp.MFGProblem(g, nu=0.1, **base), backend="fem", petsc_options={"step_pc_type": "gamg"})
