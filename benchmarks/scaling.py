@@ -100,8 +100,21 @@ def run_ranks(n, ranks, dim=2):
     return rec
 
 
-def main_ranks(args):
+def _record(res, rec, label, rss_key, out):
+    """Append one run, its speed-up over the first, print a line and rewrite the JSON."""
     from mfgpde.result import write_json
+
+    res["runs"].append(rec)
+    base = res["runs"][0].get("wall_time_s")
+    if base and "wall_time_s" in rec:
+        rec["speedup"] = base / rec["wall_time_s"]
+    print(f"[scaling] {label}: " + (f"{rec['wall_time_s']:.2f} s  speed-up {rec.get('speedup', 1):.2f}  "
+                                    f"peak RSS {rec[rss_key]:.0f} MB" if "error" not in rec else rec["error"][-300:]),
+          file=sys.stderr, flush=True)
+    write_json(out, res)
+
+
+def main_ranks(args):
 
     case = f"CUBE3D {args.n}^3" if args.dim == 3 else f"LOG2D {args.n}^2"
     res = {"case": f"{case} x {args.n}, residual 1e-8, distributed FD (PETSc DMDA)",
@@ -111,15 +124,7 @@ def main_ranks(args):
     print("[scaling] serial solver (1 thread): " + (f"{ref['wall_time_s']:.2f} s" if "error" not in ref
                                                      else ref["error"][-300:]), file=sys.stderr, flush=True)
     for r in args.ranks:
-        rec = run_ranks(args.n, r, args.dim)
-        res["runs"].append(rec)
-        base = res["runs"][0].get("wall_time_s")
-        if base and "wall_time_s" in rec:
-            rec["speedup"] = base / rec["wall_time_s"]
-        print(f"[scaling] ranks {r:3d}: " + (f"{rec['wall_time_s']:.2f} s  speed-up {rec.get('speedup', 1):.2f}  "
-                                             f"peak RSS/rank {rec['peak_rss_mb_per_rank']:.0f} MB" if "error" not in rec
-                                             else rec["error"][-300:]), file=sys.stderr, flush=True)
-        write_json(args.out, res)
+        _record(res, run_ranks(args.n, r, args.dim), f"ranks {r:3d}", "peak_rss_mb_per_rank", args.out)
     return res
 
 
@@ -165,22 +170,13 @@ def main(argv=None):
     if any(w < 1 for w in workers):
         ap.error("--workers must be >= 1")
     sys.path.insert(0, ROOT)
-    from mfgpde.result import write_json
 
     case = f"CUBE3D {args.n}^3" if args.dim == 3 else f"LOG2D {args.n}^2"
     res = {"case": f"{case} x {args.n}, residual 1e-8", "linear_solver": args.linear_solver,
            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "node": platform.node()},
            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": []}
     for w in workers:
-        rec = run(args.n, w, args.linear_solver, args.dim)
-        res["runs"].append(rec)
-        base = res["runs"][0].get("wall_time_s")
-        if base and "wall_time_s" in rec:
-            rec["speedup"] = base / rec["wall_time_s"]
-        print(f"[scaling] workers {w:3d}: " + (f"{rec['wall_time_s']:.2f} s  speed-up {rec.get('speedup', 1):.2f}  "
-                                               f"peak RSS {rec['peak_rss_mb']:.0f} MB" if "error" not in rec
-                                               else rec["error"][-300:]), file=sys.stderr, flush=True)
-        write_json(args.out, res)
+        _record(res, run(args.n, w, args.linear_solver, args.dim), f"workers {w:3d}", "peak_rss_mb", args.out)
     return res
 
 
