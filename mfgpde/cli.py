@@ -102,7 +102,8 @@ def _solve(args):
     if args.petsc_option:
         opts["petsc_options"] = {**opts.get("petsc_options", {}), **_petsc_options(args.petsc_option)}
     world = _world()
-    if world is not None and not getattr(problem.grid, "is_mesh", False):
+    if world is not None and not getattr(problem.grid, "is_mesh", False) and opts.get("backend", "auto") != "fem":
+        # (a grid configuration with backend = "fem" is solved on a mesh, distributed by DOLFINx)
         if problem.kind == "evolutive":
             # one finite-difference solve over every rank (PETSc DMDA); meshes distribute by their own comm
             opts["comm"] = world

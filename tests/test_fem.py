@@ -503,6 +503,7 @@ def test_fem_petsc_options_have_a_fixed_prefix_and_are_removed(mp):
     """The step solvers read ``mfgpde_fem_sweep_*`` / ``mfgpde_fem_step_*``: a user's option is kept
     (the scheme's defaults never overwrite it) and the scheme's own defaults are removed after the
     solve, so nothing of one solve leaks into the next (they used to pile up under per-object keys)."""
+    from mpi4py import MPI  # noqa: F401  (loads the MPI library petsc4py links to; it must come first)
     from petsc4py import PETSc
 
     from mfgpde.fem.domain import MeshDomain
