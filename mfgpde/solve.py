@@ -75,6 +75,26 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
     -------
     MFGResult
     """
+    backend = _resolve_backend(problem, method, tol, max_iter, damping, backend, linear_solver,
+                               viscosity_continuation, grid_sequencing, comm, petsc_options)
+    opts = dict(method=method, tol=tol, max_iter=max_iter, damping=damping, verbose=verbose, initial=initial,
+                linear_solver=linear_solver)
+    if backend == "fem":
+        return _solve_fem(problem, **opts)
+    if backend == "fd-distributed":
+        return _solve_distributed(problem, comm, petsc_options=petsc_options, **opts)
+    if isinstance(problem, ErgodicMFGProblem):
+        from .ergodic import solve_ergodic
+
+        return solve_ergodic(problem, tol=tol, max_iter=200 if max_iter is None else max_iter, verbose=verbose,
+                             initial=initial)
+    return _solve_fd(problem, viscosity_continuation=viscosity_continuation, grid_sequencing=grid_sequencing, **opts)
+
+
+def _resolve_backend(problem, method, tol, max_iter, damping, backend, linear_solver, viscosity_continuation,
+                     grid_sequencing, comm, petsc_options):
+    """Check every option of :func:`solve` before any work; the backend that will solve:
+    ``"fem"``, ``"fd-distributed"`` (``comm`` of several ranks) or ``"fd"``."""
     if not isinstance(problem, (MFGProblem, ErgodicMFGProblem)):
         raise TypeError(f"problem must be an MFGProblem or ErgodicMFGProblem, got {type(problem).__name__}")
     _check_options(method, tol, max_iter, damping, linear_solver, viscosity_continuation)
@@ -82,60 +102,72 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
         raise ValueError(f"grid_sequencing must be 'auto', True or False, got {grid_sequencing!r}")
     if backend not in ("auto", "fd", "fem"):
         raise ValueError(f"backend must be 'auto', 'fd' (finite differences) or 'fem' (P1 finite elements), got {backend!r}")
+    on_mesh = getattr(problem.grid, "is_mesh", False)
     if backend == "auto":
-        backend = "fem" if getattr(problem.grid, "is_mesh", False) else "fd"
-    if backend == "fd" and getattr(problem.grid, "is_mesh", False):
+        backend = "fem" if on_mesh else "fd"
+    if backend == "fd" and on_mesh:
         raise ValueError("backend='fd' needs a TensorGrid; this problem lives on a mesh, use backend='fem'")
-    if backend == "fem" and (comm is not None or petsc_options is not None):
-        raise ValueError("comm and petsc_options are for the distributed finite-difference solve; a mesh is "
-                         "distributed by the communicator it was built on, and the FEM solvers read the PETSc options "
-                         "database under mfgpde_fem_newton_, mfgpde_fem_step_ and mfgpde_fem_sweep_")
-    if backend == "fem":
-        from .fem import require_dolfinx
-
-        require_dolfinx()
-        if not (np.isfinite(tol) and tol > 0):
-            raise ValueError(f"tol must be > 0, got {tol}")
-        if isinstance(problem, ErgodicMFGProblem):
-            if not getattr(problem.grid, "is_mesh", False):
-                raise ValueError("backend='fem' for an ergodic problem needs a mesh (mfgpde.fem.MeshDomain); "
-                                 "this one is on a TensorGrid: use backend='fd'")
-            from .fem.ergodic import solve_ergodic_mesh
-            return solve_ergodic_mesh(problem, tol=tol, max_iter=200 if max_iter is None else max_iter,
-                                      verbose=verbose, initial=initial)
-        from .fem.solve import solve_fem
-
-        return solve_fem(problem, method=method, tol=tol, max_iter=max_iter, damping=damping, verbose=verbose,
-                         initial=initial, linear_solver=linear_solver)
     if not (np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be > 0, got {tol}")
+    if backend == "fem":
+        _check_fem_options(problem, comm, petsc_options)
+        return "fem"
     if petsc_options is not None and not isinstance(petsc_options, dict):
         raise TypeError(f"petsc_options must be a dict of PETSc options, got {type(petsc_options).__name__}")
-    if petsc_options and getattr(comm, "size", 1) <= 1:
+    distributed = comm is not None and getattr(comm, "size", 1) > 1
+    if petsc_options and not distributed:
         warnings.warn("petsc_options are used by a distributed solve (comm with more than one rank); this solve is "
-                      "serial and does not use them", UserWarning, stacklevel=2)
-    if comm is not None and getattr(comm, "size", 1) > 1:
-        return _solve_distributed(problem, comm, method, tol, max_iter, verbose, initial, petsc_options)
-    t0 = time.perf_counter()
+                      "serial and does not use them", UserWarning, stacklevel=3)
+    return "fd-distributed" if distributed else "fd"
+
+
+def _check_fem_options(problem, comm, petsc_options):
+    if comm is not None or petsc_options is not None:
+        raise ValueError("comm and petsc_options are for the distributed finite-difference solve; a mesh is "
+                         "distributed by the communicator it was built on, and the FEM solvers read the PETSc "
+                         "options database under mfgpde_fem_newton_, mfgpde_fem_step_ and mfgpde_fem_sweep_")
+    if isinstance(problem, ErgodicMFGProblem) and not getattr(problem.grid, "is_mesh", False):
+        raise ValueError("backend='fem' for an ergodic problem needs a mesh (mfgpde.fem.MeshDomain); "
+                         "this one is on a TensorGrid: use backend='fd'")
+
+
+def _solve_fem(problem, method, tol, max_iter, damping, verbose, initial, linear_solver):
+    from .fem import require_dolfinx
+
+    require_dolfinx()
     if isinstance(problem, ErgodicMFGProblem):
-        from .ergodic import solve_ergodic
-        return solve_ergodic(problem, tol=tol, max_iter=200 if max_iter is None else max_iter, verbose=verbose,
-                             initial=initial)
-    if not isinstance(problem, MFGProblem):
-        raise TypeError(f"problem must be an MFGProblem or ErgodicMFGProblem, got {type(problem).__name__}")
+        from .fem.ergodic import solve_ergodic_mesh
+
+        return solve_ergodic_mesh(problem, tol=tol, max_iter=200 if max_iter is None else max_iter,
+                                  verbose=verbose, initial=initial)
+    from .fem.solve import solve_fem
+
+    return solve_fem(problem, method=method, tol=tol, max_iter=max_iter, damping=damping, verbose=verbose,
+                     initial=initial, linear_solver=linear_solver)
+
+
+def _initial_arrays(problem, initial):
+    """``initial`` (an MFGResult or a pair) as ``(U0, M0)`` of shape ``(N_t + 1, N)``, or ``(None, None)``."""
+    if initial is None:
+        return None, None
+    U0, M0 = (initial.U, initial.m) if isinstance(initial, MFGResult) else initial
+    U0 = np.asarray(U0, float).reshape(problem.nt + 1, -1)
+    M0 = np.asarray(M0, float).reshape(problem.nt + 1, -1)
+    if U0.shape != (problem.nt + 1, problem.grid.size) or M0.shape != U0.shape:
+        raise ValueError(f"initial: expected arrays of {(problem.nt + 1,) + problem.grid.shape}")
+    return U0, M0
+
+
+def _solve_fd(problem, method, tol, max_iter, damping, verbose, initial, linear_solver, viscosity_continuation,
+              grid_sequencing):
+    """The serial finite-difference solve of a time-dependent problem."""
     from .memory import FLOATS_PER_SPACE_TIME_POINT, require
 
+    t0 = time.perf_counter()
     require(8 * FLOATS_PER_SPACE_TIME_POINT * (problem.nt + 1) * float(problem.grid.size),
             f"a solve on {problem.grid.size} grid points x {problem.nt + 1} time levels")
     scheme = FDScheme(problem, linear_solver=linear_solver)
-    U0 = M0 = None
-    sequenced = None
-    if initial is not None:
-        U0, M0 = (initial.U, initial.m) if isinstance(initial, MFGResult) else initial
-        U0 = np.asarray(U0, float).reshape(problem.nt + 1, -1)
-        M0 = np.asarray(M0, float).reshape(problem.nt + 1, -1)
-        if U0.shape != (problem.nt + 1, problem.grid.size) or M0.shape != U0.shape:
-            raise ValueError(f"initial: expected arrays of {(problem.nt + 1,) + problem.grid.shape}")
+    U0, M0 = _initial_arrays(problem, initial)
     if (viscosity_continuation is True or (viscosity_continuation == "auto" and problem.nu == 0.0
                                              and method == "newton" and initial is None)):
         # (grid sequencing is not used here: tried, Newton at nu = 0 from the interpolated coarse
@@ -146,41 +178,52 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
                                                              linear_solver=linear_solver))
         res.diagnostics["wall_time_s"] = time.perf_counter() - t0
         return res
+    sequenced = None
     if method == "newton":
-        if not problem.hamiltonian.has_second_derivatives:
-            raise ValueError("method='newton' needs a Hamiltonian with phi_SS; use method='fixed_point'")
-        n_max = 50 if max_iter is None else max_iter
-        from_coarse = False
-        if U0 is None and grid_sequencing is not False:
-            sequenced = _coarse_start(problem, tol, n_max, linear_solver, verbose)
-            if sequenced is not None and "start" in sequenced:
-                # the interpolated density, then one fixed-point sweep on the fine grid: U solves
-                # the fine HJB for it (to 1e-8 per step: a start needs no more) and m the fine FP
-                # for that U. Measured: B2 from the raw interpolant 9 Newton steps (residual 4e2
-                # at the start), after the sweep 5 (1.7e2, then full steps); LOG2D 64^2 4 and 3
-                _, M0 = sequenced.pop("start")
-                U0, _ = scheme.solve_hjb(M0, tol=1e-8)
-                M0 = scheme.solve_fp(U0, M_lag=M0)
-                from_coarse = True
-        if U0 is None:
-            U0, M0 = _fixed_point_start(scheme)
-        U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=n_max, verbose=verbose)
-        if from_coarse and status != "converged":
-            # the coarse solution was no good start (a coarse grid that misses the fine
-            # solution's features): the default start, as without sequencing
-            sequenced["fine_status_from_coarse_start"] = status
-            U, M, log, status = newton(scheme, *_fixed_point_start(scheme), tol=tol, max_iter=n_max, verbose=verbose)
+        U, M, log, status, sequenced = _newton_fd(problem, scheme, U0, M0, tol, max_iter, linear_solver, verbose,
+                                                  grid_sequencing)
     else:
         U, M, log, status = fixed_point(scheme, tol=tol, max_iter=1000 if max_iter is None else max_iter,
                                         damping=damping,
                                         fictitious=(method == "fictitious_play"), M0=M0, verbose=verbose)
     res = MFGResult.from_arrays(problem, U, M, log, status, method, time.perf_counter() - t0)
-    if method == "newton" and sequenced is not None:
+    if sequenced is not None:
         res.diagnostics["grid_sequencing"] = sequenced
     return res
 
 
-def _solve_distributed(problem, comm, method, tol, max_iter, verbose, initial, petsc_options):
+def _newton_fd(problem, scheme, U0, M0, tol, max_iter, linear_solver, verbose, grid_sequencing):
+    """Newton from ``(U0, M0)``, or from the coarse grid's solution (grid sequencing), or from
+    the fixed-point start; ``(U, M, log, status, sequencing diagnostics or None)``."""
+    if not problem.hamiltonian.has_second_derivatives:
+        raise ValueError("method='newton' needs a Hamiltonian with phi_SS; use method='fixed_point'")
+    n_max = 50 if max_iter is None else max_iter
+    sequenced = None
+    if U0 is None and grid_sequencing is not False:
+        sequenced = _coarse_start(problem, tol, n_max, linear_solver, verbose)
+        if sequenced is not None and "start" in sequenced:
+            # the interpolated density, then one fixed-point sweep on the fine grid: U solves
+            # the fine HJB for it (to 1e-8 per step: a start needs no more) and m the fine FP
+            # for that U. Measured: B2 from the raw interpolant 9 Newton steps (residual 4e2
+            # at the start), after the sweep 5 (1.7e2, then full steps); LOG2D 64^2 4 and 3
+            _, M0 = sequenced.pop("start")
+            U0, _ = scheme.solve_hjb(M0, tol=1e-8)
+            M0 = scheme.solve_fp(U0, M_lag=M0)
+            U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=n_max, verbose=verbose)
+            if status == "converged":
+                return U, M, log, status, sequenced
+            # the coarse solution was no good start (a coarse grid that misses the fine
+            # solution's features): the default start, as without sequencing
+            sequenced["fine_status_from_coarse_start"] = status
+            U0 = None
+    if U0 is None:
+        U0, M0 = _fixed_point_start(scheme)
+    U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=n_max, verbose=verbose)
+    return U, M, log, status, sequenced
+
+
+def _solve_distributed(problem, comm, method, tol, max_iter, verbose, initial, petsc_options, damping=None,
+                       linear_solver=None):
     """``solve(..., comm=...)`` over several ranks: what it supports is checked before any work."""
     from .fd import distributed
 

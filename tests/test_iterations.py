@@ -95,7 +95,7 @@ def test_ergodic_manufactured_solution_first_order():
     from helpers import observed_order
 
     nu, A = 0.5, 0.3
-    uex = lambda x: A * np.cos(2 * np.pi * x)  # noqa: E731
+    uex = lambda x: A * np.cos(2 * np.pi * x)
 
     def V(x):
         up, upp = -2 * np.pi * A * np.sin(2 * np.pi * x), -(2 * np.pi) ** 2 * A * np.cos(2 * np.pi * x)
@@ -166,8 +166,9 @@ def test_newton_leaves_a_kink_instead_of_stalling():
 
 
 def test_both_backends_implement_the_discretisation_contract():
-    """The fixed point runs on any Discretisation; the FD scheme is also a Newton-Krylov one. A
-    scheme that lacks a half-sweep does not pass for one."""
+    """The fixed point and Newton run on any Discretisation: the FD and FEM schemes are both
+    Newton-Krylov ones (FEM with its own PETSc Newton systems). A scheme that lacks a half-sweep
+    does not pass for one."""
     from mfgpde.fd.scheme import FDScheme
     from mfgpde.fem import fem_available
     from mfgpde.iterations import Discretisation, NewtonKrylovDiscretisation
@@ -192,4 +193,6 @@ def test_both_backends_implement_the_discretisation_contract():
         from mfgpde.fem.solve import problem_on_mesh
 
         fem = FEMScheme(problem_on_mesh(p, None))
-        assert isinstance(fem, Discretisation)
+        assert isinstance(fem, Discretisation) and isinstance(fem, NewtonKrylovDiscretisation)
+        assert callable(fem.solve_newton_system) and callable(fem.allreduce)
+        fem.destroy()

@@ -41,6 +41,8 @@ import numpy as np
 
 from ..grid import TensorGrid
 from ..iterations.base import ConvergenceError
+from ..iterations.implicit_step import check_sweep_data, round_off_tolerance, solve_implicit_step
+from ..iterations.petsc_krylov import ShellNewtonSystem
 from ..problem import _Drift
 from . import kernels
 from .linearisation import Linearisation
@@ -286,8 +288,42 @@ class DistributedFDScheme:
         (``reuse`` is ignored: the step solves have no factorisation worth lagging).
         """
         if self._krylov is None:
-            self._krylov = _NewtonKrylov(self)
+            n = 2 * (self.nt + 1)
+            # FGMRES: the preconditioner's step solves are Krylov solves to PC_STEP_RTOL, so it varies
+            # a little between applications; restart 30 (each vector pair is 2 (N_t + 1) N_owned x 16 B)
+            self._krylov = ShellNewtonSystem(self.pcomm, n * self.N, self._matvec, self._sweep,
+                                             OPTIONS_PREFIX + "newton_", "fgmres", 30, n_global=n * self.grid.size)
         return self._krylov.solve(lin, rhs, rtol, maxiter)
+
+    def _split(self, z, points):
+        nt = self.nt
+        z = np.asarray(z)
+        return z[: (nt + 1) * points].reshape(nt + 1, points), z[(nt + 1) * points:].reshape(nt + 1, points)
+
+    def _matvec(self, lin, x):
+        """``J x``: ghost exchange, the patch's matrix-free product, the owned rows."""
+        dU, dM = self._split(x, self.N)
+        both = self.ghosted(np.concatenate([dU, dM]))
+        yU, yM = self._split(lin.matvec(both.ravel()), self.patch.size)
+        return np.concatenate([yU[:, self.owned].ravel(), yM[:, self.owned].ravel()])
+
+    def _sweep(self, lin, r):
+        """The block-triangular preconditioner: the backward HJB sweep, the coupling block, the
+        forward FP sweep, each step a distributed KSP solve (:class:`_StepSolver`)."""
+        nt, N, dt, step = self.nt, self.N, self.dt, self._step
+        a, b = self._split(r, N)
+        b = b.copy()
+        x = np.empty((nt + 1, N))
+        x[nt] = a[nt]
+        for n in range(nt - 1, -1, -1):
+            x[n] = step.apply(lin.vals_uu[n], a[n] + x[n + 1] / dt)
+        b[1:] -= lin.hessian(self.ghosted(x[:nt]))[:, self.owned]
+        y = np.empty((nt + 1, N))
+        y[0] = b[0]
+        for n in range(nt):
+            # the FP steps solve with B_n^T, whose stencils the linearisation holds on the patch
+            y[n + 1] = step.apply(lin.vals_mmT[n], b[n + 1] + y[n] / dt)
+        return np.concatenate([x.ravel(), y.ravel()])
 
     # ------------------------------------------------------------------ half-sweeps
     def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=50):
@@ -297,10 +333,7 @@ class DistributedFDScheme:
         U = np.empty((nt + 1, self.N))
         U[-1] = self.g(M[-1])
         F = self.f(M[1:])
-        for name, arr in (("terminal cost g[m(T)]", U[-1]), ("coupling f[m]", F)):
-            if not self.allreduce(bool(np.all(np.isfinite(arr))), "min"):
-                raise ConvergenceError(f"HJB sweep: the {name} is non-finite on some rank; check the coupling for "
-                                       "densities reached by the iteration")
+        check_sweep_data(U[-1], F, lambda a: self.allreduce(bool(np.all(np.isfinite(a))), "min"))
         Mg = self.ghosted(M[1:])
         total = 0
         for n in range(nt - 1, -1, -1):
@@ -309,40 +342,22 @@ class DistributedFDScheme:
             L = loc.linear_stencil(n)
             rhs = U[n + 1] / dt + F[n]
             op_scale = self.allreduce(float(np.abs(L[own]).sum(axis=1).max()), "max") + 1.0 / dt
-            size = self.norm(np.r_[1.0, rhs, op_scale * u])
-            atol = max(tol, 64 * np.finfo(float).eps * size)
+            atol = round_off_tolerance(tol, self.norm(np.r_[rhs, op_scale * u]))
 
-            def res(v):
+            def res(v, L=L, mnext=mnext, rhs=rhs):  # (bound: the level's data)
                 vg = self.ghosted(v[None, :])
-                S, ap, bm, phi, phiS = loc.hamiltonian_parts(vg, mnext)
+                _S, ap, bm, phi, phiS = loc.hamiltonian_parts(vg, mnext)
                 r = vg[0] / dt + kernels.apply_stencil(L[None], self.patch, vg)[0] + phi[0]
-                return r[own] - rhs, ap, bm, phiS
+                return r[own] - rhs, (ap, bm, phiS)
 
-            r, ap, bm, phiS = res(u)
-            prev = np.inf
-            for it in range(max_newton):
-                rn = self.norm(r)
-                if not np.isfinite(rn):
-                    raise ConvergenceError(f"HJB step n={n}: the residual became non-finite at inner Newton iteration {it}")
-                if rn <= atol or (it > 2 and rn < 1e3 * atol and rn > 0.5 * prev):
-                    break
-                prev = rn
+            def solve(state, b, L=L):
+                ap, bm, phiS = state
                 vals = kernels.dS_stencil(ap, bm, self.patch, phiS) + L[None]
                 vals[0, :, 0] += 1.0 / dt
-                du = self._step.solve(vals[0], -r, STEP_RTOL)
-                step = 1.0
-                while True:
-                    cand = u + step * du
-                    rc, apc, bmc, phiSc = res(cand)
-                    if self.norm(rc) < rn or step < 1e-4:
-                        break
-                    step *= 0.5
-                u, r, ap, bm, phiS = cand, rc, apc, bmc, phiSc
-                total += 1
-            else:
-                raise ConvergenceError(
-                    f"HJB step n={n}: Newton did not reach {tol:g} in {max_newton} steps (residual {rn:.3e})")
-            U[n] = u
+                return self._step.solve(vals[0], b, STEP_RTOL)
+
+            U[n], steps = solve_implicit_step(u, res, solve, self.norm, atol, max_newton, level=n, tol=tol)
+            total += steps
         return U, total
 
     def solve_fp(self, U, M_lag=None):
@@ -476,91 +491,6 @@ class _StepSolver:
             if obj is not None:
                 obj.destroy()
         self.ksp = self.A = self.pc_ksp = self.pc_A = self.x = self.b = None
-
-
-class _NewtonKrylov:
-    """PETSc FGMRES on ``J dz = rhs``, matrix-free, with the block-triangular sweep preconditioner.
-
-    The shell matrix, the KSP and its vectors live as long as the scheme: each Newton step only
-    swaps in its linearisation (re-creating them per step left the freed Krylov basis of every
-    step in the process's peak memory).
-    """
-
-    def __init__(self, scheme):
-        PETSc = scheme.PETSc
-        self.scheme, self.lin = scheme, None
-        nt, N = scheme.nt, scheme.N
-        n_local, n_global = 2 * (nt + 1) * N, 2 * (nt + 1) * scheme.grid.size
-        self.J = PETSc.Mat().createPython(((n_local, n_global), (n_local, n_global)), self, comm=scheme.pcomm)
-        self.J.setUp()
-        ksp = self.ksp = PETSc.KSP().create(comm=scheme.pcomm)
-        ksp.setOptionsPrefix(OPTIONS_PREFIX + "newton_")
-        # the step solves are Krylov iterations to a tolerance: a preconditioner that varies a little
-        # between applications, which FGMRES allows
-        ksp.setType(PETSc.KSP.Type.FGMRES)
-        ksp.setGMRESRestart(30)  # each FGMRES vector pair is 2 (N_t + 1) N_owned x 16 bytes
-        ksp.setOperators(self.J)
-        pc = ksp.getPC()
-        pc.setType(PETSc.PC.Type.PYTHON)
-        pc.setPythonContext(_Sweep(self))
-        ksp.setFromOptions()
-        self.b, self.x = self.J.createVecRight(), self.J.createVecLeft()
-
-    def split(self, z, points):
-        nt = self.scheme.nt
-        z = np.asarray(z)
-        return z[: (nt + 1) * points].reshape(nt + 1, points), z[(nt + 1) * points:].reshape(nt + 1, points)
-
-    def mult(self, mat, x, y):
-        """``y = J x`` (the shell matrix's product): ghost exchange, the patch's matvec, owned rows."""
-        sch = self.scheme
-        dU, dM = self.split(x.getArray(readonly=True), sch.N)
-        both = sch.ghosted(np.concatenate([dU, dM]))
-        yU, yM = self.split(self.lin.matvec(both.ravel()), sch.patch.size)
-        y.getArray()[:] = np.concatenate([yU[:, sch.owned].ravel(), yM[:, sch.owned].ravel()])
-
-    def solve(self, lin, rhs, rtol, maxiter):
-        self.lin = lin
-        try:
-            self.ksp.setTolerances(rtol=rtol, atol=0.0, max_it=maxiter)
-            self.b.getArray()[:] = rhs
-            self.x.set(0.0)
-            self.ksp.solve(self.b, self.x)
-            ok = self.ksp.getConvergedReason() > 0
-            return self.x.getArray(readonly=True).copy(), int(self.ksp.getIterationNumber()), ok, None
-        finally:
-            self.lin = None  # the linearisation is freed with the Newton step that made it
-
-    def free(self):
-        # (not `destroy`: PETSc calls the shell context's destroy(mat) when the matrix goes)
-        for obj in (self.ksp, self.J, self.b, self.x):
-            obj.destroy()
-
-
-class _Sweep:
-    """The block-triangular preconditioner as a PETSc shell PC: the backward HJB sweep, the
-    coupling block, the forward FP sweep, each step a distributed KSP solve (:class:`_StepSolver`)."""
-
-    def __init__(self, owner):
-        self.owner = owner
-
-    def apply(self, pc, r, z):
-        own = self.owner
-        sch, lin = own.scheme, own.lin
-        nt, N, dt, step = sch.nt, sch.N, sch.dt, sch._step
-        a, b = own.split(r.getArray(readonly=True), N)
-        b = b.copy()
-        x = np.empty((nt + 1, N))
-        x[nt] = a[nt]
-        for n in range(nt - 1, -1, -1):
-            x[n] = step.apply(lin.vals_uu[n], a[n] + x[n + 1] / dt)
-        b[1:] -= lin.hessian(sch.ghosted(x[:nt]))[:, sch.owned]
-        y = np.empty((nt + 1, N))
-        y[0] = b[0]
-        for n in range(nt):
-            # the FP steps solve with B_n^T, whose stencils the linearisation holds on the patch
-            y[n + 1] = step.apply(lin.vals_mmT[n], b[n + 1] + y[n] / dt)
-        z.getArray()[:] = np.concatenate([x.ravel(), y.ravel()])
 
 
 def solve_distributed(problem, comm, tol=1e-10, max_iter=50, verbose=None, petsc_options=None):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..iterations.base import ConvergenceError
+from ..iterations.implicit_step import check_sweep_data, round_off_tolerance, solve_implicit_step
 from . import kernels
 from .linear import solve_stencil
 from .linearisation import Linearisation
@@ -139,7 +139,7 @@ class FDScheme:
         """Residuals ``(R_U, R_m)`` of the discrete system, each of shape (N_t + 1, N)."""
         nt, dt = self.nt, self.dt
         Un, Mn1 = U[:-1], M[1:]
-        S, ap, bm, phi, phiS = self.hamiltonian_parts(Un, Mn1)
+        _S, ap, bm, phi, phiS = self.hamiltonian_parts(Un, Mn1)
         Lv = self.linear_stencils(nt)
         RU = np.empty_like(U)
         RU[:-1] = (Un - U[1:]) / dt + kernels.apply_stencil(Lv, self.grid, Un) + phi - self.f(Mn1)
@@ -170,7 +170,7 @@ class FDScheme:
         nt, dt, N = self.nt, self.dt, self.N
         Hm = self.problem.hamiltonian
         Un, Mn1 = U[:-1], M[1:]
-        S, ap, bm, phi, phiS = self.hamiltonian_parts(Un, Mn1)
+        S, ap, bm, _phi, phiS = self.hamiltonian_parts(Un, Mn1)
         Lv = self.linear_stencils(nt)
         eye_c = np.zeros((1, N, self.s))
         eye_c[0, :, 0] = 1.0
@@ -241,53 +241,29 @@ class FDScheme:
         U = np.empty((nt + 1, N))
         U[-1] = self.g(M[-1])
         F = self.f(M[1:])
-        for name, arr in (("terminal cost g[m(T)]", U[-1]), ("coupling f[m]", F)):
-            if not np.all(np.isfinite(arr)):
-                bad = np.argwhere(~np.isfinite(np.atleast_2d(arr)))[0]
-                raise ConvergenceError(f"HJB sweep: the {name} is non-finite (first at time slice/point {tuple(bad)}); "
-                                       "check the coupling for densities reached by the iteration")
+        check_sweep_data(U[-1], F)
         total = 0
         for n in range(nt - 1, -1, -1):
             u = U[n + 1].copy() if U_init is None else U_init[n].copy()
             mnext = M[n + 1][None, :]
             L = self.linear_stencil(n)
             rhs = U[n + 1] / dt + F[n]
-            # absolute tolerance, floored at what round-off allows for terms of size |rhs|
-            # the residual cannot be computed more accurately than eps times the size of its
-            # terms: |rhs| and the diffusion/upwind stencil applied to u
             op_scale = np.abs(L).sum(axis=1).max() + 1.0 / dt
-            atol = max(tol, 64 * np.finfo(float).eps * max(1.0, np.abs(rhs).max(), op_scale * np.abs(u).max()))
+            atol = round_off_tolerance(tol, max(np.abs(rhs).max(), op_scale * np.abs(u).max()))
 
-            def res(v):
-                S, ap, bm, phi, phiS = self.hamiltonian_parts(v[None, :], mnext)
+            def res(v, L=L, mnext=mnext, rhs=rhs):  # (bound: the level's data)
+                _S, ap, bm, phi, phiS = self.hamiltonian_parts(v[None, :], mnext)
                 r = v / dt + kernels.apply_stencil(L[None], self.grid, v[None, :])[0] + phi[0] - rhs
-                return r, ap, bm, phiS
+                return r, (ap, bm, phiS)
 
-            r, ap, bm, phiS = res(u)
-            prev = np.inf
-            for it in range(max_newton):
-                rn = np.abs(r).max()
-                if not np.isfinite(rn):
-                    raise ConvergenceError(f"HJB step n={n}: the residual became non-finite at inner Newton iteration {it}")
-                if rn <= atol or (it > 2 and rn < 1e3 * atol and rn > 0.5 * prev):
-                    break  # converged, or stagnating at round-off level
-                prev = rn
+            def solve(state, b, L=L):
+                ap, bm, phiS = state
                 vals = kernels.dS_stencil(ap, bm, self.grid, phiS) + L[None]
                 vals[0, :, 0] += 1.0 / dt
-                du = self.step_solve(vals[0], -r)
-                step = 1.0
-                while True:
-                    cand = u + step * du
-                    rc, apc, bmc, phiSc = res(cand)
-                    if np.abs(rc).max() < rn or step < 1e-4:
-                        break
-                    step *= 0.5
-                u, r, ap, bm, phiS = cand, rc, apc, bmc, phiSc
-                total += 1
-            else:
-                raise FloatingPointError(
-                    f"HJB step n={n}: Newton did not reach {tol:g} in {max_newton} steps (residual {rn:.3e})")
-            U[n] = u
+                return self.step_solve(vals[0], b)
+
+            U[n], steps = solve_implicit_step(u, res, solve, self.norm, atol, max_newton, level=n, tol=tol)
+            total += steps
         return U, total
 
     def step_solve(self, vals, rhs, transpose=False):
@@ -310,7 +286,7 @@ class FDScheme:
 
     def fp_stencil(self, U_n, m_lag, n):
         """Stencil of ``I/dt + L_n + A_n``; the implicit FP step solves with its transpose."""
-        S, ap, bm, phi, phiS = self.hamiltonian_parts(U_n[None, :], m_lag[None, :])
+        _S, ap, bm, _phi, phiS = self.hamiltonian_parts(U_n[None, :], m_lag[None, :])
         vals = kernels.dS_stencil(ap, bm, self.grid, phiS) + self.linear_stencil(n)[None]
         vals[0, :, 0] += 1.0 / self.dt
         return vals[0]

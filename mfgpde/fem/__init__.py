@@ -1,7 +1,8 @@
 """Finite elements on DOLFINx meshes (the ``fem`` extra).
 
 P1 Lagrange with a lumped mass matrix, reduced to the edge graph of the stiffness matrix
-(see :mod:`mfgpde.fem.domain` and :mod:`mfgpde.fem.scheme`); Newton through PETSc SNES.
+(see :mod:`mfgpde.fem.domain` and :mod:`mfgpde.fem.scheme`); Newton is the shared driver with
+PETSc GMRES on its systems (see :mod:`mfgpde.fem.linearisation`).
 Importing this package does not import DOLFINx; :func:`require_dolfinx` does, with a clear
 message when the extra is missing.
 """

@@ -42,9 +42,12 @@ Laplacian is exact on quadratics), and the pairs ``+-e`` give ``mu_i^{-1} sum_j 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from ..iterations.base import ConvergenceError
+from ..iterations.implicit_step import check_sweep_data, round_off_tolerance, solve_implicit_step
 
 
 def upwind_square(dom, u_ext):
@@ -129,6 +132,7 @@ class FEMScheme:
             raise ValueError(f"linear_solver must be 'auto', 'direct' or 'iterative', got {linear_solver!r}")
         self.linear_solver = "direct" if linear_solver == "auto" else linear_solver
         self._ksps = {}
+        self._newton = None
         self._set_options = set()
         self._mats = {}
         if parallel_step not in ("asm", "mumps"):
@@ -224,7 +228,7 @@ class FEMScheme:
         RU, Rm = np.empty_like(U), np.empty_like(M)
         F = self.f(M[1:])
         for n in range(nt):
-            S, d, phi, phiS = self._level(U[n], M[n + 1])
+            _S, d, phi, phiS = self._level(U[n], M[n + 1])
             RU[n] = (U[n] - U[n + 1]) / dt + self._diffusion(d) + self._transport(n, d) + phi - F[n]
             me = self.dom.exchange(M[n + 1])
             dm = me[self.dom.rows] - me[self.dom.cols]
@@ -283,7 +287,7 @@ class FEMScheme:
     #: preconditioner's steps (``-mfgpde_fem_step_pc_type gamg`` on the command line, or
     #: ``PETSc.Options()["mfgpde_fem_step_pc_type"] = "gamg"`` before the solve, overrides the
     #: defaults below, which are set only where the user has not set the option).
-    OPTIONS_PREFIXES = {"sweep": "mfgpde_fem_sweep_", "step": "mfgpde_fem_step_"}
+    OPTIONS_PREFIXES: ClassVar[dict] = {"sweep": "mfgpde_fem_sweep_", "step": "mfgpde_fem_step_"}
 
     def ksp(self, key, A):
         """A persistent solver for the step matrix ``A`` (refactorised when A changes)."""
@@ -342,6 +346,9 @@ class FEMScheme:
         for ksp in self._ksps.values():
             ksp.destroy()
         self._ksps = {}
+        if self._newton is not None:
+            self._newton.free()
+            self._newton = None
         opts = PETSc.Options()
         for name in self._set_options:
             opts.delValue(name)
@@ -361,6 +368,39 @@ class FEMScheme:
             raise ConvergenceError(f"FEM step solve {key}: the linear solver failed (reason {ksp.getConvergedReason()})")
         return x.array_r.copy()
 
+    # ------------------------------------------------------------------ Newton
+    #: PETSc options prefix of the Newton systems' GMRES (``-mfgpde_fem_newton_ksp_monitor``)
+    NEWTON_OPTIONS_PREFIX = "mfgpde_fem_newton_"
+    #: what :func:`mfgpde.iterations.newton.newton` passes as the preconditioner's step solver
+    step_solver = "petsc"
+
+    def linearisation(self, U, M):
+        """The Jacobian at ``(U, M)``: :class:`~mfgpde.fem.linearisation.FEMLinearisation`."""
+        from .linearisation import FEMLinearisation
+
+        return FEMLinearisation(self, U, M)
+
+    def solve_newton_system(self, lin, rhs, rtol, maxiter=300, step_solver=None, reuse=None, lag_budget=None):
+        """PETSc GMRES on ``J dz = rhs`` with the block-triangular sweep preconditioner.
+
+        Same signature and returns as :func:`mfgpde.iterations.krylov.solve_newton_system`
+        (``reuse`` is ignored: the step LUs are refactorised once per Newton step).
+        """
+        if self._newton is None:
+            from ..iterations.petsc_krylov import ShellNewtonSystem
+            from .linearisation import jacobian_product, sweep
+
+            # GMRES (not FGMRES): the preconditioner's step solves are fixed factorisations
+            self._newton = ShellNewtonSystem(self.dom.comm, 2 * (self.nt + 1) * self.n, jacobian_product, sweep,
+                                             self.NEWTON_OPTIONS_PREFIX, "gmres", 60, atol=1e-15)
+        return self._newton.solve(lin, rhs, rtol, maxiter)
+
+    def allreduce(self, value, op="sum"):
+        """Scalar reduction over the mesh's ranks (``"sum"``, ``"min"`` or ``"max"``)."""
+        from mpi4py import MPI
+
+        return self.dom.comm.allreduce(value, op={"sum": MPI.SUM, "min": MPI.MIN, "max": MPI.MAX}[op])
+
     # ------------------------------------------------------------------ sweeps
     def norm(self, R):
         """``max |R|`` over the whole distributed mesh (collective)."""
@@ -377,54 +417,24 @@ class FEMScheme:
         U = np.empty((nt + 1, self.n))
         U[-1] = self.g(M[-1])
         F = self.f(M[1:])
-        for name, arr in (("terminal cost g[m(T)]", U[-1]), ("coupling f[m]", F)):
-            if not comm.allreduce(bool(np.all(np.isfinite(arr))), op=MPI.LAND):
-                raise ConvergenceError(f"HJB sweep: the {name} is non-finite; check the coupling for the densities reached")
+        check_sweep_data(U[-1], F, lambda a: comm.allreduce(bool(np.all(np.isfinite(a))), op=MPI.LAND))
+        op_scale = 1.0 / dt + self.nu * float(self.dom.max_abs(self.sum_w))
         total = 0
-
-
         for n in range(nt - 1, -1, -1):
             u = U[n + 1].copy()
             rhs = U[n + 1] / dt + F[n]
-            scale = max(1.0, self.dom.max_abs(rhs), self.dom.max_abs(u) * (1.0 / dt + self.nu * float(self.dom.max_abs(self.sum_w))))
-            atol = max(tol, 64 * np.finfo(float).eps * scale)
+            atol = round_off_tolerance(tol, max(self.dom.max_abs(rhs), self.dom.max_abs(u) * op_scale))
 
-            def res(v):
-                S, d, phi, phiS = self._level(v, M[n + 1])
-                return v / dt + self._diffusion(d) + self._transport(n, d) + phi - rhs, d, phiS
+            def res(v, n=n, rhs=rhs):  # (bound: the level's data)
+                _S, d, phi, phiS = self._level(v, M[n + 1])
+                return v / dt + self._diffusion(d) + self._transport(n, d) + phi - rhs, (d, phiS)
 
-            r, d, phiS = res(u)
-            prev = np.inf
-            for it in range(max_newton):
-                rn = self.dom.max_abs(r)
-                if not np.isfinite(rn):
-                    raise ConvergenceError(f"HJB step n={n}: the residual became non-finite at inner Newton iteration {it}")
-                if rn <= atol or (it > 2 and rn < 1e3 * atol and rn > 0.5 * prev):
-                    break
-                prev = rn
-                du = self.solve_with("hjb_sweep", self.hjb_matrix(d, phiS, key="sweep", level=n), -r)
-                step = 1.0
-                while True:
-                    cand = u + step * du
-                    rc, dc, phiSc = res(cand)
-                    if self.dom.max_abs(rc) < rn or step < 1e-4:
-                        break
-                    step *= 0.5
-                u, r, d, phiS = cand, rc, dc, phiSc
-                total += 1
-            else:
-                raise ConvergenceError(f"HJB step n={n}: Newton did not reach {tol:g} in {max_newton} steps (residual {rn:.3e})")
-            U[n] = u
+            def solve(state, b, n=n):
+                return self.solve_with("hjb_sweep", self.hjb_matrix(*state, key="sweep", level=n), b)
+
+            U[n], steps = solve_implicit_step(u, res, solve, self.dom.max_abs, atol, max_newton, level=n, tol=tol)
+            total += steps
         return U, total
-
-    def damped_sweeps(self, M, count, damping=0.5):
-        """``count`` damped fixed-point sweeps ``M <- (1 - damping) M + damping FP(HJB(M))``
-        (inexact FP steps), then ``U = HJB(M)``: Newton's start and its globalisation."""
-        for _ in range(count):
-            Us, _ = self.solve_hjb(M)
-            M = (1.0 - damping) * M + damping * self.solve_fp(Us, M_lag=M, exact=False)
-        U, _ = self.solve_hjb(M)
-        return U, M
 
     def solve_fp(self, U, M_lag=None, exact=True):
         """Forward sweep: m for the value function U (drift lagged in m for congestion H).
@@ -436,7 +446,7 @@ class FEMScheme:
         M[0] = self.m0
         for n in range(self.nt):
             lag = M[n] if M_lag is None else M_lag[n + 1]
-            S, d, phi, phiS = self._level(U[n], lag)
+            _S, d, _phi, phiS = self._level(U[n], lag)
             m = self.solve_with("fp_sweep" if exact else "fp_sweep_ilu", self.fp_matrix(d, phiS, key="sweep", level=n),
                                 M[n] / self.dt)
             # the exact step conserves sum mu m; the iterative solve only to its tolerance: restore it
@@ -445,3 +455,7 @@ class FEMScheme:
                 m *= self.dom.integrate(M[n]) / total
             M[n + 1] = m
         return M
+
+    def solve_fp_inexact(self, U, M_lag=None):
+        """:meth:`solve_fp` with ILU-BiCGStab steps: the globalisation sweeps' forward half."""
+        return self.solve_fp(U, M_lag=M_lag, exact=False)

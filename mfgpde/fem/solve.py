@@ -62,8 +62,8 @@ def solve_fem(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, v
     -------
     FEMResult
     """
-    from ..iterations.fixed_point import fixed_point
-    from .newton import newton_snes
+    from ..iterations.fixed_point import damped_sweeps, fixed_point
+    from ..iterations.newton import newton
     from .result import FEMResult
     from .scheme import FEMScheme
 
@@ -85,8 +85,8 @@ def solve_fem(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, v
             if U0 is None:
                 # a few damped fixed-point sweeps bring Newton into its basin; from one sweep the first
                 # Newton steps stall on transport-dominated problems (crowd room, B2) and cost more
-                U0, M0 = scheme.damped_sweeps(np.tile(scheme.m0, (p.nt + 1, 1)), start_sweeps)
-            U, M, log, status = newton_snes(scheme, U0, M0, tol=tol, max_iter=max_iter or 50, verbose=verbose)
+                U0, M0 = damped_sweeps(scheme, np.tile(scheme.m0, (p.nt + 1, 1)), start_sweeps)
+            U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=max_iter or 50, verbose=verbose)
         else:
             U, M, log, status = fixed_point(scheme, tol=tol, max_iter=max_iter or 1000, damping=damping,
                                             fictitious=(method == "fictitious_play"), M0=M0, verbose=verbose)

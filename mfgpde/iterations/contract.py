@@ -5,11 +5,14 @@ a mesh. :class:`Discretisation` is what the damped fixed point / fictitious play
 (:func:`mfgpde.iterations.fixed_point`), the residual bookkeeping
 (:func:`mfgpde.iterations.base.residual_norms`) and grid sequencing's sweeps consume; both
 :class:`mfgpde.fd.scheme.FDScheme` and :class:`mfgpde.fem.scheme.FEMScheme` implement it, so
-one fixed point serves both backends. :class:`NewtonKrylovDiscretisation` adds what the
-Newton-Krylov driver (:func:`mfgpde.iterations.newton`) consumes: the assembled Jacobian and a
-matrix-free linearisation whose per-step solves build the block-triangular sweep
-preconditioner (:mod:`mfgpde.iterations.krylov`); only the FD scheme implements it today, the
-FEM backend drives PETSc SNES instead (see :mod:`mfgpde.fem.newton`).
+one fixed point serves both backends. :class:`NewtonKrylovDiscretisation` adds what the one Newton-Krylov driver
+(:func:`mfgpde.iterations.newton`) consumes: a matrix-free linearisation whose per-step solves
+build the block-triangular sweep preconditioner. The serial FD scheme solves the Newton systems
+with SciPy (:mod:`mfgpde.iterations.krylov`, or a sparse LU of its assembled ``jacobian``); a
+backend with its own linear algebra and distributed data adds ``solve_newton_system`` (same
+signature as :func:`mfgpde.iterations.krylov.solve_newton_system`) and ``allreduce(value, op)``
+for the driver's scalar reductions: the distributed FD scheme and the FEM scheme, both on
+PETSc (:class:`mfgpde.iterations.petsc_krylov.ShellNewtonSystem`).
 
 For stacked unknowns ``U, M`` of shape ``(N_t + 1, N)`` (``N`` points or owned dofs):
 
@@ -51,11 +54,7 @@ class Discretisation(Protocol):
 class NewtonKrylovDiscretisation(Discretisation, Protocol):
     """A :class:`Discretisation` that also offers what Newton-Krylov with the sweep preconditioner needs."""
 
-    grid: Any
     step_solver: str
 
-    def jacobian(self, U, M):
-        """The assembled sparse Jacobian of :meth:`residual` (direct solves, tests)."""
-
     def linearisation(self, U, M):
-        """The Jacobian at ``(U, M)`` applied matrix-free, with per-step stencils for the preconditioner."""
+        """The Jacobian at ``(U, M)`` applied matrix-free, with per-step operators for the preconditioner."""

@@ -72,3 +72,21 @@ def fixed_point(scheme, tol=1e-8, max_iter=500, damping=0.5, fictitious=False, M
         theta = 1.0 / (k + 2) if fictitious else damping
         M = (1.0 - theta) * M + theta * M_new
     return U, M, log, "max_iter"
+
+
+def damped_sweeps(scheme, M, count, damping=0.5):
+    """``count`` damped fixed-point sweeps, then ``U = HJB(M)``: Newton's start and globalisation.
+
+    ``M <- (1 - damping) M + damping FP(HJB(M))``; the forward half uses the scheme's cheaper
+    inexact sweep where it has one (``solve_fp_inexact``; mass is restored there).
+
+    Returns
+    -------
+    U, M : ndarray (N_t + 1, N)
+    """
+    forward = getattr(scheme, "solve_fp_inexact", scheme.solve_fp)
+    for _ in range(count):
+        Us, _ = scheme.solve_hjb(M)
+        M = (1.0 - damping) * M + damping * forward(Us, M_lag=M)
+    U, _ = scheme.solve_hjb(M)
+    return U, M

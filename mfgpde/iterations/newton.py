@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from .base import IterationLog, residual_norms
+from .fixed_point import damped_sweeps
 from .krylov import solve_newton_system
 
 #: below this many unknowns (U and m together) 2D/3D Newton systems are solved by sparse LU
@@ -105,7 +106,7 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
                 # so the local rate stays quadratic up to the tolerance
                 # and is never tighter than what reaching ``tol`` from ``res`` needs (x 0.1)
                 rtol = max(1e-13, min(1e-2, max(1e-2 * res, 0.1 * tol / res)))
-                dz, kits, ok, P = system(lin, -R, rtol, step_solver=step_solver, reuse=P,
+                dz, kits, _ok, P = system(lin, -R, rtol, step_solver=step_solver, reuse=P,
                                                       lag_budget=max(20, 2 * fresh_its))
                 if P is not reused:
                     fresh_its, reused = kits, P
@@ -148,10 +149,7 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
             stalled = False
         U, M, hjb, fp, RU, Rm = Uc, Mc, hc, fc, RUc, Rmc
         if globalize and step < small_step:
-            for _ in range(sweeps):
-                Us, _ = scheme.solve_hjb(M)
-                M = (1.0 - damping) * M + damping * scheme.solve_fp(Us, M_lag=M)
-            U, _ = scheme.solve_hjb(M)
+            U, M = damped_sweeps(scheme, M, sweeps, damping)
             hjb, fp, RU, Rm = residual_norms(scheme, U, M)
             log.records[-1]["fixed_point_sweeps"] = sweeps
     return U, M, log, "max_iter"
