@@ -17,7 +17,7 @@ if any(int(_os.environ.get(v, "1") or 1) > 1 for v in ("PMI_SIZE", "OMPI_COMM_WO
     for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         _os.environ.setdefault(_v, "1")
 
-import numpy as np  # noqa: E402, F401  (used in the docstring example)
+import numpy as np  # noqa: F401  (used in the docstring example)
 
 from .couplings import (
                         CallableCoupling,

@@ -98,8 +98,8 @@ def expression(expr, key, extra=("t",)):
         # valid, and non-finite values are reported by whoever checks the values on the grid
         try:
             with np.errstate(all="ignore"):
-                return np.asarray(eval(code, {"__builtins__": {}}, scope), float)  # noqa: S307 (names checked)
-        except Exception as exc:  # noqa: BLE001 (any failure of a user expression becomes one clear message)
+                return np.asarray(eval(code, {"__builtins__": {}}, scope), float)
+        except Exception as exc:
             raise ConfigError(f"{key}: evaluating {expr!r} on the grid failed: {type(exc).__name__}: {exc}") from None
 
     f.expr = expr
@@ -306,7 +306,7 @@ def build_problem(cfg, comm=None):
         if len(exprs) != grid.dim:
             raise ConfigError(f"[model] drift needs {grid.dim} expressions (one per axis), got {len(exprs)}")
         fs = [expression(e, f"model.drift[{k}]") for k, e in enumerate(exprs)]
-        drift = lambda t, *xs: [f(*xs, t=t) for f in fs]  # noqa: E731
+        drift = lambda t, *xs: [f(*xs, t=t) for f in fs]
     name = cfg.get("name", os.path.splitext(os.path.basename(cfg.get("_path", "mfg")))[0])
     if cfg.get("kind", "evolutive") == "ergodic":
         return ErgodicMFGProblem(grid, _get(model, "nu", "model", required=True), ham, coupling=coupling, drift=drift,

@@ -385,7 +385,7 @@ class KLCoupling(Coupling):
         return np.log(np.maximum(m, self.floor)) - lp + 1.0
 
     def derivative(self, m, grid):
-        lp, pi = self._log_pi(grid)
+        _lp, pi = self._log_pi(grid)
         if self.eps > 0:
             return np.where(m > 0, 1.0 / (np.maximum(m, 0.0) + self.eps * pi), 0.0)
         return np.where(m > self.floor, 1.0 / np.maximum(m, self.floor), 0.0)
@@ -405,7 +405,7 @@ def kl_terminal(log_pi, scale=1.0, floor=1e-14):
     """
     if callable(log_pi):
         base = log_pi
-        V = lambda *xs: scale * (1.0 - np.asarray(base(*xs), float))  # noqa: E731
+        V = lambda *xs: scale * (1.0 - np.asarray(base(*xs), float))
     else:
         arr = np.asarray(log_pi, float)
         if not np.all(np.isfinite(arr)):

@@ -121,7 +121,7 @@ def _scheme(problem):
 
 def _residual(sc, problem, u, m, rho):
     g = problem.grid
-    S, ap, bm, phi, phiS = sc.hamiltonian_parts(u[None], m[None])
+    _S, ap, bm, phi, phiS = sc.hamiltonian_parts(u[None], m[None])
     L = sc.linear_stencil(0)[None]
     f = problem.coupling.value(m.reshape(g.shape), g).ravel()
     Ru = rho + kernels.apply_stencil(L, g, u[None])[0] + phi[0] - f
@@ -137,7 +137,7 @@ def _jacobian(sc, problem, u, m):
     g = problem.grid
     N, hd = g.size, g.cell_volume
     Hm = problem.hamiltonian
-    S, ap, bm, phi, phiS = sc.hamiltonian_parts(u[None], m[None])
+    S, ap, bm, _phi, phiS = sc.hamiltonian_parts(u[None], m[None])
     Lv = sc.linear_stencil(0)[None]
     Juu = sc.csr(Lv + kernels.dS_stencil(ap, bm, g, phiS))
     Jum = sp.diags((Hm.phi_m(S, m[None]) - problem.coupling.derivative(m.reshape(g.shape), g).ravel()[None]).ravel())
@@ -391,7 +391,7 @@ def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, 
     for floor in stages:
         staged = copy.copy(problem)
         staged.coupling = _with_floor(problem.coupling, floor)
-        zs, st, msg = pseudo_transient(make(staged), z.copy(), tol, max_iter, log, pseudo_dt, floor=floor)
+        zs, st, _msg = pseudo_transient(make(staged), z.copy(), tol, max_iter, log, pseudo_dt, floor=floor)
         stage_floors.append({"floor": floor, "status": st, "iterations": getattr(log, "steps", 0)})
         if st != "converged":
             break                   # go to the target from the last good iterate

@@ -12,8 +12,8 @@ Q, G0, NU, T, MBAR, S0 = 1.0, 1.0, 0.05, 1.0, 0.1, 0.2
 def lq_problem(n, nt, dim):
     bounds = [(-1.4, 1.6)] * dim
     g = mp.TensorGrid(bounds, n, "noflux")
-    quad = lambda *xs: 0.5 * sum((x - MBAR) ** 2 for x in xs)  # noqa: E731
-    m0 = lambda *xs: np.exp(-0.5 * sum((x - MBAR) ** 2 for x in xs) / S0**2)  # noqa: E731
+    quad = lambda *xs: 0.5 * sum((x - MBAR) ** 2 for x in xs)
+    m0 = lambda *xs: np.exp(-0.5 * sum((x - MBAR) ** 2 for x in xs) / S0**2)
     return mp.MFGProblem(g, T, nt, NU, mp.QuadraticHamiltonian(), m0, coupling=mp.PotentialCoupling(
         lambda *xs: Q * quad(*xs)), terminal=lambda *xs: G0 * quad(*xs), normalize=True)
 

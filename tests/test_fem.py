@@ -286,7 +286,7 @@ def test_fem_and_fd_agree_on_c3_2d_to_discretisation_error(mp):
 
         lq = LinearQuadratic(1.0, 1.0, 0.05, 0.5, [0.0, 0.0], 0.3)
         prob = mp.MFGProblem(grid, T=0.5, nt=n // 2, nu=0.05, hamiltonian=mp.QuadraticHamiltonian(),
-                             m0=lambda x, y: lq.m(0, x, y), coupling=mp.PotentialCoupling(lambda x, y: 0.5 * (x**2 + y**2)),
+                             m0=lambda x, y, lq=lq: lq.m(0, x, y), coupling=mp.PotentialCoupling(lambda x, y: 0.5 * (x**2 + y**2)),
                              terminal=lambda x, y: 0.5 * (x**2 + y**2), normalize=True)
         rfd = mp.solve(prob, backend="fd")
         rfe = mp.solve(prob, backend="fem")

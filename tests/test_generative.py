@@ -125,7 +125,7 @@ def test_energy_first_variations_are_derivatives(rng):
     x = g.axes[0]
     m = np.exp(-x**2) + 0.1
     phi = np.cos(x) * 0.05
-    lp = lambda x: -0.5 * x**2  # noqa: E731
+    lp = lambda x: -0.5 * x**2
     energies = [E.KL(lp), E.Entropy(), E.CrossEntropy(lp), E.PotentialEnergy(lambda x: np.sin(x)),
                 E.InteractionEnergy(lambda z: np.exp(-z**2)), E.PorousMedium(2.5),
                 E.KL(lp) + 0.5 * E.PorousMedium(2.0)]

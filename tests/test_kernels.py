@@ -33,7 +33,7 @@ def test_dS_stencil_is_the_derivative_of_S(spec, rng):
     """Row p of dS_stencil is dS_p/du (checked against central differences)."""
     g = mp.TensorGrid(*spec)
     u = rng.standard_normal((1, g.size))
-    S, ap, bm = kernels.upwind_square(u, g)
+    _S, ap, bm = kernels.upwind_square(u, g)
     sc = FDScheme(mp.MFGProblem(g, 1.0, 1, 0.1, mp.QuadraticHamiltonian(), np.ones(g.shape)))
     D = sc.csr(kernels.dS_stencil(ap, bm, g)).toarray()
     eps = 1e-7
@@ -77,7 +77,7 @@ def test_tridiagonal_solver_matches_sparse_lu(bc, rng):
     g = mp.TensorGrid([(0, 1)], 31, bc)
     sc = FDScheme(mp.MFGProblem(g, 1.0, 1, 0.3, mp.QuadraticHamiltonian(), np.ones(g.shape)))
     u = rng.standard_normal((1, g.size))
-    S, ap, bm = kernels.upwind_square(u, g)
+    _S, ap, bm = kernels.upwind_square(u, g)
     vals = (kernels.dS_stencil(ap, bm, g) + sc.linear_stencil(0)[None])[0]
     vals[:, 0] += 10.0
     A = sc.csr(vals[None]).tocsc()
@@ -91,10 +91,10 @@ def test_stencil_bicgstab_matches_sparse_lu(rng):
     g = mp.TensorGrid([(0, 1), (0, 1)], (40, 30), ("periodic", "noflux"))
     sc = FDScheme(mp.MFGProblem(g, 1.0, 1, 0.2, mp.QuadraticHamiltonian(), np.ones(g.shape)))
     u = rng.standard_normal((1, g.size))
-    S, ap, bm = kernels.upwind_square(u, g)
+    _S, ap, bm = kernels.upwind_square(u, g)
     vals = (kernels.dS_stencil(ap, bm, g) + sc.linear_stencil(0)[None])[0]
     vals[:, 0] += 50.0
     b = rng.standard_normal(g.size)
-    x, its, ok = kernels.stencil_bicgstab(vals, g.stencil[0], b, b / vals[:, 0], 1e-13, 2000)
+    x, _its, ok = kernels.stencil_bicgstab(vals, g.stencil[0], b, b / vals[:, 0], 1e-13, 2000)
     assert ok
     np.testing.assert_allclose(x, spla.spsolve(sc.csr(vals[None]).tocsc(), b), rtol=1e-9, atol=1e-11)

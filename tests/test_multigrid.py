@@ -26,7 +26,7 @@ def _step_stencils(spec, rng, nu=0.05, nt=3, rough=False):
     dominating diffusion and 1/dt on most of the grid); otherwise at a smooth one."""
     g = mp.TensorGrid(*spec)
     amp = 3.0 if rough else 1.0
-    drift = lambda t, *x: tuple(amp * np.sin(2 * np.pi * xi + k) for k, xi in enumerate(x))  # noqa: E731
+    drift = lambda t, *x: tuple(amp * np.sin(2 * np.pi * xi + k) for k, xi in enumerate(x))
     m0 = 1 + 0.5 * np.cos(np.arange(g.size)).reshape(g.shape)
     p = mp.MFGProblem(g, 1.0, nt, nu, mp.QuadraticHamiltonian(), m0, coupling=mp.LogCoupling(), drift=drift,
                       terminal=lambda *x: 0.3 * np.sin(2 * np.pi * x[0]), normalize=True)

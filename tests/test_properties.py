@@ -52,7 +52,7 @@ def _linearised(case):
 @given(schemes())
 def test_hjb_step_operator_is_monotone(case):
     """Off-diagonal weights <= 0 and a diagonal that dominates: comparison principle of the HJB step."""
-    sc, rng, lin = _linearised(case)
+    sc, _rng, lin = _linearised(case)
     off = lin.vals_uu[:, :, 1:]
     assert off.max() <= 0.0
     assert np.all(lin.vals_uu[:, :, 0] + off.sum(axis=2) >= 1.0 / sc.dt * (1 - 1e-12))

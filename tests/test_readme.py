@@ -33,3 +33,32 @@ def test_validation_scripts_import_and_parse_their_options(script):
     assert "sys.path" not in open(path).read()
     proc = subprocess.run([sys.executable, path, "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "usage" in proc.stdout, proc.stderr[-2000:]
+
+
+#: the arguments that run each numpy-only validation study at a tiny size (the torch studies run
+#: reduced in .venv-neural: tests/test_score_hjb.py and tests/test_neural_study.py)
+TINY = {
+    "convergence_orders.py": ["--tiny"],
+    "cnf_wellposedness.py": ["--tiny"],
+    "jko_vs_fokker_planck.py": ["--n", "100"],
+    "fem_convergence.py": ["--hs", "0.3", "0.2"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(TINY))
+def test_validation_studies_run_end_to_end_at_a_tiny_size(script, tmp_path):
+    """Each study runs whole (solves, JSON, figure, report) at a tiny size, as a module: a study
+    that no longer runs against the package fails here, not on the next person's cluster job."""
+    import subprocess
+    import sys
+
+    if script == "fem_convergence.py":
+        from mfgpde.fem import fem_available
+
+        if not fem_available():
+            pytest.skip("the FEM study needs the fem extra (DOLFINx)")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "validation", script), "--out", str(tmp_path)]
+                          + TINY[script], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "report.md").exists(), sorted(p.name for p in tmp_path.iterdir())
+    assert any(p.suffix == ".json" for p in tmp_path.iterdir()) and any(p.suffix == ".png" for p in tmp_path.iterdir())

@@ -64,7 +64,7 @@ def test_residual_grows_linearly_with_a_perturbation():
 
 
 def test_potential_normalisation_does_not_change_the_metric():
-    sm, p, s = closed_form(120, 60)
+    sm, p, _s = closed_form(120, 60)
     t = sm.times[:, None]
     base = L.weighted_norm(L.grid_residual(sm, np.log(p), "score-potential"), p, sm.grid, sm.times)
     shifted = L.weighted_norm(L.grid_residual(sm, np.log(p) + 3.0 * t**2, "score-potential"), p, sm.grid, sm.times)

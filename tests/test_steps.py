@@ -43,7 +43,7 @@ def test_spectral_inverse_inverts_the_scheme_laplacian(spec, rng):
 def test_linearisation_matvec_is_the_assembled_jacobian(spec, rng):
     """The matrix-free ``J z`` equals the assembled analytic Jacobian, drift included."""
     g = mp.TensorGrid(*spec)
-    drift = lambda t, *x: tuple(0.4 * np.sin(2 * xi + t) for xi in x)  # noqa: E731
+    drift = lambda t, *x: tuple(0.4 * np.sin(2 * xi + t) for xi in x)
     sc = FDScheme(_problem(g, drift=drift))
     U = rng.standard_normal((sc.nt + 1, g.size))
     M = 1 + 0.5 * rng.random((sc.nt + 1, g.size))
@@ -82,7 +82,7 @@ def test_transport_dominated_steps_fall_back_to_exact_solves(rng):
     U = 40 * rng.standard_normal((sc.nt + 1, g.size))  # steep: |p|/h >> 1/dt
     M = 1 + 0.5 * rng.random((sc.nt + 1, g.size))
     lin = sc.linearisation(U, M)
-    inv_u, inv_m, info = step_inverses(lin, "spectral")
+    inv_u, _inv_m, info = step_inverses(lin, "spectral")
     assert info["exact_steps"] > 0
     rhs = rng.standard_normal(g.size)
     exact = spla.spsolve(stencil_csc(lin.vals_uu[0], sc.cols), rhs)

@@ -28,7 +28,7 @@ def test_serial_sweep_reports_every_member(tmp_path):
 
 
 def test_sweep_refuses_unknown_parameter(tmp_path):
-    with pytest.raises(ConfigError, match="parameter 'model.viscosity' does not exist"):
+    with pytest.raises(ConfigError, match=r"parameter 'model\.viscosity' does not exist"):
         sweep(CFG, parse_params(["model.viscosity=1,2"]), str(tmp_path))
     assert cli.main(["sweep", CFG, "--param", "model.viscosity=1", "--out", str(tmp_path / "x")]) == 1
 
@@ -69,7 +69,7 @@ def test_sweep_exit_codes_and_repeated_parameters(tmp_path, capsys):
     """Exit 1 when no member converged, 2 when some did not; a --param given twice is refused
     (only the last used to count); true/false are TOML booleans."""
     assert parse_params(["normalize_m0=false,true"]) == [("normalize_m0", [False, True])]
-    with pytest.raises(ValueError, match="model.nu is given twice"):
+    with pytest.raises(ValueError, match=r"model\.nu is given twice"):
         parse_params(["model.nu=0.1", "model.nu=0.2"])
     base = ["sweep", CFG, "--param", "grid.shape=40", "--out"]
     assert cli.main(base + [str(tmp_path / "a"), "--param", "model.nu=-1.0,-2.0"]) == 1

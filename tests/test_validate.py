@@ -30,7 +30,7 @@ def test_exact_velocity_is_at_discretisation_level_and_perturbation_scales(refer
     m0, _ = validate_flow(reference, F.exact_velocity)
     errs = []
     for eps in (0.1, 0.2, 0.4):
-        m, _ = validate_flow(reference, lambda x, t: F.perturbed_velocity(x, t, eps))
+        m, _ = validate_flow(reference, lambda x, t, eps=eps: F.perturbed_velocity(x, t, eps))
         errs.append(m["velocity_error_weighted"])
         assert m["final"]["W2"] > m0["final"]["W2"]
     # the exact field differs from the grid optimum only by the discretisation error

@@ -27,19 +27,22 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "cnf_wellposedness"))
     ap.add_argument("--lambdas", nargs="*", type=float, default=[3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001])
+    ap.add_argument("--tiny", action="store_true", help="coarse grids, two lambdas (a smoke run in seconds)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    n1, n2a, n2, lams2 = (40, 32, 48, [1.0, 0.3, 0.1, 0.03, 0.01]) if not args.tiny else (20, 10, 16, [1.0, 0.1])
+    lambdas = args.lambdas if not args.tiny else args.lambdas[:2]
     controls = W.run_controls(starts=4)
-    g1 = mp.TensorGrid([(-5, 5)], 40, "noflux")
-    study = W.cnf_lambda_study(g1, gaussian([1.0], 0.25), args.lambdas, nt=10, starts=3)
+    g1 = mp.TensorGrid([(-5, 5)], n1, "noflux")
+    study = W.cnf_lambda_study(g1, gaussian([1.0], 0.25), lambdas, nt=10, starts=3)
     # 2D anisotropic Gaussian data (C1 per eigendirection): the conditioning indicator only; the
     # first-order multi-start is inconclusive in 2D (the starts' homotopies stall), so starts = 0
-    ga = mp.TensorGrid([(-5, 5), (-5, 5)], 32, "noflux")
-    aniso = W.cnf_lambda_study(ga, gaussian([1.0, -0.5], np.diag([0.25, 0.64])), [1.0, 0.3, 0.1, 0.03, 0.01], nt=8,
-                               starts=0)
-    g2 = mp.TensorGrid([(-4, 4), (-4, 4)], 48, "noflux")
+    ga = mp.TensorGrid([(-5, 5), (-5, 5)], n2a, "noflux")
+    aniso = W.cnf_lambda_study(ga, gaussian([1.0, -0.5], np.diag([0.25, 0.64])), lams2, nt=8, starts=0)
+    g2 = mp.TensorGrid([(-4, 4), (-4, 4)], n2, "noflux")
     data2 = gaussian_mixture([1, 1], [[1.2, 0.0], [-1.2, 0.0]], [0.2, 0.2])
-    rot = [W.rotation_nonuniqueness(g2, data2, lam=lam, nt=16, rotation=1.0) for lam in (1.0, 0.1, 0.01)]
+    rot = [W.rotation_nonuniqueness(g2, data2, lam=lam, nt=16 if not args.tiny else 6, rotation=1.0)
+           for lam in ((1.0, 0.1, 0.01) if not args.tiny else (1.0,))]
     os.makedirs(args.out, exist_ok=True)
     write_json(os.path.join(args.out, "cnf_wellposedness.json"), {"controls": controls, "lambda_study": study,
                                                                           "lambda_study_2d_anisotropic": aniso,

@@ -64,12 +64,16 @@ def c2(ns):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "convergence"))
+    ap.add_argument("--tiny", action="store_true", help="two coarse grids per study (a smoke run in seconds)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    sizes = {"c3": [40, 80, 160, 320, 640], "c1": [50, 100, 200, 400], "c2": [100, 200, 400, 800]}
+    if args.tiny:
+        sizes = {k: v[:2] for k, v in sizes.items()}
     studies = {
-        "C3 linear-quadratic MFG (1D, L1 error of m, max over t)": c3([40, 80, 160, 320, 640]),
-        "C1 CNF-KL, Gaussian data (1D, L1 error of m, max over t)": c1([50, 100, 200, 400]),
-        "C2 OU score of a mixture (1D, density-weighted L2 error)": c2([100, 200, 400, 800]),
+        "C3 linear-quadratic MFG (1D, L1 error of m, max over t)": c3(sizes["c3"]),
+        "C1 CNF-KL, Gaussian data (1D, L1 error of m, max over t)": c1(sizes["c1"]),
+        "C2 OU score of a mixture (1D, density-weighted L2 error)": c2(sizes["c2"]),
     }
     rows, data = [], {}
     plt = _mpl()

@@ -34,7 +34,7 @@ def main(argv=None):
     fp = evolve_density(g, gaussian([mu0], s2), lambda t, x: [-x], T, 400, nu=1.0)
     rows, out, finals = [], {}, {}
     for tau in (0.4, 0.2, 0.1, 0.05):
-        ts, dens, res = jko_chain(g, gaussian([mu0], s2), energy, tau, int(round(T / tau)), nt=4)
+        _ts, dens, res = jko_chain(g, gaussian([mu0], s2), energy, tau, int(round(T / tau)), nt=4)
         m = dens[-1]
         mean = g.integrate(x * m)
         var = g.integrate((x - mean) ** 2 * m)

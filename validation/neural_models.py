@@ -65,7 +65,7 @@ def train_flow(torch, Net, hjb_weight, iters, steps, batch, seed):
     opt = torch.optim.Adam(phi.parameters(), lr=3e-3)
     dt = T / steps
     log2pi = np.log(2 * np.pi)
-    for it in range(iters):
+    for _ in range(iters):
         x = torch.tensor(sample_mixture(rng, batch), dtype=torch.float64, requires_grad=True)
         logdet = torch.zeros(batch, dtype=torch.float64)
         kinetic = torch.zeros((), dtype=torch.float64)
@@ -96,7 +96,7 @@ def train_score(torch, Net, iters, batch, seed, Tscore):
     rng = np.random.default_rng(seed)
     s = Net(2).double()
     opt = torch.optim.Adam(s.parameters(), lr=3e-3)
-    for it in range(iters):
+    for _ in range(iters):
         x0 = torch.tensor(sample_mixture(rng, batch), dtype=torch.float64)
         t = torch.tensor(rng.uniform(1e-3, Tscore, (batch, 1)), dtype=torch.float64)
         a = torch.exp(-t)

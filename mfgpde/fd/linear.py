@@ -54,7 +54,7 @@ def solve_stencil(vals, cols, rhs, transpose, method, to_csr, spectral=None, dt=
         return x
     op = kernels.transpose_stencil(vals, cols) if transpose else vals
     x0 = rhs / op[:, 0]
-    x, its, ok = kernels.stencil_bicgstab(op, cols, rhs, x0, ITERATIVE_RTOL, 4000)
+    x, _its, ok = kernels.stencil_bicgstab(op, cols, rhs, x0, ITERATIVE_RTOL, 4000)
     if not ok:  # breakdown or stagnation: fall back to the factorisation
         A = to_csr(vals[None])
         x = spla.spsolve(sp.csc_matrix(A.T if transpose else A), rhs)

@@ -298,8 +298,9 @@ def _from_zero(v, dinv, cinv, cols, agg, sizes, offsets, voff, s, rhs, out, cycl
 def _probe(flat, dinv, cinv, cols, agg, sizes, offsets, voff, s, cycles, wx, wb):
     K = flat.shape[0]
     n = sizes[0]
-    np.random.seed(12345)
-    b = np.random.standard_normal(n)
+    # (Numba compiles the legacy global-state API, not np.random.Generator)
+    np.random.seed(12345)  # noqa: NPY002
+    b = np.random.standard_normal(n)  # noqa: NPY002
     bn = np.sqrt(np.sum(b * b))
     out = np.empty(K)
     r = np.empty(n)

@@ -372,7 +372,7 @@ class MeshDomain:
             try:
                 with XDMFFile(comm, path, "r") as fh:
                     msh = fh.read_mesh(name="mesh")
-            except Exception as exc:  # noqa: BLE001  (any reader failure means "not a mesh")
+            except Exception as exc:
                 raise ValueError(f"mesh file {path!r} is not a readable XDMF mesh (grid named 'mesh'): {exc}") from None
         else:
             raise ValueError(f"mesh file {path!r}: unknown format {ext!r}; allowed: .msh (gmsh), .xdmf (DOLFINx)")
@@ -406,7 +406,7 @@ def _read_msh(path, comm, gdim):
         gdim = _msh_dimension(path)
     try:
         data = gmshio.read_from_msh(path, comm, rank=0, gdim=gdim)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ValueError(f"mesh file {path!r} could not be read as a gmsh mesh: {exc}") from None
     finally:
         if gmsh.isInitialized():
@@ -424,7 +424,7 @@ def _msh_dimension(path):
             _, coords, _ = gmsh.model.mesh.getNodes()
             xyz = np.asarray(coords).reshape(-1, 3)
             top = max((d for d, _ in gmsh.model.getEntities()), default=0)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ValueError(f"mesh file {path!r} could not be read as a gmsh mesh: {exc}") from None
     if xyz.size == 0:
         raise ValueError(f"mesh file {path!r} has no nodes")

@@ -68,7 +68,7 @@ class MeshErgodic:
     def residual(self, z):
         sc, dom = self.sc, self.dom
         u, m, rho = self._owned(z)
-        S, d, phi, phiS = self.sc._level(u, m)
+        _S, d, phi, phiS = self.sc._level(u, m)
         Ru = rho + sc._diffusion(d) + sc._transport(0, d) + phi - sc.f(m)
         me = dom.exchange(m)
         Rm = (sc._diffusion(me[dom.rows] - me[dom.cols]) + sc._transport_adjoint_m(0, me)
@@ -82,7 +82,7 @@ class MeshErgodic:
         sc, Hm, N, s = self.sc, self.problem.hamiltonian, self.N, self.start
         self.pin = int(np.argmax(z[N:2 * N]))   # the bordered solve pins the largest density
         u, m, _ = self._owned(z)
-        S, d, phi, phiS = self.sc._level(u, m)
+        S, d, _phi, phiS = self.sc._level(u, m)
         blocks = []
         # HJB rows: d/du (I/dt removed), d/dm (diagonal), d/drho = 1
         blocks.append(("hjb", _local_csr(sc.hjb_matrix(d, phiS), 0, True, s)))

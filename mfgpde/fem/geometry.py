@@ -104,7 +104,7 @@ def room(width=2.0, height=1.0, obstacles=((1.0, 0.5, 0.2),), h=0.02, comm=None,
     if comm.rank == 0:
         try:
             room_msh(path, width, height, obstacles, h)
-        except Exception as exc:  # noqa: BLE001  (re-raised on every rank below)
+        except Exception as exc:
             err = exc
     err = comm.bcast(err, root=0)
     if err is not None:

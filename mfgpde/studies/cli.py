@@ -199,7 +199,7 @@ def _wellposed(args):
                                                            nt=problem.nt, starts=args.starts, tol=args.tol))
     try:
         _figure(report, os.path.join(args.out, "wellposed.png"))
-    except Exception as exc:  # noqa: BLE001 -- the JSON is written; a plotting failure is reported, not fatal
+    except Exception as exc:
         report["stages_failed"].append("figure")
         report["figure_error"] = f"{type(exc).__name__}: {exc}"
         write_json(out_json, report)

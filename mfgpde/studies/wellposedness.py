@@ -50,7 +50,7 @@ def initial_guesses(problem, starts, seed=0, amplitude=1.0):
     rng = np.random.default_rng(seed)
     g, nt = problem.grid, problem.nt
     out = []
-    for k in range(starts):
+    for _ in range(starts):
         U = np.stack([amplitude * _smooth_random_field(g, rng) * (1 - n / (nt + 1)) for n in range(nt + 1)])
         bump = np.exp(_smooth_random_field(g, rng) * 0.5)
         bump /= g.integrate(bump)
@@ -313,7 +313,7 @@ def refinement(make_problem, sizes, method="newton", tol=1e-9):
         dm.append(float(max(a.grid.integrate(np.abs(x - y)) for x, y in zip(a.m, mb))))
         du.append(float(np.abs(a.U - ub).max()))
         hs.append(float(max(a.grid.h)))
-    fit = lambda e: float(np.polyfit(np.log(hs), np.log(e), 1)[0]) if len(e) >= 2 else float("nan")  # noqa: E731
+    fit = lambda e: float(np.polyfit(np.log(hs), np.log(e), 1)[0]) if len(e) >= 2 else float("nan")
     return {"sizes": list(sizes), "h": hs, "differences_m": dm, "differences_U": du,
             "order_m": fit(dm), "order_U": fit(du)}
 

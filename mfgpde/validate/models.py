@@ -191,7 +191,7 @@ def load_model(spec):
                          f"{exc.lineno})") from None
     except ImportError as exc:
         raise ValueError(f"--model: cannot import module {mod_name!r}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 -- the user's module raised while importing
+    except Exception as exc:
         raise ValueError(f"--model: importing module {mod_name!r} raised {type(exc).__name__}: {exc}") from None
     finally:
         if added:
@@ -205,6 +205,6 @@ def load_model(spec):
             raise ValueError(f"--model: {spec} is named make_* but is not callable")
         try:
             obj = obj()
-        except Exception as exc:  # noqa: BLE001 -- the user's factory raised
+        except Exception as exc:
             raise ValueError(f"--model: the factory {spec}() raised {type(exc).__name__}: {exc}") from None
     return obj

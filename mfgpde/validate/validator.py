@@ -133,7 +133,7 @@ def validate_flow(reference, model, kind="velocity", name="model", timeout=None)
         metrics["kinetic_energy_model"] = kinetic(v, m_model)
         metrics["kinetic_energy_reference"] = kinetic(v_ref, m_ref)
     if isinstance(p.terminal, KLCoupling):
-        lp, pi = p.terminal._log_pi(g)
+        _lp, pi = p.terminal._log_pi(g)
         metrics["terminal_kl_model"] = kl_divergence(m_model[-1], pi, g)
         metrics["terminal_kl_reference"] = kl_divergence(m_ref[-1], pi, g)
     fields = {"times": times, "m_model": m_model, "m_ref": m_ref, "grid": g}
