@@ -186,7 +186,8 @@ def build_coupling(tab, section="coupling"):
     if kind == "power":
         return C.PowerCoupling(p=_get(tab, "p", section, 1.0), scale=_get(tab, "scale", section, 1.0))
     if kind == "potential":
-        return C.PotentialCoupling(expression(_get(tab, "expr", section, required=True), f"{section}.expr"))
+        return C.PotentialCoupling(expression(_get(tab, "expr", section, required=True), f"{section}.expr"),
+                                   name=f"[{section}] expr")
     if kind == "convolution":
         k = expression(_get(tab, "kernel", section, required=True), f"{section}.kernel")
         return C.ConvolutionCoupling(lambda *zs: k(*zs), scale=_get(tab, "scale", section, 1.0))
@@ -204,6 +205,8 @@ def load(path_or_dict):
     if isinstance(path_or_dict, dict):
         return copy.deepcopy(path_or_dict)
     path = os.fspath(path_or_dict)
+    if os.path.isdir(path):
+        raise ConfigError(f"configuration file {path!r} is a folder; give a TOML file (see solvers/)")
     if not os.path.isfile(path):
         raise ConfigError(f"configuration file {path!r} does not exist")
     with open(path, "rb") as fh:
@@ -228,8 +231,13 @@ def set_parameter(cfg, dotted, value):
             raise ConfigError(f"parameter {dotted!r} does not exist in the configuration") from None
     last = keys[-1]
     if isinstance(node, list):
-        last = int(last)
-    elif last not in node:
+        try:
+            last = int(last)
+            node[last]
+        except (ValueError, IndexError):
+            raise ConfigError(f"parameter {dotted!r} does not exist in the configuration: {keys[-2]!r} is a list of "
+                              f"{len(node)} (indices 0 to {len(node) - 1})") from None
+    elif not isinstance(node, dict) or last not in node:
         raise ConfigError(f"parameter {dotted!r} does not exist in the configuration")
     node[last] = value
     return cfg

@@ -170,14 +170,23 @@ class PowerCoupling(Coupling):
 class PotentialCoupling(Coupling):
     """``f = V(x)``, a fixed potential (callable of the coordinates, or a grid array)."""
 
-    def __init__(self, V):
-        self.V = V
+    def __init__(self, V, name="potential V"):
+        bad = isinstance(V, (str, bytes))
+        if not (bad or callable(V)):
+            try:
+                np.asarray(V, float)
+            except (TypeError, ValueError):
+                bad = True
+        if bad:
+            raise TypeError(f"{name} must be a callable V(*x) or an array on the grid, got {V!r} (in a "
+                            "configuration file, expressions are strings under expr = ...)")
+        self.V, self.name = V, name
         self._cache = {}
 
     def field(self, grid):
         key = id(grid)
         if key not in self._cache:
-            self._cache[key] = _field_on_grid(self.V, grid, "potential V")
+            self._cache[key] = _field_on_grid(self.V, grid, self.name)
         return self._cache[key]
 
     def value(self, m, grid):

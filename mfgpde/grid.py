@@ -57,7 +57,13 @@ class TensorGrid:
     axes: tuple = field(init=False, repr=False)
 
     def __init__(self, bounds, shape, boundary="noflux"):
-        bounds = tuple(tuple(float(v) for v in b) for b in np.atleast_2d(np.asarray(bounds, float)))
+        try:
+            arr = np.atleast_2d(np.asarray(bounds, float))
+        except (TypeError, ValueError):
+            raise ValueError(f"bounds must be [lower, upper] pairs of numbers, one per axis, got {bounds!r}") from None
+        if arr.ndim != 2 or arr.shape[1] != 2:
+            raise ValueError(f"bounds must be [lower, upper] pairs, one per axis (e.g. [[0, 1], [0, 2]]), got {bounds!r}")
+        bounds = tuple(tuple(float(v) for v in b) for b in arr)
         d = len(bounds)
         if d not in (1, 2, 3):
             raise ValueError(f"bounds: the domain must be 1-, 2- or 3-dimensional, got {d} axes")

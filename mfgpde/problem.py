@@ -24,6 +24,8 @@ from .hamiltonians import Hamiltonian
 
 
 def _positive(name, value, allow_zero=False):
+    if isinstance(value, (str, bytes, bool, np.bool_)):  # float("0.1") and float(True) would pass
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -87,6 +89,8 @@ class _Drift:
             arr = np.asarray(b, float)
             if arr.shape != (grid.dim,) + grid.shape:
                 raise ValueError(f"drift: array of shape {arr.shape}, expected {(grid.dim,) + grid.shape}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"drift: the array has {int(np.sum(~np.isfinite(arr)))} non-finite values")
             self._static = arr
         else:
             probe = self.at(0.0)
@@ -150,7 +154,7 @@ class MFGProblem:
         if terminal is None:
             terminal = ZeroCoupling()
         elif not isinstance(terminal, Coupling):
-            terminal = PotentialCoupling(terminal)
+            terminal = PotentialCoupling(terminal, name="terminal")
         self.terminal = terminal
         # the sources are kept so that the same problem can be rebuilt on a mesh (backend="fem")
         self.m0_source, self.normalize = m0, bool(normalize)

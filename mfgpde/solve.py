@@ -150,12 +150,17 @@ def _initial_arrays(problem, initial):
     """``initial`` (an MFGResult or a pair) as ``(U0, M0)`` of shape ``(N_t + 1, N)``, or ``(None, None)``."""
     if initial is None:
         return None, None
-    U0, M0 = (initial.U, initial.m) if isinstance(initial, MFGResult) else initial
-    U0 = np.asarray(U0, float).reshape(problem.nt + 1, -1)
-    M0 = np.asarray(M0, float).reshape(problem.nt + 1, -1)
-    if U0.shape != (problem.nt + 1, problem.grid.size) or M0.shape != U0.shape:
-        raise ValueError(f"initial: expected arrays of {(problem.nt + 1,) + problem.grid.shape}")
-    return U0, M0
+    expected = (problem.nt + 1,) + problem.grid.shape
+    try:
+        U0, M0 = (initial.U, initial.m) if isinstance(initial, MFGResult) else initial
+        U0, M0 = np.asarray(U0, float), np.asarray(M0, float)
+    except (TypeError, ValueError):
+        raise TypeError("initial: expected an MFGResult or a pair (U, m) of arrays of shape "
+                        f"{expected}") from None
+    size = (problem.nt + 1) * problem.grid.size
+    if U0.size != size or M0.size != size:
+        raise ValueError(f"initial: expected arrays of shape {expected}, got {U0.shape} and {M0.shape}")
+    return U0.reshape(problem.nt + 1, -1), M0.reshape(problem.nt + 1, -1)
 
 
 def _solve_fd(problem, method, tol, max_iter, damping, verbose, initial, linear_solver, viscosity_continuation,
@@ -367,7 +372,13 @@ def continuation(problem, parameter, values, method="newton", **kwargs):
 
     if parameter not in ("nu", "coupling_scale"):
         raise ValueError(f"parameter must be 'nu' or 'coupling_scale', got {parameter!r}")
-    values = [float(v) for v in values]
+    raw = None if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") else list(values)
+    if raw is None or any(isinstance(v, (str, bytes, bool, np.bool_)) for v in raw):
+        raise TypeError(f"continuation values of {parameter} must be a sequence of numbers, got {values!r}")
+    try:
+        values = [float(v) for v in raw]
+    except (TypeError, ValueError):
+        raise TypeError(f"continuation values of {parameter} must be a sequence of numbers, got {values!r}") from None
     if parameter == "nu" and any(not np.isfinite(v) or v < 0 for v in values):
         raise ValueError(f"continuation values of nu must be finite and >= 0, got {values}")
     if parameter == "coupling_scale" and any(not np.isfinite(v) for v in values):

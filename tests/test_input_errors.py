@@ -33,7 +33,7 @@ def make(**over):
     (dict(m0=np.ones(21)), r"m0: array of shape \(21,\) does not match the grid shape \(20,\)"),
     (dict(m0=lambda x: np.log(x - 0.5)), r"m0: values on the grid must be finite"),
     (dict(hamiltonian="quadratic"), r"hamiltonian must be a Hamiltonian instance"),
-    (dict(terminal=np.ones(7)), r"potential V: array of shape \(7,\) does not match"),
+    (dict(terminal=np.ones(7)), r"terminal: array of shape \(7,\) does not match"),
     (dict(drift=np.ones((2, 20))), r"drift: array of shape \(2, 20\), expected \(1, 20\)"),
 ])
 def test_problem_errors(over, match):
@@ -341,3 +341,21 @@ def test_non_periodic_terminal_cost_on_a_periodic_grid_warns():
     with pytest.warns(UserWarning, match=r"coupling potential is not periodic along axis 1"):
         mp.MFGProblem(mp.TensorGrid([(0, 1), (0, 1)], 8, "periodic"), 1.0, 4, 0.1, mp.QuadraticHamiltonian(),
                       m0=np.ones((8, 8)), coupling=mp.LogCoupling() + mp.PotentialCoupling(lambda x, y: 3 * y))
+
+
+def test_the_bad_input_trial_has_no_traceback_and_nothing_silently_accepted(tmp_path):
+    """validation/bad_inputs.py (the re-runnable trial of the hardening issue): every one of its
+    bad or unusual inputs, through the configuration files, the CLI verbs and the Python API, is
+    refused with a message that names the parameter, warned about, or (valid) solved; none ends
+    in a traceback, a vague message or a silent acceptance."""
+    import json
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "validation", "bad_inputs.py")
+    proc = subprocess.run([sys.executable, script, "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.load(open(tmp_path / "bad_inputs.json"))
+    counts = data["counts"]
+    assert len(data["cases"]) >= 160 and counts["traceback"] == counts["silent"] == counts["vague"] == 0, counts
+    assert counts["refused"] >= 150 and counts["warned"] >= 3

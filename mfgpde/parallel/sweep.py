@@ -52,6 +52,8 @@ def parse_params(specs):
         parsed = []
         for v in vals.split(","):
             v = v.strip()
+            if not v:
+                raise ValueError(f"--param {key.strip()}: empty value in {spec!r}; give section.key=v1,v2,...")
             if v.lower() in ("true", "false"):  # TOML booleans (normalize_m0=false,true)
                 parsed.append(v.lower() == "true")
                 continue

@@ -33,7 +33,9 @@ def _resize(cfg, shape, nt):
         if len(shape) not in (1, dim):
             raise ValueError(f"--shape needs 1 or {dim} sizes for this {dim}D grid, got {len(shape)}")
         cfg["grid"]["shape"] = [int(s) for s in (shape * dim if len(shape) == 1 else shape)]
-    if nt:
+    if nt is not None:
+        if nt < 1:
+            raise ValueError(f"--nt must be an integer >= 1, got {nt}")
         cfg.setdefault("time", {})["nt"] = int(nt)
     return cfg
 
