@@ -1,3 +1,5 @@
+"""``python -m mfgpde``: the command line (:func:`mfgpde.cli.main`)."""
+
 import sys
 
 from .cli import main

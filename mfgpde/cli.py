@@ -160,6 +160,12 @@ def _solve(args):
 
 
 def main(argv=None):
+    """Run ``mfgpde VERB ...``; returns the exit code.
+
+    0: done (converged); 1: an error, with a one-line message naming the cause (or every member
+    of a sweep failed); 2: finished but not converged (or some members failed); 130: Ctrl-C;
+    143: SIGTERM.
+    """
     parser = argparse.ArgumentParser(prog="mfgpde", description="Mean-field game PDE solver")
     sub = parser.add_subparsers(dest="verb", required=True)
     p = sub.add_parser("solve", help="solve a configuration and write solution.nc (FD) or solution.xdmf/.npz (FEM), "
@@ -213,7 +219,8 @@ class _Terminated(BaseException):
 def _terminate_as_exception():
     """Turn SIGTERM into :class:`_Terminated` (the default handler kills the process without
     running ``finally``: staged ``.tmp-*`` folders were left behind). Returns the previous handler,
-    or ``_NOT_INSTALLED`` when not in the main thread (signals cannot be set there)."""
+    or ``_NOT_INSTALLED`` when not in the main thread (signals cannot be set there).
+    """
     import threading
 
     if threading.current_thread() is not threading.main_thread():

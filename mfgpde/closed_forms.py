@@ -182,7 +182,8 @@ def ou_mixture_density_and_score(weights, means, covs, t, points):
 
 def ou_mixture_score_error(score_model, score, weights, means, covs, indices):
     """Largest density-weighted L2 error of a 1D grid score against C2 over time ``indices``:
-    ``max_i ( int p_t (s_i - s_exact)^2 dx )^(1/2)``, ``p_t`` the exact density at ``times[i]``."""
+    ``max_i ( int p_t (s_i - s_exact)^2 dx )^(1/2)``, ``p_t`` the exact density at ``times[i]``.
+    """
     g = score_model.grid
     err = 0.0
     for i in indices:

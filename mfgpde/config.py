@@ -149,6 +149,7 @@ def _get(table, key, section, default=None, required=False):
 
 
 def build_hamiltonian(tab):
+    """The :class:`~mfgpde.hamiltonians.Hamiltonian` of a ``[hamiltonian]`` table (keys checked)."""
     kind = _get(tab, "type", "hamiltonian", "quadratic")
     params = {k: v for k, v in tab.items() if k != "type"}
     cls = HAMILTONIANS
@@ -178,6 +179,7 @@ def _density_callable(tab, section):
 
 
 def build_coupling(tab, section="coupling"):
+    """The :class:`~mfgpde.couplings.Coupling` of one ``[[coupling]]`` or ``[terminal]`` table (keys checked)."""
     kind = _get(tab, "type", section, required=True)
     if kind in COUPLING_KEYS:
         check_keys(tab, COUPLING_KEYS[kind] | {"type"}, section)

@@ -13,6 +13,7 @@ periodic one and given the weight ``0`` so that every operator shares one sparsi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,7 +57,8 @@ class TensorGrid:
     h: tuple = field(init=False)
     axes: tuple = field(init=False, repr=False)
 
-    def __init__(self, bounds, shape, boundary="noflux"):
+    def __init__(self, bounds: Sequence[Sequence[float]], shape: int | Sequence[int],
+                 boundary: str | Sequence[str] = "noflux") -> None:
         try:
             arr = np.atleast_2d(np.asarray(bounds, float))
         except (TypeError, ValueError):
@@ -139,7 +141,8 @@ class TensorGrid:
 
     def restrict(self, values):
         """A field given on this grid, as seen by this grid (the identity; a distributed
-        rank's :class:`~mfgpde.fd.distributed.PatchGrid` cuts global arrays to its patch)."""
+        rank's :class:`~mfgpde.fd.distributed.PatchGrid` cuts global arrays to its patch).
+        """
         return values
 
     def integrate(self, values) -> float:

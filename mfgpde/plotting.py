@@ -25,6 +25,11 @@ def save_figure(fig, path):
 
 
 def plot_result(result, path=None, snapshots=4):
+    """Figure of a solution: m and U at ``snapshots`` times, and the residual history.
+
+    1D: curves; 2D: images; 3D: the mid-plane in z. Returns the figure, or saves it atomically
+    to ``path`` (:func:`save_figure`) and returns what that returns.
+    """
     plt = _mpl()
     g, t = result.grid, result.times
     idx = np.unique(np.linspace(0, len(t) - 1, snapshots).round().astype(int))

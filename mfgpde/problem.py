@@ -15,6 +15,7 @@ All input is validated here, before any work starts, with errors naming the para
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -139,8 +140,10 @@ class MFGProblem:
 
     kind = "evolutive"
 
-    def __init__(self, grid, T, nt, nu, hamiltonian, m0, coupling=None, terminal=None, drift=None,
-                 normalize=False, name="mfg"):
+    def __init__(self, grid: TensorGrid, T: float, nt: int, nu: float, hamiltonian: Hamiltonian,
+                 m0: Callable | np.ndarray, coupling: Coupling | None = None,
+                 terminal: Coupling | Callable | np.ndarray | None = None, drift: Callable | np.ndarray | None = None,
+                 normalize: bool = False, name: str = "mfg") -> None:
         if not getattr(grid, "is_mesh", False):
             _check_instance("grid", grid, TensorGrid)
         self.grid = grid
@@ -209,7 +212,8 @@ class ErgodicMFGProblem:
 
     kind = "ergodic"
 
-    def __init__(self, grid, nu, hamiltonian, coupling=None, drift=None, name="ergodic"):
+    def __init__(self, grid: TensorGrid, nu: float, hamiltonian: Hamiltonian, coupling: Coupling | None = None,
+                 drift: Callable | np.ndarray | None = None, name: str = "ergodic") -> None:
         if not getattr(grid, "is_mesh", False):
             _check_instance("grid", grid, TensorGrid)
         self.grid = grid

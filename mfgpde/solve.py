@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -16,9 +18,11 @@ from .result import MFGResult
 METHODS = ("newton", "fixed_point", "fictitious_play")
 
 
-def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backend="auto", verbose=None,
-          initial=None, linear_solver="auto", viscosity_continuation="auto", grid_sequencing="auto", comm=None,
-          petsc_options=None):
+def solve(problem: MFGProblem | ErgodicMFGProblem, method: str = "newton", tol: float = 1e-10,
+          max_iter: int | None = None, damping: float = 0.5, backend: str = "auto", verbose: bool | None = None,
+          initial: MFGResult | tuple | None = None, linear_solver: str = "auto",
+          viscosity_continuation: bool | str = "auto", grid_sequencing: bool | str = "auto", comm: Any = None,
+          petsc_options: dict | None = None) -> MFGResult:
     """Solve a mean-field game.
 
     Parameters
@@ -94,7 +98,8 @@ def solve(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, backe
 def _resolve_backend(problem, method, tol, max_iter, damping, backend, linear_solver, viscosity_continuation,
                      grid_sequencing, comm, petsc_options):
     """Check every option of :func:`solve` before any work; the backend that will solve:
-    ``"fem"``, ``"fd-distributed"`` (``comm`` of several ranks) or ``"fd"``."""
+    ``"fem"``, ``"fd-distributed"`` (``comm`` of several ranks) or ``"fd"``.
+    """
     if not isinstance(problem, (MFGProblem, ErgodicMFGProblem)):
         raise TypeError(f"problem must be an MFGProblem or ErgodicMFGProblem, got {type(problem).__name__}")
     _check_options(method, tol, max_iter, damping, linear_solver, viscosity_continuation)
@@ -199,7 +204,8 @@ def _solve_fd(problem, method, tol, max_iter, damping, verbose, initial, linear_
 
 def _newton_fd(problem, scheme, U0, M0, tol, max_iter, linear_solver, verbose, grid_sequencing):
     """Newton from ``(U0, M0)``, or from the coarse grid's solution (grid sequencing), or from
-    the fixed-point start; ``(U, M, log, status, sequencing diagnostics or None)``."""
+    the fixed-point start; ``(U, M, log, status, sequencing diagnostics or None)``.
+    """
     if not problem.hamiltonian.has_second_derivatives:
         raise ValueError("method='newton' needs a Hamiltonian with phi_SS; use method='fixed_point'")
     n_max = 50 if max_iter is None else max_iter
@@ -258,7 +264,8 @@ def _fixed_point_start(scheme):
 def _coarse_start(problem, tol, max_iter, linear_solver, verbose):
     """Newton's start from the problem solved on the next coarser grid (see
     :mod:`mfgpde.iterations.sequencing`): ``None`` where that level does not exist, else a dict of
-    what was done, with the interpolated start under ``"start"`` if the coarse solve converged."""
+    what was done, with the interpolated start under ``"start"`` if the coarse solve converged.
+    """
     from .iterations import sequencing
 
     coarse = sequencing.coarse_problem(problem)
@@ -348,7 +355,8 @@ def _viscosity_continuation(problem, initial, opts, start=0.1, stop=1e-5, factor
     return current
 
 
-def continuation(problem, parameter, values, method="newton", **kwargs):
+def continuation(problem: MFGProblem, parameter: str, values: Iterable[float], method: str = "newton",
+                 **kwargs: Any) -> MFGResult:
     """Solve a sequence of problems along ``parameter``, each warm-started from the last.
 
     Parameters

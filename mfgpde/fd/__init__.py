@@ -1,0 +1,1 @@
+"""Monotone finite differences on tensor grids: kernels, scheme, linearisation, step solvers, distribution."""

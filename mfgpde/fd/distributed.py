@@ -309,7 +309,8 @@ class DistributedFDScheme:
 
     def _sweep(self, lin, r):
         """The block-triangular preconditioner: the backward HJB sweep, the coupling block, the
-        forward FP sweep, each step a distributed KSP solve (:class:`_StepSolver`)."""
+        forward FP sweep, each step a distributed KSP solve (:class:`_StepSolver`).
+        """
         nt, N, dt, step = self.nt, self.N, self.dt, self._step
         a, b = self._split(r, N)
         b = b.copy()
@@ -328,7 +329,8 @@ class DistributedFDScheme:
     # ------------------------------------------------------------------ half-sweeps
     def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=50):
         """Backward sweep, distributed: the same per-step Newton and stopping rule as
-        :meth:`FDScheme.solve_hjb`, with global norms and distributed step solves."""
+        :meth:`FDScheme.solve_hjb`, with global norms and distributed step solves.
+        """
         nt, dt, loc, own = self.nt, self.dt, self.local, self.owned
         U = np.empty((nt + 1, self.N))
         U[-1] = self.g(M[-1])

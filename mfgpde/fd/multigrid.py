@@ -143,14 +143,16 @@ class Operators:
 
     def sweep(self, r, dt, cycles=2, backward=True):
         """One half of the block-triangular sweep preconditioner over all ``K`` operators, compiled
-        whole: see :func:`sweep` (``r`` of shape (K + 1, N))."""
+        whole: see :func:`sweep` (``r`` of shape (K + 1, N)).
+        """
         h = self.h
         return sweep(self.flat, self.dinv, self.cinv, h.cols, h.agg, h.sizes, h.offsets, h.value_offsets, h.s,
                      np.ascontiguousarray(r, dtype=float), dt, cycles, self._work[0], self._work[1], backward)
 
     def contraction(self, cycles=2):
         """Residual reduction ``|b - A_k x| / |b|`` of ``cycles`` V-cycles from zero on a fixed
-        random right-hand side, for every operator ``k`` (one compiled pass)."""
+        random right-hand side, for every operator ``k`` (one compiled pass).
+        """
         h = self.h
         return _probe(self.flat, self.dinv, self.cinv, h.cols, h.agg, h.sizes, h.offsets, h.value_offsets, h.s,
                       cycles, self._work[0], self._work[1])

@@ -6,7 +6,7 @@ import numpy as np
 
 
 def _shift(u, grid, k, step):
-    """u at the neighbour ``i + step`` along axis k, and a mask of where it exists."""
+    """The values ``u`` at the neighbour ``i + step`` along axis k, and a mask of where it exists."""
     v = np.roll(u, -step, axis=k)
     mask = np.ones(grid.shape, bool)
     if grid.boundary[k] == "noflux":

@@ -214,7 +214,8 @@ class StepOperator:
     def solve(self, rhs, rtol=ACCURATE_RTOL, x0=None, maxiter=SPECTRAL_MAXITER):
         """Accurate solve: spectrally preconditioned BiCGSTAB (10-20 iterations where diffusion
         dominates); where it has not converged after ``maxiter`` iterations (transport-dominated
-        steps) the compiled Jacobi BiCGSTAB goes on from its iterate, and sparse LU if that stalls."""
+        steps) the compiled Jacobi BiCGSTAB goes on from its iterate, and sparse LU if that stalls.
+        """
         N = rhs.size
         A = spla.LinearOperator((N, N), matvec=self.matvec, dtype=float)
         P = spla.LinearOperator((N, N), matvec=self.precondition, dtype=float)

@@ -243,7 +243,8 @@ class MeshDomain:
 
     def allgather(self, values, axis=0):
         """Owned (reduced) values of every rank, concatenated in global dof order along ``axis``,
-        on every rank (collective). ``values`` has this rank's dofs along ``axis``."""
+        on every rank (collective). ``values`` has this rank's dofs along ``axis``.
+        """
         parts = self.comm.allgather((self.start, np.asarray(values)))
         return np.concatenate([p for _, p in sorted(parts, key=lambda t: t[0])], axis=axis)
 
@@ -394,7 +395,7 @@ def _check_cells(n, d):
 
 
 def _read_msh(path, comm, gdim):
-    """gmsh file -> DOLFINx mesh on ``comm``; anything unreadable becomes a ValueError."""
+    """Gmsh file -> DOLFINx mesh on ``comm``; anything unreadable becomes a ValueError."""
     import gmsh
     from dolfinx.io import gmsh as gmshio
 

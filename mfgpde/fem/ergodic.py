@@ -149,7 +149,8 @@ class MeshErgodic:
 
 class ErgodicMeshResult(ErgodicResult):
     """Solution ``(u, m, rho)`` of an ergodic MFG on a mesh; ``u``, ``m`` and ``coords`` hold
-    every vertex (global dof order) on every rank."""
+    every vertex (global dof order) on every rank.
+    """
 
     backend = "fem-ergodic"
 

@@ -19,7 +19,7 @@ from . import require_dolfinx
 
 @contextlib.contextmanager
 def gmsh_session():
-    """gmsh initialised (quietly) for the block; finalised afterwards if this block started it."""
+    """Gmsh initialised (quietly) for the block; finalised afterwards if this block started it."""
     import gmsh
 
     init = not gmsh.isInitialized()

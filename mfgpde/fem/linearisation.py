@@ -103,7 +103,8 @@ def jacobian_product(lin, x):
 
 def sweep(lin, r):
     """The block-triangular preconditioner: backward HJB sweep, then the forward FP sweep with
-    the U -> m coupling ``G_n`` of the new U correction (block Gauss-Seidel in time)."""
+    the U -> m coupling ``G_n`` of the new U correction (block Gauss-Seidel in time).
+    """
     s = lin.s
     nt, dt = s.nt, s.dt
     R = np.asarray(r).reshape(2, nt + 1, s.n)

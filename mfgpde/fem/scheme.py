@@ -241,7 +241,8 @@ class FEMScheme:
     # ------------------------------------------------------------------ matrices
     def hjb_matrix(self, d, phiS, key=None, level=0):
         """``I/dt + nu L + B_n + diag(phi_S) dS/dU`` (the HJB step Jacobian at time level ``level``)
-        as a PETSc matrix."""
+        as a PETSc matrix.
+        """
         dom = self.dom
         dp = np.maximum(d, 0.0)
         bd, bo = self._drift_diag_off(level)
@@ -252,7 +253,8 @@ class FEMScheme:
 
     def fp_matrix(self, d, q, key=None, level=0):
         """``I/dt + nu L^* + B_n^* + mu^{-1} dS/dU^T diag(mu q)``: the FP step (q = phi_S) or its
-        Jacobian (q = phi_S + m phi_Sm), at time level ``level``."""
+        Jacobian (q = phi_S + m phi_Sm), at time level ``level``.
+        """
         dom = self.dom
         qe = dom.exchange(q)
         bd, bo = self._drift_diag_off(level, adjoint=True)
@@ -410,7 +412,8 @@ class FEMScheme:
         """Backward sweep: U for a given density path M (Newton with backtracking per step).
 
         ``U_init`` is accepted for the common sweep contract and not used: each step starts
-        from the value at the next time level."""
+        from the value at the next time level.
+        """
         from mpi4py import MPI
 
         nt, dt, comm = self.nt, self.dt, self.dom.comm

@@ -1,0 +1,1 @@
+"""Generative models as MFGs: energies, presets (CNF, score, JKO), densities and transport."""

@@ -54,6 +54,8 @@ class Energy:
 
 
 class SumEnergy(Energy):
+    """``E = sum_k E_k``; its first variation is the sum of the terms' (``E1 + E2`` builds one)."""
+
     def __init__(self, terms):
         self.terms = []
         for t in terms:
@@ -75,6 +77,8 @@ class SumEnergy(Energy):
 
 
 class ScaledEnergy(Energy):
+    """``E = s E_base`` for a finite ``s`` (``s * E`` builds one); convex when ``s >= 0`` and ``E_base`` is."""
+
     def __init__(self, base, s):
         s = float(s)
         if not np.isfinite(s):

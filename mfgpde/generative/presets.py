@@ -252,7 +252,8 @@ PRESET_KEYS = {"cnf": {"model": {"lam", "tail_tol"}}, "score_mfg": {"model": {"n
 
 def problem_from_preset(cfg):
     """Build a preset problem from a configuration with ``preset = "cnf" | "score_mfg"`` (``"score"`` is
-    a reference for ``mfgpde validate``, refused here with what to run instead)."""
+    a reference for ``mfgpde validate``, refused here with what to run instead).
+    """
     from ..config import SECTION_KEYS, SOLVER_KEYS, ConfigError, _density_callable, _get, check_keys
 
     kind = cfg["preset"]

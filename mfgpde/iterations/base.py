@@ -60,6 +60,7 @@ class IterationLog:
 
 def residual_norms(scheme, U, M):
     """``(|R_HJB|_inf, |R_FP|_inf, R_HJB, R_FP)``, the norms by ``scheme.norm`` (collective on
-    distributed data: every rank gets the global maximum)."""
+    distributed data: every rank gets the global maximum).
+    """
     RU, Rm = scheme.residual(U, M)
     return scheme.norm(RU), scheme.norm(Rm), RU, Rm

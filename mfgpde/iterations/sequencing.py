@@ -90,7 +90,8 @@ def coarse_problem(problem):
 
 def _interpolation_matrix(x_target, x_source, period=None):
     """Sparse (CSR) matrix of piecewise linear interpolation from the points ``x_source`` to
-    ``x_target``: two entries per row; constant beyond the ends, or periodic with ``period``."""
+    ``x_target``: two entries per row; constant beyond the ends, or periodic with ``period``.
+    """
     xs = np.asarray(x_source, float)
     n = xs.size
     rows = np.arange(np.size(x_target))

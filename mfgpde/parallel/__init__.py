@@ -1,0 +1,1 @@
+"""MPI parameter sweeps: independent members spread over the ranks (the ``sweep`` verb)."""

@@ -25,6 +25,7 @@ def _sweep(args):
 
 
 def register(sub):
+    """Add the ``sweep`` verb to the CLI's subparsers."""
     p = sub.add_parser("sweep", help="parameter sweep, spread over MPI ranks (mpiexec -n N mfgpde sweep ...)")
     p.add_argument("config")
     p.add_argument("--param", action="append", default=[], help="section.key=v1,v2,... (repeat for a product)")

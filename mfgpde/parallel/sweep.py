@@ -78,6 +78,11 @@ def members(cfg, params):
 
 
 def run_member(cfg, assignment, solve_opts):
+    """Solve one member (the configuration with ``assignment`` applied); its row of the sweep table.
+
+    A member that fails is a row with ``status = "error"`` and the message, not an exception, so
+    the other members go on.
+    """
     from ..solve import solve
 
     t0 = time.perf_counter()

@@ -1,0 +1,1 @@
+"""Well-posedness studies: controls, multi-start, monotonicity, refinement (the ``wellposed`` verb)."""

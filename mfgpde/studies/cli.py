@@ -79,7 +79,8 @@ def _score_refinement(cfg, sizes):
 
 def _figure(report, path):
     """Four panels: distance each start moved; spread of the controls next to the problem's;
-    refinement; CNF lambda study. A stage that did not run leaves its panel saying so."""
+    refinement; CNF lambda study. A stage that did not run leaves its panel saying so.
+    """
     from ..plotting import _mpl, save_figure
 
     plt = _mpl()
@@ -218,6 +219,7 @@ def _wellposed(args):
 
 
 def register(sub):
+    """Add the ``wellposed`` verb to the CLI's subparsers."""
     import argparse
 
     p = sub.add_parser("wellposed", help="well-posedness study: controls, multi-start, monotonicity, refinement",

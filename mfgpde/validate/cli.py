@@ -73,6 +73,7 @@ def _validate(args):
 
 
 def register(sub):
+    """Add the ``validate`` verb to the CLI's subparsers."""
     p = sub.add_parser("validate", help="measure a (neural) generative model against the grid MFG reference")
     p.add_argument("config", help="reference configuration (an MFG or preset, or preset = 'score')")
     p.add_argument("--model", required=True, help="package.module:callable (a make_* factory is called)")
