@@ -67,16 +67,38 @@ def test_w2_and_kl_between_gaussians_match_closed_forms():
 
 
 def test_score_models_exact_and_perturbed():
-    g = mp.TensorGrid([(-6, 6)], 200, "noflux")
-    sm = ScoreModel(g, "vp", T=3.0, nt=100, transport="upwind")   # MUSCL: tests/test_score_hjb.py
+    """The exact score's errors are discretisation errors, the perturbed score's are not.
+
+    * Exact score ``s``: ``score_error_weighted`` (against the grid score of the forward FP
+      solution), the generated density against the data and against the grid score's generation
+      are consistency errors of the first-order upwind scheme: they fall at first order under
+      refinement (recorded 100 -> 200 cells: orders 0.80, 0.78, 0.73; 0.86, 0.86, 0.90 from 200
+      to 400). No threshold on their size is needed.
+    * Perturbed score ``s + 0.3 cos x``: in ``L2(p dx dt)`` the error is ``delta + 0.3 cos x``
+      with ``delta`` the exact score's error, so by Minkowski's inequality it lies within
+      ``|delta|`` of ``E = 0.3 |cos x|_{L2(p dx dt)}``, computed here from the same grid
+      density (recorded at 200 cells: 0.2241 against E = 0.2187, |delta| = 0.051). Its generation
+      error does not fall under refinement (0.320, 0.323).
+    """
     data = gaussian_mixture(**F.MIX)
-    me, _ = validate_score(sm, data, F.exact_score)
-    mpert, _ = validate_score(sm, data, F.perturbed_score)
-    assert me["generated_vs_data"]["L1"] < 0.2          # upwind numerical diffusion of the reverse FP
-    assert me["generated_vs_exact_score_generation"]["L1"] < 0.05
-    assert me["score_error_weighted"] < 0.06
-    assert mpert["score_error_weighted"] > 0.2
-    assert mpert["generated_vs_exact_score_generation"]["L1"] > 5 * me["generated_vs_exact_score_generation"]["L1"]
+    runs = {}
+    for n in (100, 200):
+        g = mp.TensorGrid([(-6, 6)], n, "noflux")
+        sm = ScoreModel(g, "vp", T=3.0, nt=n // 2, transport="upwind")   # MUSCL: tests/test_score_hjb.py
+        me, _ = validate_score(sm, data, F.exact_score)
+        mpert, _ = validate_score(sm, data, F.perturbed_score)
+        p, t = sm.forward(data)[1:], sm.times[1:]
+        E = np.sqrt(np.trapezoid((p * (0.3 * np.cos(g.axes[0])) ** 2).sum(axis=1) * g.cell_volume, t) / (t[-1] - t[0]))
+        runs[n] = (me, mpert, E)
+    for key in (lambda m: m["score_error_weighted"], lambda m: m["generated_vs_data"]["L1"],
+                lambda m: m["generated_vs_exact_score_generation"]["L1"]):
+        order = np.log2(key(runs[100][0]) / key(runs[200][0]))
+        assert 0.6 < order < 1.1, order
+    me, mpert, E = runs[200]
+    assert abs(mpert["score_error_weighted"] - E) <= me["score_error_weighted"]
+    assert mpert["score_error_weighted"] > 2 * me["score_error_weighted"]
+    pert_gen = [runs[n][1]["generated_vs_exact_score_generation"]["L1"] for n in (100, 200)]
+    assert pert_gen[1] > 0.9 * pert_gen[0] and pert_gen[1] > 5 * me["generated_vs_exact_score_generation"]["L1"]
 
 
 @pytest.mark.parametrize("model, match", [
