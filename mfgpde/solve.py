@@ -86,7 +86,8 @@ def solve(problem: MFGProblem | ErgodicMFGProblem, method: str = "newton", tol: 
     if backend == "fem":
         return _solve_fem(problem, **opts)
     if backend == "fd-distributed":
-        return _solve_distributed(problem, comm, petsc_options=petsc_options, **opts)
+        return _solve_distributed(problem, comm, petsc_options=petsc_options, grid_sequencing=grid_sequencing is not False,
+                                  **opts)
     if isinstance(problem, ErgodicMFGProblem):
         from .ergodic import solve_ergodic
 
@@ -234,7 +235,7 @@ def _newton_fd(problem, scheme, U0, M0, tol, max_iter, linear_solver, verbose, g
 
 
 def _solve_distributed(problem, comm, method, tol, max_iter, verbose, initial, petsc_options, damping=None,
-                       linear_solver=None):
+                       linear_solver=None, grid_sequencing=True):
     """``solve(..., comm=...)`` over several ranks: what it supports is checked before any work."""
     from .fd import distributed
 
@@ -251,7 +252,7 @@ def _solve_distributed(problem, comm, method, tol, max_iter, verbose, initial, p
     if not problem.hamiltonian.has_second_derivatives:
         raise ValueError("method='newton' needs a Hamiltonian with phi_SS")
     return distributed.solve_distributed(problem, comm, tol=tol, max_iter=50 if max_iter is None else max_iter,
-                                         verbose=verbose, petsc_options=petsc_options)
+                                         verbose=verbose, petsc_options=petsc_options, grid_sequencing=grid_sequencing)
 
 
 def _fixed_point_start(scheme):

@@ -164,6 +164,30 @@ def test_serial_and_mpi_cli_solves_agree(tmp_path, case):
 
 
 @pytest.mark.mpi
+def test_grid_sequencing_over_ranks_reaches_the_serial_solution(tmp_path):
+    """A grid large enough for grid sequencing (48 x 40 x 24 steps): on 2 ranks the coarse level
+    (24 x 20 x 12) is itself solved over the ranks, its solution starts the fine Newton, and the
+    fine solution equals the serial one (which sequences too) to 1e-9, in fewer fine Newton
+    iterations than from the fixed-point start."""
+    text = CASES["noflux2d"].replace("shape = [22, 19]", "shape = [48, 40]").replace("nt = 8", "nt = 24")
+    cfg = tmp_path / "seq.toml"
+    cfg.write_text(text)
+    plain = tmp_path / "plain.toml"
+    plain.write_text(text.replace("tol = 1e-11", "tol = 1e-11\ngrid_sequencing = false"))
+    run_cli(cfg, tmp_path / "o1", 1)
+    run_cli(cfg, tmp_path / "o2", 2)
+    run_cli(plain, tmp_path / "p2", 2)
+    (s1, d1), (s2, d2), (p2, _) = load(tmp_path / "o1"), load(tmp_path / "o2"), load(tmp_path / "p2")
+    seq = s2["grid_sequencing"]
+    assert seq["coarse_shape"] == [24, 20] and seq["coarse_ranks"] == 2 and seq["coarse_status"] == "converged", seq
+    assert "fine_status_from_coarse_start" not in seq and s2["converged"]
+    assert "grid_sequencing" not in p2
+    assert s2["iterations"] < p2["iterations"], (s2["iterations"], p2["iterations"])
+    assert np.abs(d2["m"].values - d1["m"].values).max() < 1e-9
+    assert np.abs(d2["U"].values - d1["U"].values).max() < 1e-9
+
+
+@pytest.mark.mpi
 def test_failure_on_one_rank_stops_every_rank(tmp_path):
     """A coupling that overflows only where the density is large (one rank's half of the box)
     stops both ranks with the same message, within the timeout, and no result is written."""

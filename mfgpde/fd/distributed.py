@@ -124,6 +124,10 @@ class _LocalProblem:
         self.name = problem.name
 
 
+class _TooSmall(ValueError):
+    """The grid has fewer than :data:`GHOST` points per rank along some axis."""
+
+
 class DistributedFDScheme:
     """The FD scheme of an :class:`MFGProblem` distributed over the ranks of ``comm``.
 
@@ -177,7 +181,7 @@ class DistributedFDScheme:
         widths = [b - a for a, b in ranges]
         if comm.allreduce(min(widths), op=_mpi_min()) < GHOST:
             self.destroy()
-            raise ValueError(f"grid {g.shape} is too small for {comm.size} ranks: every rank's box must be at least "
+            raise _TooSmall(f"grid {g.shape} is too small for {comm.size} ranks: every rank's box must be at least "
                              f"{GHOST} points wide along every axis (this rank's box is {widths}); use fewer ranks")
         self.owned_shape = tuple(widths)
         self.owned_ranges = ranges
@@ -495,17 +499,22 @@ class _StepSolver:
         self.ksp = self.A = self.pc_ksp = self.pc_A = self.x = self.b = None
 
 
-def solve_distributed(problem, comm, tol=1e-10, max_iter=50, verbose=None, petsc_options=None):
+def solve_distributed(problem, comm, tol=1e-10, max_iter=50, verbose=None, petsc_options=None, grid_sequencing=True):
     """Solve a time-dependent MFG with finite differences distributed over ``comm``.
 
-    Newton (:func:`mfgpde.iterations.newton.newton`, the serial driver) from the fixed-point
-    start (U for the frozen density m0, then m for that U), on the distributed scheme. Collective:
-    every rank of ``comm`` calls it with the same problem.
+    Newton (:func:`mfgpde.iterations.newton.newton`, the serial driver) on the distributed
+    scheme, started as the serial solver starts it: from the problem solved on the next coarser
+    grid (grid sequencing, :mod:`mfgpde.iterations.sequencing`; the coarse problem is itself
+    solved over ``comm``, or by every rank alone when its grid is too small to split), followed
+    by one fine fixed-point sweep; or, without a coarser level, from the fixed-point start (U for
+    the frozen density m0, then m for that U). Collective: every rank of ``comm`` calls it with
+    the same problem.
 
     Returns
     -------
     MFGResult
-        The gathered solution, on every rank (the diagnostics add ``"ranks"`` and the split).
+        The gathered solution, on every rank (the diagnostics add ``"ranks"``, the split and
+        ``"grid_sequencing"`` when a coarse start was tried).
     """
     import time
 
@@ -516,10 +525,21 @@ def solve_distributed(problem, comm, tol=1e-10, max_iter=50, verbose=None, petsc
     scheme = DistributedFDScheme(problem, comm, petsc_options=petsc_options)
     try:
         talk = verbose if comm.rank == 0 else False
-        M0 = np.tile(scheme.m0, (scheme.nt + 1, 1))
-        U0, _ = scheme.solve_hjb(M0)
-        M0 = scheme.solve_fp(U0, M_lag=M0)
-        U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=max_iter, verbose=talk)
+        sequenced = _coarse_start(problem, comm, tol, max_iter, petsc_options, talk) if grid_sequencing else None
+        status = None
+        if sequenced is not None and "start" in sequenced:
+            shape = (scheme.nt + 1,) + scheme.grid.shape
+            M0 = scheme.owned_grid.restrict(sequenced.pop("start").reshape(shape)).reshape(scheme.nt + 1, -1)
+            U0, _ = scheme.solve_hjb(np.ascontiguousarray(M0), tol=1e-8)  # a start needs no more (as serially)
+            M0 = scheme.solve_fp(U0, M_lag=M0)
+            U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=max_iter, verbose=talk)
+            if status != "converged":
+                sequenced["fine_status_from_coarse_start"] = status
+        if status != "converged":
+            M0 = np.tile(scheme.m0, (scheme.nt + 1, 1))
+            U0, _ = scheme.solve_hjb(M0)
+            M0 = scheme.solve_fp(U0, M_lag=M0)
+            U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=max_iter, verbose=talk)
         U, M = scheme.gather(U), scheme.gather(M)
         split = list(reversed(scheme.da.getProcSizes()))
     finally:
@@ -527,4 +547,47 @@ def solve_distributed(problem, comm, tol=1e-10, max_iter=50, verbose=None, petsc
     res = MFGResult.from_arrays(problem, U, M, log, status, "newton", time.perf_counter() - t0)
     res.diagnostics["ranks"] = int(comm.size)
     res.diagnostics["rank_grid"] = [int(p) for p in split]
+    if sequenced is not None:
+        res.diagnostics["grid_sequencing"] = sequenced
     return res
+
+
+def _coarse_start(problem, comm, tol, max_iter, petsc_options, verbose):
+    """The coarse level's solution interpolated to ``problem`` (global, on every rank), or None.
+
+    Returns ``None`` without a coarser level, else a dict of what was done with the start under
+    ``"start"`` when the coarse solve converged (every rank takes the same decision: the coarse
+    result is gathered on every rank).
+    """
+    import time
+
+    from ..iterations import sequencing
+
+    coarse = sequencing.coarse_problem(problem)
+    if coarse is None:
+        return None
+    t0 = time.perf_counter()
+    info = {"coarse_shape": list(coarse.grid.shape), "coarse_nt": coarse.nt}
+    coarse_tol = max(tol, sequencing.COARSE_TOL)
+    try:
+        try:
+            rc = solve_distributed(coarse, comm, tol=coarse_tol, max_iter=max_iter, verbose=False,
+                                   petsc_options=petsc_options)
+            info["coarse_ranks"] = int(comm.size)
+        except _TooSmall:
+            # a coarse grid too small to split: every rank solves it alone (cheap, identical)
+            from ..solve import solve
+
+            rc = solve(coarse, tol=coarse_tol, max_iter=max_iter, verbose=False)
+            info["coarse_ranks"] = 1
+    except (ArithmeticError, RuntimeError) as exc:
+        info.update(coarse_status="error", coarse_message=str(exc), coarse_time_s=time.perf_counter() - t0)
+        return info
+    info.update(coarse_status=rc.status, coarse_iterations=rc.iterations, coarse_time_s=time.perf_counter() - t0)
+    if verbose:
+        print(f"[mfgpde] grid sequencing: {'x'.join(map(str, coarse.grid.shape))} x {coarse.nt} steps, "
+              f"{rc.status} in {rc.iterations} Newton iterations, {info['coarse_time_s']:.2f} s", flush=True)
+    if rc.converged:
+        _, info["start"] = sequencing.prolong(coarse, problem, rc.U.reshape(coarse.nt + 1, -1),
+                                              rc.m.reshape(coarse.nt + 1, -1))
+    return info

@@ -172,6 +172,7 @@ def solve_newton_system(lin, rhs, rtol, maxiter=400, step_solver="auto", sweeps=
 
 def _worth_lagging(P):
     """Lagging pays only where the set-up is expensive (factorised steps); spectral and multigrid
-    steps cost little set-up, and lagged ones cost GMRES iterations (LOG2D 64^2: 9.9 s -> 12.8 s)."""
+    steps cost little set-up, and lagged ones cost GMRES iterations (LOG2D 64^2: 9.9 s -> 12.8 s).
+    """
     info = getattr(P, "step_info", {})
     return info.get("method") == "lu" or info.get("exact_steps", 0) > 0
