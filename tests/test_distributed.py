@@ -178,6 +178,7 @@ def test_grid_sequencing_over_ranks_reaches_the_serial_solution(tmp_path):
     run_cli(cfg, tmp_path / "o2", 2)
     run_cli(plain, tmp_path / "p2", 2)
     (s1, d1), (s2, d2), (p2, _) = load(tmp_path / "o1"), load(tmp_path / "o2"), load(tmp_path / "p2")
+    assert s1["converged"] and s1["grid_sequencing"]["coarse_status"] == "converged", s1
     seq = s2["grid_sequencing"]
     assert seq["coarse_shape"] == [24, 20] and seq["coarse_ranks"] == 2 and seq["coarse_status"] == "converged", seq
     assert "fine_status_from_coarse_start" not in seq and s2["converged"]

@@ -106,6 +106,13 @@ def test_max_iter_zero_is_honoured():
     """``max_iter = 0`` evaluates the initial guess and stops (it used to mean the default)."""
     r = mp.solve(make(coupling=mp.LogCoupling(), terminal=lambda x: np.sin(2 * np.pi * x)), max_iter=0)
     assert r.status == "max_iter" and r.iterations == 0
+    from mfgpde.fem import fem_available
+
+    if fem_available():  # the FEM path read max_iter or 50 (0 meant the default)
+        for method in ("newton", "fixed_point"):
+            r = mp.solve(make(coupling=mp.LogCoupling(), terminal=lambda x: np.sin(2 * np.pi * x)), backend="fem",
+                         method=method, max_iter=0)
+            assert r.status == "max_iter" and r.iterations == 0, (method, r.status, r.iterations)
 
 
 def test_kl_reference_that_vanishes_is_refused():

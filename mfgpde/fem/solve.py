@@ -86,9 +86,9 @@ def solve_fem(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, v
                 # a few damped fixed-point sweeps bring Newton into its basin; from one sweep the first
                 # Newton steps stall on transport-dominated problems (crowd room, B2) and cost more
                 U0, M0 = damped_sweeps(scheme, np.tile(scheme.m0, (p.nt + 1, 1)), start_sweeps)
-            U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=max_iter or 50, verbose=verbose)
+            U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=50 if max_iter is None else max_iter, verbose=verbose)
         else:
-            U, M, log, status = fixed_point(scheme, tol=tol, max_iter=max_iter or 1000, damping=damping,
+            U, M, log, status = fixed_point(scheme, tol=tol, max_iter=1000 if max_iter is None else max_iter, damping=damping,
                                             fictitious=(method == "fictitious_play"), M0=M0, verbose=verbose)
     finally:
         scheme.destroy()  # the step solvers and the PETSc options the scheme set
