@@ -580,7 +580,7 @@ def _coarse_start(problem, comm, tol, max_iter, petsc_options, verbose):
 
             rc = solve(coarse, tol=coarse_tol, max_iter=max_iter, verbose=False)
             info["coarse_ranks"] = 1
-    except (ArithmeticError, RuntimeError) as exc:
+    except (ArithmeticError, ValueError, RuntimeError) as exc:  # (as serially: the fine solve goes on)
         info.update(coarse_status="error", coarse_message=str(exc), coarse_time_s=time.perf_counter() - t0)
         return info
     info.update(coarse_status=rc.status, coarse_iterations=rc.iterations, coarse_time_s=time.perf_counter() - t0)

@@ -30,7 +30,8 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
     ----------
     scheme : NewtonKrylovDiscretisation
         Residual, half-sweeps, Jacobian and linearisation
-        (:class:`~mfgpde.iterations.contract.NewtonKrylovDiscretisation`; the FD scheme).
+        (:class:`~mfgpde.iterations.contract.NewtonKrylovDiscretisation`): the serial and distributed
+        FD schemes and the FEM scheme; the last two bring ``solve_newton_system`` and ``allreduce``.
     U0, M0 : ndarray (N_t + 1, N)
         Initial guess (e.g. one fixed-point sweep).
     tol : float
