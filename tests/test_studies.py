@@ -83,6 +83,24 @@ def test_cnf_with_positive_lambda_is_unique_from_distinct_starts():
     assert row["spread_m"] < 1e-8 and row["start_spread"] > 0.3
 
 
+def test_small_lambda_cnf_multi_start_is_conclusive_through_fictitious_play():
+    """lambda = 0.003 at nu = 0: Newton from a random start stalls on the semismooth residual and
+    the Newton homotopy stopped short (the study was inconclusive below lambda = 0.03). Each start
+    now goes through fictitious play at the target problem, from its own density path, then Newton:
+    all three end at one solution, and they were still distinct when Newton took over."""
+    from mfgpde.generative.presets import cnf_problem
+
+    g = mp.TensorGrid([(-5, 5)], 40, "noflux")
+    p = cnf_problem(g, gaussian([1.0], 0.25), lam=0.003, T=1.0, nt=16)
+    ms = W.multi_start(p, starts=3, tol=1e-9, max_iter=80, amplitude=0.3)
+    assert ms["converged"] == 3 and ms["verdict"] == "unique", ms
+    assert ms["spread_m"] < 1e-8 and ms["start_spread"] > 0.3
+    fp = [r for r in ms["runs"] if r["path"] == "fictitious_play"]
+    assert len(fp) >= 2 and all(r["residual"] <= 1e-9 and r["played"] >= 100 for r in fp)
+    # the hand-off points differ by far more than the final spread: the agreement is not inherited
+    assert ms["handoff_spread_m"] > 1e-3 > 1e5 * ms["spread_m"]
+
+
 def test_sparse_jacobian_condition_matches_dense_svd_and_follows_lambda():
     from mfgpde.fd.scheme import FDScheme
     from mfgpde.generative.presets import cnf_problem

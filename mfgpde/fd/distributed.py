@@ -41,7 +41,7 @@ import numpy as np
 
 from ..grid import TensorGrid
 from ..iterations.base import ConvergenceError
-from ..iterations.implicit_step import check_sweep_data, round_off_tolerance, solve_implicit_step
+from ..iterations.implicit_step import MAX_NEWTON, check_sweep_data, round_off_tolerance, solve_implicit_step
 from ..iterations.petsc_krylov import ShellNewtonSystem
 from ..problem import _Drift
 from . import kernels
@@ -331,7 +331,7 @@ class DistributedFDScheme:
         return np.concatenate([x.ravel(), y.ravel()])
 
     # ------------------------------------------------------------------ half-sweeps
-    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=50):
+    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=MAX_NEWTON):
         """Backward sweep, distributed: the same per-step Newton and stopping rule as
         :meth:`FDScheme.solve_hjb`, with global norms and distributed step solves.
         """

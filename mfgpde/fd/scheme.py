@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..iterations.implicit_step import check_sweep_data, round_off_tolerance, solve_implicit_step
+from ..iterations.implicit_step import MAX_NEWTON, check_sweep_data, round_off_tolerance, solve_implicit_step
 from . import kernels
 from .linear import solve_stencil
 from .linearisation import Linearisation
@@ -225,7 +225,7 @@ class FDScheme:
         """``max |R|`` (the serial grid's max-norm; distributed schemes reduce over ranks)."""
         return float(np.abs(R).max())
 
-    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=50):
+    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=MAX_NEWTON):
         """Backward sweep: U solving the discrete HJB for a given density path M.
 
         Each implicit step is a nonlinear system solved by Newton with backtracking

@@ -47,7 +47,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..iterations.base import ConvergenceError
-from ..iterations.implicit_step import check_sweep_data, round_off_tolerance, solve_implicit_step
+from ..iterations.implicit_step import MAX_NEWTON, check_sweep_data, round_off_tolerance, solve_implicit_step
 
 
 def upwind_square(dom, u_ext):
@@ -408,7 +408,7 @@ class FEMScheme:
         """``max |R|`` over the whole distributed mesh (collective)."""
         return self.dom.max_abs(R)
 
-    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=50):
+    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=MAX_NEWTON):
         """Backward sweep: U for a given density path M (Newton with backtracking per step).
 
         ``U_init`` is accepted for the common sweep contract and not used: each step starts

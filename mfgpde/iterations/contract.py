@@ -18,7 +18,7 @@ For stacked unknowns ``U, M`` of shape ``(N_t + 1, N)`` (``N`` points or owned d
 
 * ``residual(U, M) -> (R_U, R_m)``: the discrete HJB and FP equations, same shapes;
 * ``norm(R) -> float``: ``max |R|`` over the whole discretisation (collective over MPI ranks);
-* ``solve_hjb(M, U_init=None, tol=1e-12, max_newton=50) -> (U, inner_steps)``: the backward
+* ``solve_hjb(M, U_init=None, tol=1e-12, max_newton=200) -> (U, inner_steps)``: the backward
   sweep, U solving the discrete HJB for the density path M;
 * ``solve_fp(U, M_lag=None) -> M``: the forward sweep, M solving the discrete FP for U (the
   drift lagged at ``M_lag`` for congestion Hamiltonians);
@@ -43,7 +43,7 @@ class Discretisation(Protocol):
     def norm(self, R) -> float:
         """``max |R|`` over the whole discretisation (collective on distributed data)."""
 
-    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=50):
+    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=200):
         """Backward sweep: ``(U, inner_newton_steps)`` for the density path ``M``."""
 
     def solve_fp(self, U, M_lag=None):

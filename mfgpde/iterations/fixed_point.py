@@ -20,7 +20,7 @@ from .base import IterationLog, residual_norms
 
 
 def fixed_point(scheme, tol=1e-8, max_iter=500, damping=0.5, fictitious=False, M0=None, verbose=None,
-                stagnation_window=50):
+                stagnation_window=50, played=0):
     """Run the damped fixed point (or fictitious play) on a discretised MFG.
 
     Parameters
@@ -39,6 +39,11 @@ def fixed_point(scheme, tol=1e-8, max_iter=500, damping=0.5, fictitious=False, M
     M0 : ndarray, optional
         Initial density path (default: ``m0`` frozen in time).
     verbose : bool or None
+    stagnation_window : int
+        Stop as ``"stagnated"`` after this many iterations without a 0.1 % decrease of the residual.
+    played : int
+        Fictitious play only: rounds already averaged into ``M0``, so that a resumed run
+        continues with ``theta_k = 1/(k + 2 + played)`` instead of restarting the average.
 
     Returns
     -------
@@ -69,7 +74,7 @@ def fixed_point(scheme, tol=1e-8, max_iter=500, damping=0.5, fictitious=False, M
         if k == max_iter:
             break
         M_new = scheme.solve_fp(U, M_lag=M)
-        theta = 1.0 / (k + 2) if fictitious else damping
+        theta = 1.0 / (k + 2 + played) if fictitious else damping
         M = (1.0 - theta) * M + theta * M_new
     return U, M, log, "max_iter"
 

@@ -17,6 +17,13 @@ import numpy as np
 
 from .base import ConvergenceError
 
+#: inner Newton steps allowed per time level. Far from the coupled solution the data of a
+#: level can be rough and the Hamiltonian steep (a first-order CNF with lambda = 0.001 from a
+#: random density path: H = |p|^2 / (2 lambda)), and the line search then takes steps of 1/16
+#: to 1/32 for a while before the quadratic phase; one such level needed 179 steps. With 50
+#: those sweeps failed; a converging level usually needs 2-10, so the cap costs nothing there.
+MAX_NEWTON = 200
+
 
 def round_off_tolerance(tol, size):
     """The inner tolerance: ``tol``, floored at what round-off allows for terms of size ``size``.
@@ -27,7 +34,7 @@ def round_off_tolerance(tol, size):
     return max(tol, 64 * np.finfo(float).eps * max(1.0, size))
 
 
-def solve_implicit_step(u, residual, solve, norm, atol, max_newton=50, level=None, tol=None):
+def solve_implicit_step(u, residual, solve, norm, atol, max_newton=MAX_NEWTON, level=None, tol=None):
     """Solve ``G(u) = 0`` by Newton with backtracking, from ``u``.
 
     Parameters
