@@ -27,6 +27,9 @@ step is one implicit Euler step linearised at the iterate,
 with dtau_k grown by switched evolution relaxation (``dtau_{k+1} = dtau_k |R_{k-1}| / |R_k|``,
 Kelley & Keyes 1998), so the iteration becomes Newton's method (quadratic tail) once the
 residual falls. A step that raises the residual more than twofold is retried with dtau / 4.
+The driver and the bordered linear solve live in :mod:`mfgpde.iterations.pseudo_transient`
+(shared with the mesh discretisation of :mod:`mfgpde.fem.ergodic`); this module provides the
+finite-difference residual and Jacobian and the floor continuation.
 
 Couplings with a floor (``LogCoupling``: ``log max(m, floor)``) are continued in the floor,
 1e-4, 1e-6, ... down to the coupling's own, when the density reaches it: the derivative jumps
@@ -45,12 +48,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from .couplings import ZeroCoupling
 from .fd import kernels
 from .fd.scheme import FDScheme
 from .iterations.base import IterationLog
+from .iterations.pseudo_transient import bordered_solve, pseudo_time_matrix, pseudo_transient
 
 
 class ErgodicResult:
@@ -183,64 +186,6 @@ def _with_floor(coupling, floor):
     return c
 
 
-def _bordered_solve(A, r, N, info=None, pin=None):
-    """Solve ``A x = r`` for the bordered ergodic Jacobian by a sparse LU and a rank-3 update.
-
-    The rho column (ones in every HJB row) and the mass and mean rows are dense; sparse LU
-    with them fills badly (3D 12^3: 2.2e6 factor entries and 1.0 s, against 1.2e6 and 0.14 s
-    without). ``A = K + U V^T`` with ``K`` the same matrix with the dense parts replaced by
-    single entries (rho in one HJB row, mass row -> one density entry, mean row -> u_0), and
-    Sherman-Morrison-Woodbury gives ``x = y - X (I + V^T X)^{-1} V^T y`` with ``y = K^{-1} r``,
-    ``X = K^{-1} U``. A plain LU of ``A`` is the fallback when the update loses accuracy.
-    Where the single entries sit matters. With a short pseudo-time step ``K`` is near
-    ``I / dtau``: rho must stay in HJB row 0 (the row of the pinned ``u_0``) and the mass row
-    must become ``m_{N-1}`` (the dropped FP row's own entry). Near Newton the HJB block's left
-    null vector and the FP block's right null vector are the stationary density: both entries
-    must sit where it is large, not in a corner of the box (m ~ 1e-8 there leaves ``K`` nearly
-    singular). The first placement is tried, then the caller's ``pin`` (the index of the
-    largest density) for both. The mass row (``2N - 1``) may carry the pseudo-time diagonal 0
-    only, as built by :func:`pseudo_time_matrix`.
-    ``info["path"]`` (when a dict is given) says which solve was used.
-    """
-    n = 2 * N + 1
-    A = A.tocsr()
-    rho_col = np.asarray(A[:N, n - 1].todense()).ravel()
-    mean_row, mass_row = A[n - 1].toarray().ravel(), A[n - 2].toarray().ravel()
-    # (HJB row keeping rho, density entry replacing the mass row): the first suits short
-    # pseudo-time steps, the second Newton-like ones (see above)
-    configs = [(0, N - 1)] + ([(int(pin), int(pin))] if pin is not None and int(pin) != N - 1 else [])
-    for rho_row, mass_pin in configs:
-        # the three rank-one corrections as columns of U and V (mean and mass rows read from A:
-        # cell volumes on a grid, lumped masses mu_i on a mesh)
-        U = np.zeros((n, 3))
-        V = np.zeros((n, 3))
-        U[:N, 0] = rho_col
-        U[rho_row, 0] = 0.0
-        V[n - 1, 0] = 1.0
-        U[n - 1, 1] = 1.0
-        V[:, 1] = mean_row
-        V[0, 1] -= 1.0
-        U[n - 2, 2] = 1.0
-        V[:, 2] = mass_row
-        V[N + mass_pin, 2] -= 1.0
-        K = (A - sp.csr_matrix(U) @ sp.csr_matrix(V).T).tocsc()
-        K.eliminate_zeros()
-        try:
-            lu = spla.splu(K)
-            X = lu.solve(U)
-            y = lu.solve(r)
-            x = y - X @ np.linalg.solve(np.eye(3) + V.T @ X, V.T @ y)
-        except (RuntimeError, np.linalg.LinAlgError):  # K singular with this choice
-            continue
-        if np.all(np.isfinite(x)) and np.abs(A @ x - r).max() <= 1e-8 * max(np.abs(r).max(), 1e-300) + 1e-13:
-            if info is not None:
-                info["path"] = "woodbury"
-            return x
-    if info is not None:
-        info["path"] = "lu"
-    return spla.splu(A.tocsc()).solve(r)
-
-
 class GridErgodic:
     """The finite-difference ergodic system on a tensor grid, as the driver consumes it.
 
@@ -265,78 +210,11 @@ class GridErgodic:
         return _jacobian(self.sc, self.problem, z[:N], z[N:2 * N])
 
     def solve(self, J, r, dtau):
-        return _bordered_solve(pseudo_time_matrix(J, self.N, dtau), r, self.N, pin=getattr(self, "pin", None))
+        return bordered_solve(pseudo_time_matrix(J, self.N, dtau), r, self.N, pin=getattr(self, "pin", None))
 
 
-#: largest growth of ``|R|_2`` a pseudo-time step may cause before it is retried with dtau / 4
-GROWTH = 2.0
 #: first pseudo-time step of a floor-continuation stage after the first
 STAGE_DT = 0.1
-
-
-def pseudo_time_matrix(J, N, dtau):
-    """``D / dtau + J`` with ``D`` = 1 on the HJB and FP rows, 0 on the mass and mean rows."""
-    if dtau >= 1e12:
-        return J
-    d = np.ones(2 * N + 1)
-    d[2 * N - 1:] = 0.0             # the mass and mean-zero rows are constraints, not evolutions
-    return J + sp.diags(d / dtau)
-
-
-def pseudo_transient(disc, z, tol, max_iter, log, dtau, floor=None):
-    """Pseudo-transient continuation from ``z = (u, m, rho)`` (one stack) until ``|R|_inf <= tol``.
-
-    ``disc`` is a discretisation (:class:`GridErgodic` or the mesh one). Returns
-    ``(z, status, message)``; iterations are recorded in ``log`` (their count is bounded by
-    ``max_iter`` over all calls sharing the log).
-    """
-    N = disc.N
-    R = disc.residual(z)
-    best, best_at = np.inf, 0
-    while True:
-        # k counts linearised steps over all stages (a stage's first record repeats the step
-        # count of the previous stage's last one: a new floor, no new step)
-        k = getattr(log, "steps", 0)
-        hjb, fp = np.abs(R[:N]).max(), np.abs(R[N:]).max()
-        extra = {"pseudo_dt": float(dtau)}
-        if floor is not None:
-            extra["floor"] = floor
-        res = log.record(k, hjb, fp, **extra)
-        if res <= tol:
-            return z, "converged", ""
-        if k >= max_iter:
-            return z, "max_iter", ""
-        if res < 0.1 * best:
-            best, best_at = res, k
-        elif k - best_at >= 30:     # no tenfold progress in 30 steps: round-off or a stall
-            return z, "stagnated", f"no tenfold decrease of the residual in 30 iterations (best {best:.2e})"
-        log.check_divergence(k)
-        J = disc.jacobian(z)
-        norm = np.linalg.norm(R)
-        while True:
-            try:
-                dz = disc.solve(J, -R, dtau)
-            except RuntimeError as exc:  # exactly singular factor
-                return z, "singular_jacobian", str(exc)
-            step = 1.0
-            if disc.positive:  # a Hamiltonian singular at m = 0 (congestion) needs m > 0 at every iterate
-                dm, m = dz[N:2 * N], z[N:2 * N]
-                neg = dm < 0
-                if np.any(neg):
-                    step = min(1.0, 0.95 * float(np.min(m[neg] / -dm[neg])))
-            zc = z + step * dz
-            with np.errstate(all="ignore"):
-                Rc = disc.residual(zc)
-                nc = np.linalg.norm(Rc)
-            if np.all(np.isfinite(dz)) and np.isfinite(nc) and nc <= GROWTH * norm:
-                break
-            dtau *= 0.25        # too long a pseudo-time step: retry a shorter one
-            if dtau < 1e-12:
-                return z, "stagnated", "the pseudo-time step fell below 1e-12 without an acceptable step"
-        # switched evolution relaxation: dtau grows as the residual falls (Newton in the limit)
-        dtau = min(1e13, dtau * min(10.0, max(0.5, norm / max(nc, 1e-300))) * (1.0 if step > 0.5 else 0.5))
-        z, R = zc, Rc
-        log.steps = k + 1
 
 
 def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, pseudo_dt=0.1, discretisation=None):

@@ -152,7 +152,8 @@ def test_bordered_woodbury_solve_equals_the_direct_solve(dim, n):
     when rho and the mass pin sat in the box's corner, where the density is ~1e-6)."""
     import scipy.sparse.linalg as spla
 
-    from mfgpde.ergodic import GridErgodic, _bordered_solve, pseudo_time_matrix
+    from mfgpde.ergodic import GridErgodic
+    from mfgpde.iterations.pseudo_transient import bordered_solve, pseudo_time_matrix
 
     problem = _confined(4, n, 0.3, "log", dim=dim, floor=1e-10)
     disc = GridErgodic(problem)
@@ -167,7 +168,7 @@ def test_bordered_woodbury_solve_equals_the_direct_solve(dim, n):
             A = pseudo_time_matrix(disc.jacobian(z), N, dtau)
             r = rng.normal(size=2 * N + 1)
             info = {}
-            x = _bordered_solve(A, r, N, info, pin=int(np.argmax(z[N:2 * N])))
+            x = bordered_solve(A, r, N, info, pin=int(np.argmax(z[N:2 * N])))
             assert info["path"] == "woodbury", dtau
             ref = spla.spsolve(A.tocsc(), r)
             assert np.abs(x - ref).max() <= 1e-8 * np.abs(ref).max(), dtau

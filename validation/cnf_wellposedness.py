@@ -3,8 +3,9 @@ lambda = 0 non-uniqueness exhibit (rotation of a pi-preserving flow) in 2D.
 
 The multi-start is first calibrated on two controls (mfgpde.studies.wellposedness.run_controls):
 an aggregating MFG with provably several solutions, where it must report them, and its monotone
-twin, where it must report one. Every start is solved at the target problem or along its own
-Newton homotopy, so agreement is not produced by a shared first stage.
+twin, where it must report one. Every start is solved at the target problem (Newton, or fictitious
+play from its own density path then Newton) or along its own Newton homotopy, so agreement is not
+produced by a shared first stage.
 
 Run:  python validation/cnf_wellposedness.py [--out validation/out/cnf_wellposedness]
 """
@@ -23,6 +24,15 @@ from mfgpde.result import write_json
 from mfgpde.studies import wellposedness as W
 
 
+def _paths(row):
+    """One letter per start: how it was solved (see the 2D multi-start section of the report)."""
+    runs = row.get("runs")
+    if not runs:
+        return ""
+    return "".join("-" if not r.get("converged") else {"direct": "d", "fictitious_play": "f"}.get(r["path"], "h")
+                   for r in runs)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "cnf_wellposedness"))
@@ -31,14 +41,17 @@ def main(argv=None):
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     n1, n2a, n2, lams2 = (40, 32, 48, [1.0, 0.3, 0.1, 0.03, 0.01]) if not args.tiny else (20, 10, 16, [1.0, 0.1])
+    n2m = 10 if not args.tiny else 6
     lambdas = args.lambdas if not args.tiny else args.lambdas[:2]
     controls = W.run_controls(starts=4)
     g1 = mp.TensorGrid([(-5, 5)], n1, "noflux")
     study = W.cnf_lambda_study(g1, gaussian([1.0], 0.25), lambdas, nt=10, starts=3)
-    # 2D anisotropic Gaussian data (C1 per eigendirection): the conditioning indicator only; the
-    # first-order multi-start is inconclusive in 2D (the starts' homotopies stall), so starts = 0
+    # 2D anisotropic Gaussian data (C1 per eigendirection): the conditioning indicator on 32^2, and
+    # the multi-start on a 10^2 grid (three first-order solves per lambda from random starts)
     ga = mp.TensorGrid([(-5, 5), (-5, 5)], n2a, "noflux")
     aniso = W.cnf_lambda_study(ga, gaussian([1.0, -0.5], np.diag([0.25, 0.64])), lams2, nt=8, starts=0)
+    gm = mp.TensorGrid([(-5, 5), (-5, 5)], n2m, "noflux")
+    aniso_ms = W.cnf_lambda_study(gm, gaussian([1.0, -0.5], np.diag([0.25, 0.64])), lams2, nt=8, starts=3)
     g2 = mp.TensorGrid([(-4, 4), (-4, 4)], n2, "noflux")
     data2 = gaussian_mixture([1, 1], [[1.2, 0.0], [-1.2, 0.0]], [0.2, 0.2])
     rot = [W.rotation_nonuniqueness(g2, data2, lam=lam, nt=16 if not args.tiny else 6, rotation=1.0)
@@ -46,6 +59,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     write_json(os.path.join(args.out, "cnf_wellposedness.json"), {"controls": controls, "lambda_study": study,
                                                                           "lambda_study_2d_anisotropic": aniso,
+                                                                          "multi_start_2d_anisotropic": aniso_ms,
                                                                           "rotation": rot})
     rows = [r for r in study["rows"] if r.get("converged")]
     plt = _mpl()
@@ -72,13 +86,18 @@ def main(argv=None):
     fig.tight_layout()
     save_figure(fig, os.path.join(args.out, "cnf_wellposedness.png"))
     table = markdown_table(
-        ["lambda", "converged starts", "verdict", "spread(m)", "start distance", "cond J (U)",
+        ["lambda", "converged starts", "verdict", "spread(m)", "start distance", "paths", "cond J (U)",
          "cond J on supp m (phi)", "sigma_min on supp m", "KL(m_T||pi)", "Newton its"],
         [[r["lam"], f"{r.get('starts_converged', 0)}/{r.get('starts', 0)}", r.get("verdict", r["status"]),
-          r.get("spread_m", float("nan")), r.get("start_spread", float("nan")),
+          r.get("spread_m", float("nan")), r.get("start_spread", float("nan")), _paths(r),
           r.get("condition_number", float("nan")), r.get("condition_number_support_phi", float("nan")),
           r.get("smallest_singular_value_support_phi", float("nan")), r.get("terminal_kl", float("nan")),
           r["iterations"]] for r in study["rows"]])
+    mtable = markdown_table(
+        ["lambda", "converged starts", "verdict", "spread(m)", "start distance", "paths", "sigma_min on supp m"],
+        [[r["lam"], f"{r.get('starts_converged', 0)}/{r.get('starts', 0)}", r.get("verdict", r["status"]),
+          r.get("spread_m", float("nan")), r.get("start_spread", float("nan")), _paths(r),
+          r.get("smallest_singular_value_support_phi", float("nan"))] for r in aniso_ms["rows"]])
     ctable = markdown_table(
         ["control", "coupling", "expected", "verdict", "converged", "distinct solutions", "spread(m)", "start distance"],
         [[k, v["coupling"], v["expected"], v["multi_start"]["verdict"], v["multi_start"]["converged"],
@@ -94,7 +113,8 @@ def main(argv=None):
     several = [r["lam"] for r in study["rows"] if r.get("verdict") == "several solutions"]
     verdict_text = (f"All converged starts agree (unique) for lambda in {unique}. "
                     + (f"Fewer than two starts converged (no evidence either way) for lambda in {inconclusive}: "
-                       "the Newton homotopy of a start stalls before s = 1 on these first-order problems. "
+                       "neither Newton, fictitious play then Newton, nor the Newton homotopy of a start reached "
+                       "the tolerance on these first-order problems. "
                        if inconclusive else "")
                     + (f"Several solutions were found for lambda in {several}. " if several else ""))
     rtable = markdown_table(["lambda", "KL optimal", "KL rotated", "terminal L1 gap", "max path L1 gap"],
@@ -113,9 +133,11 @@ def main(argv=None):
          "velocity-potential variables phi = U/lambda, the smallest singular value falls and the condition number "
          "grows as lambda -> 0: the kinetic energy, the only term that fixes the path, loses its weight."),
         ("Conditioning in 2D (anisotropic Gaussian data)", atable + "\n\nData N((1, -0.5), diag(0.25, 0.64)) "
-         "on [-5, 5]^2 (32^2 cells, 8 steps). The same indicator as in 1D falls with lambda here too. The "
-         "multi-start is not run in 2D: there the first-order homotopies of random starts stall before the target "
-         "(verdict inconclusive at 8^2 and 10^2), so it would say nothing."),
+         f"on [-5, 5]^2 (32^2 cells, 8 steps). The same indicator as in 1D falls with lambda here too.\n\n"
+         f"Multi-start on {n2m}^2 cells, 8 steps, 3 starts:\n\n" + mtable + "\n\nPaths: d = Newton at the target "
+         "from the start, f = fictitious play from the start's density path then Newton, h = the start's Newton "
+         "homotopy, - = none converged. 'inconclusive' means fewer than two starts converged: no evidence either "
+         "way."),
         ("Non-uniqueness at lambda = 0 (2D)", rtable + "\n\nThe optimal path rotated about the mean of pi "
          "(R_{ct} # m*(t), generated by R v*(R^-1 x, t) + c B x; the rotation preserves pi and the KL) moves mass "
          "along a different path (the path gap column) to a terminal density with the same KL to pi up to the "

@@ -28,7 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..couplings import ZeroCoupling
-from ..ergodic import ErgodicResult, _bordered_solve, pseudo_time_matrix, solve_ergodic
+from ..ergodic import ErgodicResult, solve_ergodic
+from ..iterations.pseudo_transient import bordered_solve, pseudo_time_matrix
 from .scheme import FEMScheme
 
 
@@ -134,7 +135,7 @@ class MeshErgodic:
         out = None
         if self.comm.rank == 0:
             try:
-                out = _bordered_solve(pseudo_time_matrix(J, self.N, dtau), r, self.N, pin=self.pin)
+                out = bordered_solve(pseudo_time_matrix(J, self.N, dtau), r, self.N, pin=self.pin)
             except RuntimeError as exc:
                 out = exc
         out = self.comm.bcast(out, root=0)

@@ -508,7 +508,11 @@ def cnf_lambda_study(grid, data, lambdas, T=1.0, nt=16, starts=3, tol=1e-9, seed
                 ms = multi_start(p, starts=starts, seed=seed, tol=tol, max_iter=80, amplitude=0.3)
                 row.update(spread_m=ms["spread_m"], spread_U=ms["spread_U"], starts_converged=ms["converged"],
                            starts=starts, verdict=ms["verdict"], start_spread=ms["start_spread"],
-                           paths=[r["path"] for r in ms["runs"]])
+                           paths=[r["path"] for r in ms["runs"]],
+                           runs=[{k: r[k] for k in ("path", "converged", "status", "iterations", "played")
+                                  if k in r} for r in ms["runs"]])
+                if "handoff_spread_m" in ms:
+                    row["handoff_spread_m"] = ms["handoff_spread_m"]
         row["wall_time_s"] = time.perf_counter() - t0
         rows.append(row)
     return {"lambdas": [float(x) for x in lambdas], "rows": rows}
