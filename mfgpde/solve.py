@@ -357,11 +357,13 @@ def _viscosity_continuation(problem, initial, opts, start=0.1, stop=1e-5, factor
         nu_h = plan[handoff[-1]]
         t0 = time.perf_counter()
         copts = dict(opts, tol=max(opts["tol"], sequencing.COARSE_TOL), verbose=False)
+        record = {"value": float(nu_h), "grid": list(coarse.grid.shape), "nt": coarse.nt}
+        where = f"{'x'.join(map(str, coarse.grid.shape))} x {coarse.nt}"
         try:
             rc = _viscosity_continuation(coarse, None, copts, start, stop, factor, max_refine, until=nu_h)
-        except (ArithmeticError, ValueError, RuntimeError) as exc:
-            rc, message = None, str(exc)
-        if rc is not None and rc.converged and float(rc.problem.nu) == nu_h:
+            record.update(status=rc.status, iterations=rc.iterations, stages=rc.diagnostics["continuation"]["steps"])
+            if not (rc.converged and float(rc.problem.nu) == nu_h):
+                raise RuntimeError(rc.diagnostics.get("message", f"the coarse continuation ended {rc.status!r}"))
             _, M = sequencing.prolong(coarse, problem, rc.U.reshape(coarse.nt + 1, -1),
                                       rc.m.reshape(coarse.nt + 1, -1))
             # one fine fixed-point sweep from the interpolated density, as in grid sequencing
@@ -371,16 +373,16 @@ def _viscosity_continuation(problem, initial, opts, start=0.1, stop=1e-5, factor
             U, _ = scheme.solve_hjb(M, tol=1e-8)
             current = (U, scheme.solve_fp(U, M_lag=M))
             plan = plan[handoff[-1]:]
-            steps.append({"value": float(nu_h), "status": rc.status, "iterations": rc.iterations,
-                          "grid": list(coarse.grid.shape), "nt": coarse.nt, "time_s": time.perf_counter() - t0,
-                          "stages": rc.diagnostics["continuation"]["steps"]})
-        else:
-            steps.append({"value": float(nu_h), "grid": list(coarse.grid.shape), "nt": coarse.nt,
-                          "status": "error" if rc is None else rc.status,
-                          "message": message if rc is None else rc.diagnostics.get("message", "")})
+        except (ArithmeticError, ValueError, RuntimeError) as exc:
+            # no coarse start: every stage on the fine grid, as without sequencing
+            record.update(status="error" if record.get("status", "converged") == "converged" else record["status"],
+                          message=str(exc))
+            coarse = None
+        record["time_s"] = time.perf_counter() - t0
+        steps.append(record)
         if opts.get("verbose"):
-            print(f"[mfgpde] viscosity continuation: stages down to nu = {nu_h:.3g} on the coarse grid "
-                  f"{'x'.join(map(str, coarse.grid.shape))} x {coarse.nt}: {steps[-1]['status']}", flush=True)
+            print(f"[mfgpde] viscosity continuation: stages down to nu = {nu_h:.3g} on the coarse grid {where}: "
+                  f"{record['status']}", flush=True)
     refinements = 0
     while plan:
         nu = plan[0]
@@ -392,9 +394,9 @@ def _viscosity_continuation(problem, initial, opts, start=0.1, stop=1e-5, factor
             plan.pop(0)
             current, last_ok, refinements = r, nu, 0
             continue
-        if last_ok is None and coarse is not None and initial is None:
+        if last_ok is None and coarse is not None:
             # the coarse solution was no good start on the fine grid: every stage on the fine grid
-            r = _viscosity_continuation(problem, None, opts, start, stop, factor, max_refine, until, sequence=False)
+            r = _viscosity_continuation(problem, None, opts, start, stop, factor, max_refine, until=until, sequence=False)
             r.diagnostics["continuation"]["steps"][:0] = steps
             return r
         if last_ok is None or refinements >= max_refine:

@@ -1,6 +1,7 @@
 """Grid sequencing changes Newton's start, not the discrete solution."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -152,3 +153,44 @@ def test_sequenced_viscosity_continuation_reaches_the_same_first_order_solution(
     assert fine(seq) < 0.7 * fine(plain)
     assert np.abs(seq.m - plain.m).max() <= 1e-9 * np.abs(plain.m).max()
     assert np.abs(seq.U - plain.U).max() <= 1e-8 * max(1.0, np.abs(plain.U).max())
+
+
+@pytest.mark.parametrize("failure", ["coarse", "fine"])
+def test_sequenced_continuation_falls_back_to_every_stage_on_the_fine_grid(monkeypatch, failure):
+    """A coarse continuation that fails, or a hand-off stage that the fine grid cannot solve from the
+    coarse start, leaves the plain continuation: the same solution, and the record says why."""
+    from mfgpde.generative.densities import gaussian
+    from mfgpde.generative.presets import cnf_problem
+
+    monkeypatch.setattr(sequencing, "MIN_POINTS", 1000)          # sequence a small problem
+    p = cnf_problem(mp.TensorGrid([(-5, 5)], 60, "noflux"), gaussian([1.0], 0.25), lam=0.3, T=1.0, nt=20)
+    plain = mp.solve(p, tol=1e-9, grid_sequencing=False, verbose=False)
+    module = sys.modules["mfgpde.solve"]
+    if failure == "coarse":  # the coarse continuation (the call with ``until``) raises
+        real = module._viscosity_continuation
+
+        def broken(*args, until=None, **kwargs):
+            if until is not None:
+                raise ValueError("planted coarse failure")
+            return real(*args, until=until, **kwargs)
+        monkeypatch.setattr(module, "_viscosity_continuation", broken)
+    else:  # the fine solve of the hand-off stage from the coarse start (a pair of arrays) fails
+        real = module.solve
+
+        def flaky(problem, initial=None, **kwargs):
+            if isinstance(initial, tuple):
+                kwargs["max_iter"] = 0
+            return real(problem, initial=initial, **kwargs)
+        monkeypatch.setattr(module, "solve", flaky)
+    r = mp.solve(p, tol=1e-9, verbose=False)
+    steps = r.diagnostics["continuation"]["steps"]
+    assert steps[0]["grid"] == [30]
+    if failure == "coarse":
+        assert steps[0]["status"] == "error" and "planted coarse failure" in steps[0]["message"]
+    else:
+        assert steps[0]["status"] == "converged" and steps[1]["status"] == "max_iter"
+        assert steps[1]["value"] == steps[0]["value"]
+    # then every stage of the plan on the fine grid, from the first
+    fine = [s for s in steps if "grid" not in s and s["status"] == "converged"]
+    assert [s["value"] for s in fine] == [s["value"] for s in plain.diagnostics["continuation"]["steps"]]
+    assert r.converged and np.abs(r.m - plain.m).max() <= 1e-12
