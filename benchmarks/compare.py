@@ -32,7 +32,7 @@ run.run_once({small!r})
 print(json.dumps([run.run_once({name!r}) for _ in range({repeat})]))
 """
 
-WARMUP = {"B1": "B1", "B2": "B2"}
+WARMUP = {"B1": "B1", "B2": "B2", "CNF2D_64": "CNF1D_100", "CNF2D_128": "CNF1D_100", "CNF1D_400": "CNF1D_100"}
 
 
 def measure(root, name, repeat):

@@ -70,11 +70,25 @@ def case_problem(name):
         return p, dict(tol=1e-8)
     if name == "CNF2D_128":
         return config.build_problem(os.path.join(ROOT, "solvers", "cnf_gmm8_2d.toml")), dict(tol=1e-8)
+    if name == "CNF2D_64":
+        cfg = config.load(os.path.join(ROOT, "solvers", "cnf_gmm8_2d.toml"))
+        cfg["grid"]["shape"], cfg["time"]["nt"] = [64, 64], 32
+        return config.build_problem(cfg), dict(tol=1e-8)
+    if name.startswith("CNF1D_"):
+        from mfgpde.generative.densities import gaussian
+        from mfgpde.generative.presets import cnf_problem
+
+        n = int(name.split("_")[1])
+        g = mp.TensorGrid([(-5, 5)], n, "noflux")
+        return cnf_problem(g, gaussian([1.0], 0.25), lam=0.1, T=1.0, nt=n // 4, name=f"cnf1d_{n}"), dict(tol=1e-9)
     raise KeyError(name)
 
 
 CASES = {"CNF2D_128": "2D CNF preset, 8-mode mixture to N(0, I), 128^2 x 64 steps (viscosity continuation)",
-"B1": "1D congestion, 200 x 200 steps (LST case 1)", "B2": "2D congestion, 50^2 x 50 steps (LST case 2)",
+         "CNF2D_64": "the same at 64^2 x 32 steps",
+         "CNF1D_400": "1D CNF (C1 data N(1, 0.5^2), lambda = 0.1), 400 x 100 steps (viscosity continuation)",
+         "CNF1D_100": "the same at 100 x 25 steps",
+         "B1": "1D congestion, 200 x 200 steps (LST case 1)", "B2": "2D congestion, 50^2 x 50 steps (LST case 2)",
          "LOG2D_128": "2D quadratic H + log coupling, 128^2 x 128 steps",
          "CUBE3D_32": "3D quadratic H + log coupling, 32^3 x 32 steps",
          "CUBE3D_48": "3D quadratic H + log coupling, 48^3 x 48 steps",

@@ -317,6 +317,8 @@ def _check_options(method, tol, max_iter, damping, linear_solver, viscosity_cont
 #: the viscous stages ``nu = c L^2 / T`` with ``c >= HANDOFF_C`` run on the next coarser grid
 #: when there is one (see :func:`_viscosity_continuation`)
 HANDOFF_C = 1e-3
+#: tolerance of the intermediate viscous stages (the last stage of the plan gets ``tol``)
+STAGE_TOL = 1e-3
 
 
 def _viscosity_continuation(problem, initial, opts, start=0.1, stop=1e-5, factor=3.0, max_refine=4, until=None,
@@ -388,7 +390,8 @@ def _viscosity_continuation(problem, initial, opts, start=0.1, stop=1e-5, factor
         nu = plan[0]
         p = copy.copy(problem)
         p.nu = float(nu)
-        r = solve(p, initial=current, viscosity_continuation=False, **opts)
+        stage_opts = opts if nu == plan[-1] else dict(opts, tol=max(opts["tol"], STAGE_TOL))
+        r = solve(p, initial=current, viscosity_continuation=False, **stage_opts)
         steps.append({"value": float(nu), "status": r.status, "iterations": r.iterations})
         if r.converged:
             plan.pop(0)

@@ -88,7 +88,11 @@ def test_kl_first_variation_and_its_tail_regularisation():
     pi = np.exp(log_pi(x))
     exact = C.KLCoupling(log_pi, eps=0.0)
     assert np.allclose(exact.value(m, g), np.log(m) - log_pi(x) + 1.0, rtol=1e-14, atol=1e-13)
+    # its derivative is 1/m above the floor and 0 below it (log max(m, floor) is flat there)
+    low = np.where(x < 0, 1e-20, m)
+    assert np.array_equal(exact.derivative(low, g), np.where(x < 0, 0.0, 1.0 / low))
     reg = C.KLCoupling(log_pi, eps=1e-3)
+    assert np.allclose(reg.derivative(m, g), 1.0 / (m + 1e-3 * pi), rtol=1e-14, atol=0)
     assert np.allclose(reg.value(m, g), np.log(m + 1e-3 * pi) - log_pi(x) + 1.0, rtol=1e-14, atol=1e-13)
     # the regularised cost levels off at log(eps) + 1 where m << eps pi, and is the KL's where m >> eps pi
     assert abs(reg.value(np.zeros(31), g) - (np.log(1e-3) + 1)).max() < 1e-12
@@ -137,3 +141,11 @@ def test_log_and_power_couplings_below_and_above_their_kinks():
     # one is the boundary case of the kink: the derivative at m = 0 is the slope, not infinite
     assert C.PowerCoupling(1.0, 2.0).derivative(np.array([0.0, 3.0]), g).tolist() == [0.0, 2.0]
     assert C.PowerCoupling(1.0).monotone and not C.PowerCoupling(1.0, -1.0).monotone
+
+
+def test_monotonicity_flags_follow_the_sign_of_the_scale():
+    base = C.PowerCoupling(2.0)
+    assert C.ScaledCoupling(base, 0.0).monotone and C.ScaledCoupling(base, 2.0).monotone
+    assert not C.ScaledCoupling(base, -0.3).monotone
+    assert not C.ScaledCoupling(C.PowerCoupling(1.0, -1.0), 2.0).monotone
+    assert C.LogCoupling(0.0).monotone and C.PowerCoupling(1.0, 0.0).monotone
