@@ -19,7 +19,7 @@ from .base import ConvergenceError
 
 #: inner Newton steps allowed per time level. Far from the coupled solution the data of a
 #: level can be rough and the Hamiltonian steep (a first-order CNF with lambda = 0.001 from a
-#: random density path: H = |p|^2 / (2 lambda)), and the line search then takes steps of 1/16
+#: random density path: ``H = |p|^2 / (2 lambda)``), and the line search then takes steps of 1/16
 #: to 1/32 for a while before the quadratic phase; one such level needed 179 steps. With 50
 #: those sweeps failed; a converging level usually needs 2-10, so the cap costs nothing there.
 MAX_NEWTON = 200
