@@ -149,3 +149,125 @@ def test_monotonicity_flags_follow_the_sign_of_the_scale():
     assert not C.ScaledCoupling(base, -0.3).monotone
     assert not C.ScaledCoupling(C.PowerCoupling(1.0, -1.0), 2.0).monotone
     assert C.LogCoupling(0.0).monotone and C.PowerCoupling(1.0, 0.0).monotone
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_mesh_convolution_with_a_kernel_that_does_not_decay_is_the_full_sum(periodic, monkeypatch):
+    # K never falls below 1e-12 max|K| within the domain: the cut-off is the diameter, every pair
+    # counts (minimum image across the periodic seam), and the dense matrix is sized up front at
+    # 16 bytes per entry (a CSR value and a column index)
+    rng = np.random.default_rng(8)
+    pts = rng.random((60, 2)) * [6.0, 1.5]
+    mu = rng.random(60) * 0.1 + 0.05
+    dom = fake_mesh(pts, mu, [(0, 0.0, 6.0)] if periodic else [])
+    kernel = lambda *z: 2.0 + 0.3 * z[0] - 0.1 * z[1]
+    asked = []
+    monkeypatch.setattr("mfgpde.memory.require", lambda nbytes, what: asked.append(nbytes))
+    m = rng.random((3, 60))
+    got = C.ConvolutionCoupling(kernel, scale=0.5).value(m, dom)
+    Z = pts[:, None, :] - pts[None, :, :]
+    if periodic:
+        Z[..., 0] -= 6.0 * np.round(Z[..., 0] / 6.0)
+    want = 0.5 * ((kernel(Z[..., 0], Z[..., 1]) * mu[None, :]) @ m.T).T
+    assert got.shape == (3, 60)
+    assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
+    W, radius = C.ConvolutionCoupling(kernel)._mesh_matrix(dom)
+    diam = np.hypot(3.0 if periodic else np.ptp(pts[:, 0]), np.ptp(pts[:, 1]))
+    assert W.nnz == 60 * 60 and radius == pytest.approx(diam, rel=1e-12)
+    assert asked == [16.0 * 60 * 60] * 2         # once per coupling instance (the matrix is cached)
+
+
+def test_mesh_convolution_of_a_single_density_keeps_its_shape():
+    pts = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    dom = fake_mesh(pts, [0.5, 1.0, 2.0], [])
+    kernel = lambda *z: np.exp(-(z[0] ** 2 + z[1] ** 2))
+    got = C.ConvolutionCoupling(kernel).value(np.array([1.0, 2.0, 3.0]), dom)
+    want = [0.5 + 2 * np.exp(-1) + 6 * np.exp(-4), 0.5 * np.exp(-1) + 2 + 6 * np.exp(-5),
+            0.5 * np.exp(-4) + 2 * np.exp(-5) + 6]
+    assert got.shape == (3,) and np.allclose(got, want, rtol=1e-10, atol=0)
+
+
+def test_documented_defaults_and_flags():
+    # the defaults each docstring states, and the flags the Newton driver reads
+    assert C.LogCoupling().describe() == {"type": "log", "scale": 1.0, "floor": 1e-14}
+    assert C.PowerCoupling().describe() == {"type": "power", "p": 1.0, "scale": 1.0}
+    assert C.KLCoupling(lambda x: 0 * x).eps == 1e-6 and C.KLCoupling(lambda x: 0 * x).floor == 1e-14
+    conv = C.ConvolutionCoupling(lambda z: z)
+    assert conv.describe() == {"type": "convolution", "scale": 1.0} and conv.monotone and not conv.local
+    assert C.CallableCoupling(np.sqrt).monotone and not C.CallableCoupling(np.sqrt, monotone=False).monotone
+    assert C.ZeroCoupling().monotone and C.ZeroCoupling().local
+    # couplings with log m need a positive density (the Newton step floors m); power ones do not
+    assert C.LogCoupling().needs_positive_density and C.KLCoupling(lambda x: 0 * x).needs_positive_density
+    assert not C.PowerCoupling().needs_positive_density and not C.ZeroCoupling().needs_positive_density
+    assert (C.PowerCoupling() + C.LogCoupling()).needs_positive_density
+    assert not (C.PowerCoupling() + C.ConvolutionCoupling(lambda z: z)).local
+    kl = C.kl_terminal(lambda x: 0 * x)
+    assert kl.describe()["terms"][0] == {"type": "log", "scale": 1.0, "floor": 1e-14}
+    g = mp.TensorGrid([(0, 1)], 4, "noflux")
+    assert np.allclose(kl.value(np.full(4, np.e), g), 2.0, rtol=1e-15)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: C.LogCoupling(scale=-0.1), "scale .log coupling. must be finite and >= 0"),
+    (lambda: C.LogCoupling(scale=np.inf), "scale .log coupling. must be finite and >= 0"),
+    (lambda: C.LogCoupling(floor=0.0), "floor must be > 0"),
+    (lambda: C.LogCoupling(floor=-1e-3), "floor must be > 0"),
+    (lambda: C.PowerCoupling(p=0.0), "p .power-coupling exponent. must be finite and > 0"),
+    (lambda: C.PowerCoupling(p=-2.0), "p .power-coupling exponent. must be finite and > 0"),
+    (lambda: C.PowerCoupling(p=np.inf), "p .power-coupling exponent. must be finite and > 0"),
+    (lambda: C.PowerCoupling(scale=np.nan), "scale .power coupling. must be finite"),
+    (lambda: C.ConvolutionCoupling(np.exp, scale=np.inf), "scale .convolution coupling. must be finite"),
+    (lambda: C.KLCoupling(lambda x: 0 * x, eps=-1e-9), "eps must be >= 0"),
+    (lambda: C.KLCoupling(np.array([0.0, -np.inf])), "log_pi: the reference density vanishes"),
+    (lambda: C.kl_terminal(np.array([0.0, np.nan])), "log_pi: the reference density vanishes"),
+    (lambda: C.gaussian_log_density([0.0, np.nan], 1.0), "gaussian mean must be a finite vector"),
+    (lambda: C.gaussian_log_density([0.0, 0.0], [1.0, 2.0, 3.0]), "a 2x2 matrix for a 2D mean"),
+    (lambda: C.gaussian_log_density([0.0, 0.0], np.eye(3)), "got shape .3, 3."),
+    (lambda: C.gaussian_log_density([0.0, 0.0], [[1.0, 0.5], [0.0, 1.0]]), "symmetric positive definite"),
+    (lambda: C.gaussian_log_density([0.0, 0.0], [1.0, 0.0]), "symmetric positive definite"),
+    (lambda: C.gaussian_log_density([0.0, 0.0], [[1.0, np.inf], [np.inf, 1.0]]), "symmetric positive definite"),
+    (lambda: C.gaussian_log_density([0.0], -1.0), "symmetric positive definite"),
+    (lambda: C.PotentialCoupling(object()), "must be a callable V"),
+    (lambda: C.PotentialCoupling([[1.0, 2.0], [3.0]]), "must be a callable V"),
+    (lambda: C.PotentialCoupling("x**2"), "must be a callable V"),
+    (lambda: C.CallableCoupling(2.0), "coupling f must be callable"),
+])
+def test_parameters_out_of_range_are_refused_by_name(make, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()
+    # the boundary values themselves are allowed
+    C.LogCoupling(scale=0.0, floor=1e-300)
+    C.KLCoupling(lambda x: 0 * x, eps=0.0)
+    C.PowerCoupling(p=1e-6, scale=-1.0)
+
+
+def test_gaussian_log_density_in_one_and_three_dimensions():
+    x = np.linspace(-2, 2, 9)
+    got = C.gaussian_log_density(0.5, 0.7)(x)
+    assert np.allclose(got, multivariate_normal(0.5, 0.7).logpdf(x), rtol=1e-13, atol=1e-13)
+    mean, var = [0.1, -0.4, 0.3], [0.5, 1.5, 0.9]
+    pts = np.random.default_rng(2).standard_normal((20, 3))
+    for cov, full in ((var, np.diag(var)), ([[0.8]], 0.8 * np.eye(3)), (0.8, 0.8 * np.eye(3))):
+        got = C.gaussian_log_density(mean, cov)(*pts.T)
+        assert np.allclose(got, multivariate_normal(mean, full).logpdf(pts), rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="has 3 components but the grid is 2D"):
+        C.gaussian_log_density(mean, var)(pts[:, 0], pts[:, 1])
+
+
+def test_potential_coupling_from_a_constant_and_the_kl_floor():
+    g = mp.TensorGrid([(0, 1), (0, 2)], [4, 5], "noflux")
+    out = C.PotentialCoupling(np.array(2.5)).value(np.ones((2,) + g.shape), g)
+    assert out.shape == (2, 4, 5) and np.all(out == 2.5)
+    with pytest.raises(ValueError, match=r"array of shape \(4,\) does not match the grid shape \(4, 5\)"):
+        C.PotentialCoupling(np.ones(4)).value(np.ones(g.shape), g)
+    # eps = 0: the KL treats m below its floor as the floor, in the value and (flat) in the derivative
+    g1 = mp.TensorGrid([(0, 1)], 4, "noflux")
+    kl = C.KLCoupling(np.zeros(4), eps=0.0, floor=1e-10)
+    m = np.array([0.0, 1e-12, 2.0, 0.25])
+    assert np.allclose(kl.value(m, g1), np.log([1e-10, 1e-10, 2.0, 0.25]) + 1, rtol=1e-15)
+    assert kl.derivative(m, g1).tolist() == [0.0, 0.0, 0.5, 4.0]
+    # eps > 0: at m = 0 the regularised derivative is 0 (the cost is flat in m < 0), above it 1/(m + eps pi)
+    reg = C.KLCoupling(np.zeros(4), eps=0.5)
+    m = np.array([-1.0, 0.0, 1.5, 0.25])
+    assert reg.derivative(m, g1).tolist() == [0.0, 0.0, 0.5, 1 / 0.75]
+    assert np.allclose(reg.value(m, g1), np.log([0.5, 0.5, 2.0, 0.75]) + 1, rtol=1e-15)
