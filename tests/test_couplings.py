@@ -31,10 +31,10 @@ def brute_force_convolution(kernel, grid, m, periodic):
     return (K @ m.ravel() * grid.cell_volume).reshape(grid.shape)
 
 
-@pytest.mark.parametrize("shape", [(15,), (9, 7)])
-@pytest.mark.parametrize("boundary", ["periodic", "noflux"])
+@pytest.mark.parametrize(("shape", "boundary"), [((15,), "periodic"), ((9, 7), "periodic"), ((15,), "noflux"),
+                                               ((9, 7), "noflux"), ((8, 6), "noflux")])
 def test_grid_convolution_is_the_quadrature_sum(shape, boundary):
-    # odd point counts: a displacement of exactly half a period has no minimum image
+    # odd point counts when periodic: a displacement of exactly half a period has no minimum image
     g = mp.TensorGrid([(-1.0, 1.5)] * len(shape), list(shape), boundary)
     rng = np.random.default_rng(3)
     m = rng.random(g.shape)
@@ -156,10 +156,11 @@ def test_mesh_convolution_with_a_kernel_that_does_not_decay_is_the_full_sum(peri
     # K never falls below 1e-12 max|K| within the domain: the cut-off is the diameter, every pair
     # counts (minimum image across the periodic seam), and the dense matrix is sized up front at
     # 16 bytes per entry (a CSR value and a column index)
+    # periods 5 and 0.9 (odd, and below one): the half period and the seam on either axis matter
     rng = np.random.default_rng(8)
-    pts = rng.random((60, 2)) * [6.0, 1.5]
+    pts = rng.random((60, 2)) * [5.0, 0.9]
     mu = rng.random(60) * 0.1 + 0.05
-    dom = fake_mesh(pts, mu, [(0, 0.0, 6.0)] if periodic else [])
+    dom = fake_mesh(pts, mu, [(0, 0.0, 5.0), (1, 0.0, 0.9)] if periodic else [])
     kernel = lambda *z: 2.0 + 0.3 * z[0] - 0.1 * z[1]
     asked = []
     monkeypatch.setattr("mfgpde.memory.require", lambda nbytes, what: asked.append(nbytes))
@@ -167,12 +168,12 @@ def test_mesh_convolution_with_a_kernel_that_does_not_decay_is_the_full_sum(peri
     got = C.ConvolutionCoupling(kernel, scale=0.5).value(m, dom)
     Z = pts[:, None, :] - pts[None, :, :]
     if periodic:
-        Z[..., 0] -= 6.0 * np.round(Z[..., 0] / 6.0)
+        Z -= [5.0, 0.9] * np.round(Z / [5.0, 0.9])
     want = 0.5 * ((kernel(Z[..., 0], Z[..., 1]) * mu[None, :]) @ m.T).T
     assert got.shape == (3, 60)
     assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
     W, radius = C.ConvolutionCoupling(kernel)._mesh_matrix(dom)
-    diam = np.hypot(3.0 if periodic else np.ptp(pts[:, 0]), np.ptp(pts[:, 1]))
+    diam = np.hypot(2.5, 0.45) if periodic else np.hypot(np.ptp(pts[:, 0]), np.ptp(pts[:, 1]))
     assert W.nnz == 60 * 60 and radius == pytest.approx(diam, rel=1e-12)
     assert asked == [16.0 * 60 * 60] * 2         # once per coupling instance (the matrix is cached)
 
@@ -223,6 +224,7 @@ def test_documented_defaults_and_flags():
     (lambda: C.gaussian_log_density([0.0, np.nan], 1.0), "gaussian mean must be a finite vector"),
     (lambda: C.gaussian_log_density([0.0, 0.0], [1.0, 2.0, 3.0]), "a 2x2 matrix for a 2D mean"),
     (lambda: C.gaussian_log_density([0.0, 0.0], np.eye(3)), "got shape .3, 3."),
+    (lambda: C.gaussian_log_density([0.0, 0.0, 0.0], [1.0, 2.0]), r"got shape \(1, 2\)"),
     (lambda: C.gaussian_log_density([0.0, 0.0], [[1.0, 0.5], [0.0, 1.0]]), "symmetric positive definite"),
     (lambda: C.gaussian_log_density([0.0, 0.0], [1.0, 0.0]), "symmetric positive definite"),
     (lambda: C.gaussian_log_density([0.0, 0.0], [[1.0, np.inf], [np.inf, 1.0]]), "symmetric positive definite"),
@@ -252,14 +254,17 @@ def test_gaussian_log_density_in_one_and_three_dimensions():
         assert np.allclose(got, multivariate_normal(mean, full).logpdf(pts), rtol=1e-13, atol=1e-13)
     with pytest.raises(ValueError, match="has 3 components but the grid is 2D"):
         C.gaussian_log_density(mean, var)(pts[:, 0], pts[:, 1])
+    with pytest.raises(ValueError, match="has 2 components but the grid is 3D"):
+        C.gaussian_log_density(mean[:2], var[:2])(*pts.T)
 
 
 def test_potential_coupling_from_a_constant_and_the_kl_floor():
     g = mp.TensorGrid([(0, 1), (0, 2)], [4, 5], "noflux")
     out = C.PotentialCoupling(np.array(2.5)).value(np.ones((2,) + g.shape), g)
     assert out.shape == (2, 4, 5) and np.all(out == 2.5)
-    with pytest.raises(ValueError, match=r"array of shape \(4,\) does not match the grid shape \(4, 5\)"):
-        C.PotentialCoupling(np.ones(4)).value(np.ones(g.shape), g)
+    for wrong in (np.ones(4), np.ones(0)):
+        with pytest.raises(ValueError, match=rf"array of shape \({wrong.size},\) does not match the grid shape \(4, 5\)"):
+            C.PotentialCoupling(wrong).value(np.ones(g.shape), g)
     # eps = 0: the KL treats m below its floor as the floor, in the value and (flat) in the derivative
     g1 = mp.TensorGrid([(0, 1)], 4, "noflux")
     kl = C.KLCoupling(np.zeros(4), eps=0.0, floor=1e-10)
@@ -271,3 +276,18 @@ def test_potential_coupling_from_a_constant_and_the_kl_floor():
     m = np.array([-1.0, 0.0, 1.5, 0.25])
     assert reg.derivative(m, g1).tolist() == [0.0, 0.0, 0.5, 1 / 0.75]
     assert np.allclose(reg.value(m, g1), np.log([0.5, 0.5, 2.0, 0.75]) + 1, rtol=1e-15)
+
+
+def test_mesh_cut_off_follows_a_kernel_that_is_long_along_the_diagonal():
+    # K decays fast across the diagonal and slowly along it: the cut-off radius must come from the
+    # diagonal probe (unit direction (1, 1)/sqrt 2), or pairs along the diagonal are dropped
+    rng = np.random.default_rng(4)
+    pts = rng.random((150, 2)) * 2.0
+    mu = np.full(150, 4.0 / 150)
+    dom = fake_mesh(pts, mu, [])
+    kernel = lambda *z: np.exp(-((z[0] - z[1]) ** 2) / 0.005 - (z[0] + z[1]) ** 2 / 1.5)
+    m = rng.random(150)
+    got = C.ConvolutionCoupling(kernel).value(m, dom)
+    Z = pts[:, None, :] - pts[None, :, :]
+    want = (kernel(Z[..., 0], Z[..., 1]) * mu[None, :]) @ m
+    assert np.abs(got - want).max() <= 1e-10 * np.abs(want).max()
