@@ -31,7 +31,7 @@ def make(**over):
     (dict(m0=np.r_[np.ones(19), np.inf]), r"m0 must be finite"),
     (dict(m0=np.zeros(20)), r"m0 has zero mass"),
     (dict(m0=np.ones(21)), r"m0: array of shape \(21,\) does not match the grid shape \(20,\)"),
-    (dict(m0=lambda x: np.log(x - 0.5)), r"m0: values on the grid must be finite"),
+    (dict(m0=lambda x: np.where(x < 0.5, np.nan, 1.0)), r"m0: values on the grid must be finite"),
     (dict(hamiltonian="quadratic"), r"hamiltonian must be a Hamiltonian instance"),
     (dict(terminal=np.ones(7)), r"terminal: array of shape \(7,\) does not match"),
     (dict(drift=np.ones((2, 20))), r"drift: array of shape \(2, 20\), expected \(1, 20\)"),
