@@ -61,7 +61,7 @@ def fake_mesh(points, mu, periodic):
 
 
 @pytest.mark.parametrize("periodic", [False, True])
-def test_mesh_convolution_is_the_lumped_sum_within_the_cut_off(periodic):
+def test_mesh_convolution_is_the_lumped_sum_within_the_cut_off(periodic, monkeypatch):
     rng = np.random.default_rng(5)
     pts = rng.random((120, 2)) * [2.0, 1.0]
     mu = rng.random(120) * 0.02 + 0.01
@@ -69,6 +69,8 @@ def test_mesh_convolution_is_the_lumped_sum_within_the_cut_off(periodic):
     dom = fake_mesh(pts, mu, per)
     kernel = lambda *z: np.exp(-(z[0] ** 2 + z[1] ** 2) / 0.02) * (1.0 + 0.5 * z[0])
     m = rng.random(120)
+    dense_checks = []
+    monkeypatch.setattr("mfgpde.memory.require", lambda nbytes, what: dense_checks.append(nbytes))
     got = C.ConvolutionCoupling(kernel, scale=1.5).value(m[None, :], dom)[0]
     Z = pts[:, None, :] - pts[None, :, :]
     if periodic:
@@ -78,6 +80,7 @@ def test_mesh_convolution_is_the_lumped_sum_within_the_cut_off(periodic):
     assert np.abs(got - want).max() <= 1e-10 * np.abs(want).max()
     W, radius = C.ConvolutionCoupling(kernel)._mesh_matrix(dom)
     assert 0.4 < radius < 1.0 and W.nnz < 0.6 * 120**2        # sparse: pairs beyond the cut-off are dropped
+    assert dense_checks == []                                # and no dense matrix was sized
 
 
 def test_kl_first_variation_and_its_tail_regularisation():
@@ -158,9 +161,9 @@ def test_mesh_convolution_with_a_kernel_that_does_not_decay_is_the_full_sum(peri
     # 16 bytes per entry (a CSR value and a column index)
     # periods 5 and 0.9 (odd, and below one): the half period and the seam on either axis matter
     rng = np.random.default_rng(8)
-    pts = rng.random((60, 2)) * [5.0, 0.9]
+    pts = rng.random((60, 2)) * [5.0, 0.9] - [1.0, 0.0]
     mu = rng.random(60) * 0.1 + 0.05
-    dom = fake_mesh(pts, mu, [(0, 0.0, 5.0), (1, 0.0, 0.9)] if periodic else [])
+    dom = fake_mesh(pts, mu, [(0, -1.0, 4.0), (1, 0.0, 0.9)] if periodic else [])
     kernel = lambda *z: 2.0 + 0.3 * z[0] - 0.1 * z[1]
     asked = []
     monkeypatch.setattr("mfgpde.memory.require", lambda nbytes, what: asked.append(nbytes))
@@ -222,7 +225,8 @@ def test_documented_defaults_and_flags():
     (lambda: C.KLCoupling(np.array([0.0, -np.inf])), "log_pi: the reference density vanishes"),
     (lambda: C.kl_terminal(np.array([0.0, np.nan])), "log_pi: the reference density vanishes"),
     (lambda: C.gaussian_log_density([0.0, np.nan], 1.0), "gaussian mean must be a finite vector"),
-    (lambda: C.gaussian_log_density([0.0, 0.0], [1.0, 2.0, 3.0]), "a 2x2 matrix for a 2D mean"),
+    (lambda: C.gaussian_log_density([0.0, 0.0], [1.0, 2.0, 3.0]), r"a 2x2 matrix for a 2D mean, got shape \(1, 3\)"),
+    (lambda: C.gaussian_log_density([[0.0, 0.0]], 1.0), "gaussian mean must be a finite vector"),
     (lambda: C.gaussian_log_density([0.0, 0.0], np.eye(3)), "got shape .3, 3."),
     (lambda: C.gaussian_log_density([0.0, 0.0, 0.0], [1.0, 2.0]), r"got shape \(1, 2\)"),
     (lambda: C.gaussian_log_density([0.0, 0.0], [[1.0, 0.5], [0.0, 1.0]]), "symmetric positive definite"),
@@ -252,6 +256,11 @@ def test_gaussian_log_density_in_one_and_three_dimensions():
     for cov, full in ((var, np.diag(var)), ([[0.8]], 0.8 * np.eye(3)), (0.8, 0.8 * np.eye(3))):
         got = C.gaussian_log_density(mean, cov)(*pts.T)
         assert np.allclose(got, multivariate_normal(mean, full).logpdf(pts), rtol=1e-13, atol=1e-13)
+    # on the coordinate arrays of a grid (2D arrays), as the couplings call it
+    X, Y = np.meshgrid(np.linspace(-2, 2, 5), np.linspace(-1, 1, 4), indexing="ij")
+    got = C.gaussian_log_density(mean[:2], var[:2])(X, Y)
+    want = multivariate_normal(mean[:2], np.diag(var[:2])).logpdf(np.stack([X, Y], axis=-1))
+    assert got.shape == (5, 4) and np.allclose(got, want, rtol=1e-13, atol=1e-13)
     with pytest.raises(ValueError, match="has 3 components but the grid is 2D"):
         C.gaussian_log_density(mean, var)(pts[:, 0], pts[:, 1])
     with pytest.raises(ValueError, match="has 2 components but the grid is 3D"):
@@ -285,9 +294,12 @@ def test_mesh_cut_off_follows_a_kernel_that_is_long_along_the_diagonal():
     pts = rng.random((150, 2)) * 2.0
     mu = np.full(150, 4.0 / 150)
     dom = fake_mesh(pts, mu, [])
-    kernel = lambda *z: np.exp(-((z[0] - z[1]) ** 2) / 0.005 - (z[0] + z[1]) ** 2 / 1.5)
+    kernel = lambda *z: np.exp(-((z[0] - z[1]) ** 2) / 0.005 - (z[0] + z[1]) ** 2 / 0.3)
     m = rng.random(150)
     got = C.ConvolutionCoupling(kernel).value(m, dom)
     Z = pts[:, None, :] - pts[None, :, :]
     want = (kernel(Z[..., 0], Z[..., 1]) * mu[None, :]) @ m
     assert np.abs(got - want).max() <= 1e-10 * np.abs(want).max()
+    # 1e-12 along the diagonal at |z| = sqrt(0.15 log 1e12) = 2.03, inside the diameter 2.8
+    _, radius = C.ConvolutionCoupling(kernel)._mesh_matrix(dom)
+    assert 2.03 < radius < 2.1
