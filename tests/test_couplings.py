@@ -166,7 +166,7 @@ def test_mesh_convolution_with_a_kernel_that_does_not_decay_is_the_full_sum(peri
     dom = fake_mesh(pts, mu, [(0, -1.0, 4.0), (1, 0.0, 0.9)] if periodic else [])
     kernel = lambda *z: 2.0 + 0.3 * z[0] - 0.1 * z[1]
     asked = []
-    monkeypatch.setattr("mfgpde.memory.require", lambda nbytes, what: asked.append(nbytes))
+    monkeypatch.setattr("mfgpde.memory.require", lambda nbytes, what: asked.append((nbytes, what)))
     m = rng.random((3, 60))
     got = C.ConvolutionCoupling(kernel, scale=0.5).value(m, dom)
     Z = pts[:, None, :] - pts[None, :, :]
@@ -178,7 +178,8 @@ def test_mesh_convolution_with_a_kernel_that_does_not_decay_is_the_full_sum(peri
     W, radius = C.ConvolutionCoupling(kernel)._mesh_matrix(dom)
     diam = np.hypot(2.5, 0.45) if periodic else np.hypot(np.ptp(pts[:, 0]), np.ptp(pts[:, 1]))
     assert W.nnz == 60 * 60 and radius == pytest.approx(diam, rel=1e-12)
-    assert asked == [16.0 * 60 * 60] * 2         # once per coupling instance (the matrix is cached)
+    # once per coupling instance (the matrix is cached), naming what would not fit
+    assert asked == [(16.0 * 60 * 60, "a dense convolution kernel between 60 and 60 vertices")] * 2
 
 
 def test_mesh_convolution_of_a_single_density_keeps_its_shape():
