@@ -60,6 +60,14 @@ def fake_mesh(points, mu, periodic):
                            periodic=periodic, allgather=lambda a, axis=0: a)
 
 
+def brute_force_mesh_sum(kernel, pts, mu, m, periods=()):
+    """``sum_j K(x_i - x_j) mu_j m_j`` over every pair; minimum image along ``(axis, period)``."""
+    Z = pts[:, None, :] - pts[None, :, :]
+    for axis, period in periods:
+        Z[..., axis] -= period * np.round(Z[..., axis] / period)
+    return ((kernel(*np.moveaxis(Z, -1, 0)) * mu[None, :]) @ np.asarray(m).T).T
+
+
 @pytest.mark.parametrize("periodic", [False, True])
 def test_mesh_convolution_is_the_lumped_sum_within_the_cut_off(periodic, monkeypatch):
     rng = np.random.default_rng(5)
@@ -72,10 +80,7 @@ def test_mesh_convolution_is_the_lumped_sum_within_the_cut_off(periodic, monkeyp
     dense_checks = []
     monkeypatch.setattr("mfgpde.memory.require", lambda nbytes, what: dense_checks.append(nbytes))
     got = C.ConvolutionCoupling(kernel, scale=1.5).value(m[None, :], dom)[0]
-    Z = pts[:, None, :] - pts[None, :, :]
-    if periodic:
-        Z[..., 0] -= 2.0 * np.round(Z[..., 0] / 2.0)
-    want = 1.5 * (kernel(Z[..., 0], Z[..., 1]) * mu[None, :]) @ m
+    want = 1.5 * brute_force_mesh_sum(kernel, pts, mu, m, [(0, 2.0)] if periodic else [])
     # the kernel is cut off at 1e-12 of its maximum: the sums agree to that
     assert np.abs(got - want).max() <= 1e-10 * np.abs(want).max()
     W, radius = C.ConvolutionCoupling(kernel)._mesh_matrix(dom)
@@ -169,10 +174,7 @@ def test_mesh_convolution_with_a_kernel_that_does_not_decay_is_the_full_sum(peri
     monkeypatch.setattr("mfgpde.memory.require", lambda nbytes, what: asked.append((nbytes, what)))
     m = rng.random((3, 60))
     got = C.ConvolutionCoupling(kernel, scale=0.5).value(m, dom)
-    Z = pts[:, None, :] - pts[None, :, :]
-    if periodic:
-        Z -= [5.0, 0.9] * np.round(Z / [5.0, 0.9])
-    want = 0.5 * ((kernel(Z[..., 0], Z[..., 1]) * mu[None, :]) @ m.T).T
+    want = 0.5 * brute_force_mesh_sum(kernel, pts, mu, m, [(0, 5.0), (1, 0.9)] if periodic else [])
     assert got.shape == (3, 60)
     assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
     W, radius = C.ConvolutionCoupling(kernel)._mesh_matrix(dom)
@@ -242,10 +244,12 @@ def test_documented_defaults_and_flags():
 def test_parameters_out_of_range_are_refused_by_name(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make()
-    # the boundary values themselves are allowed
-    C.LogCoupling(scale=0.0, floor=1e-300)
-    C.KLCoupling(lambda x: 0 * x, eps=0.0)
-    C.PowerCoupling(p=1e-6, scale=-1.0)
+
+
+def test_boundary_values_of_the_parameters_are_allowed():
+    assert C.LogCoupling(scale=0.0, floor=1e-300).floor == 1e-300
+    assert C.KLCoupling(lambda x: 0 * x, eps=0.0).eps == 0.0
+    assert C.PowerCoupling(p=1e-6, scale=-1.0).p == 1e-6
 
 
 def test_gaussian_log_density_in_one_and_three_dimensions():
@@ -298,8 +302,7 @@ def test_mesh_cut_off_follows_a_kernel_that_is_long_along_the_diagonal():
     kernel = lambda *z: np.exp(-((z[0] - z[1]) ** 2) / 0.005 - (z[0] + z[1]) ** 2 / 0.3)
     m = rng.random(150)
     got = C.ConvolutionCoupling(kernel).value(m, dom)
-    Z = pts[:, None, :] - pts[None, :, :]
-    want = (kernel(Z[..., 0], Z[..., 1]) * mu[None, :]) @ m
+    want = brute_force_mesh_sum(kernel, pts, mu, m)
     assert np.abs(got - want).max() <= 1e-10 * np.abs(want).max()
     # 1e-12 along the diagonal at |z| = sqrt(0.15 log 1e12) = 2.03, inside the diameter 2.8
     _, radius = C.ConvolutionCoupling(kernel)._mesh_matrix(dom)
