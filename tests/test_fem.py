@@ -529,3 +529,34 @@ def test_fem_petsc_options_have_a_fixed_prefix_and_are_removed(mp):
     finally:
         opts.delValue("mfgpde_fem_sweep_ksp_type")
     assert ours() == before
+
+
+def test_saved_solutions_load_in_a_process_that_used_dolfinx(tmp_path):
+    """A saved finite-difference solution loads in a process that has set up a mesh scheme first
+    (a fresh interpreter: DOLFINx's HDF5 stays loaded once used). NetCDF-4 files then failed with
+    "NetCDF: HDF error" (a test reading CLI output failed after another test had built a
+    FEMScheme); the classic format written by ``save_netcdf`` needs no HDF5."""
+    import mfgpde as mfg
+
+    g = mfg.TensorGrid([(0, 1)], 16, "periodic")
+    p = mfg.MFGProblem(g, 1.0, 4, 0.2, mfg.QuadraticHamiltonian(), lambda x: 1 + 0.5 * np.cos(2 * np.pi * x))
+    r = mfg.solve(p, tol=1e-10)
+    r.save(tmp_path / "sol.nc")
+    np.save(tmp_path / "m.npy", r.m)
+    code = f"""
+import numpy as np
+import mfgpde as mp
+from mfgpde.fem.scheme import FEMScheme
+from mfgpde.fem.solve import problem_on_mesh
+from mfgpde.result import MFGResult
+g = mp.TensorGrid([(0, 1)], 16, "periodic")
+p = mp.MFGProblem(g, 1.0, 4, 0.2, mp.QuadraticHamiltonian(), lambda x: 1 + 0 * x)
+FEMScheme(problem_on_mesh(p, None)).destroy()
+ds = MFGResult.load_dataset({str(tmp_path / 'sol.nc')!r})
+m = np.load({str(tmp_path / 'm.npy')!r})
+assert np.array_equal(ds["m"].values.reshape(m.shape), m)
+print("loaded", ds["m"].shape)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "loaded (5, 16)" in proc.stdout
