@@ -2,12 +2,13 @@
 
 Each case is run once in a fresh subprocess with an empty Numba cache (``cold``: JIT
 compilation included), then ``--repeat`` times in one warm process (``warm``: median).
-Where the peer ``mfgsolver`` is installed (``.venv-peer``, see README), B1 is also run with it
-in the same invocation and the ratio of medians is reported.
+Where the peer ``mfgsolver`` is installed (``.venv-peer``, see README), B1 (20 policy
+iterations) and B2 (``MfgBase2D``, 40 policy iterations) are also run with it in the same
+invocation, each in fresh processes, and the ratio of medians is reported.
 
 Usage::
 
-    python benchmarks/run.py [--only B1 B2 ...] [--repeat 3] [--no-cold]
+    python benchmarks/run.py [--only B1 B2 ...] [--repeat 3] [--no-cold] [--no-peer]
 """
 
 from __future__ import annotations
@@ -123,13 +124,17 @@ def cold(name, method):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def peer_b1(repeat):
+def peer(case, repeat):
+    """The PyPI peer ``mfgsolver`` on ``case`` (B1 or B2), ``repeat`` fresh processes, or ``None``
+    where its venv is missing."""
     py = os.path.join(ROOT, ".venv-peer", "bin", "python")
     if not os.path.exists(py):
         return None
     runs = []
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     for _ in range(repeat):
-        out = subprocess.run([py, os.path.join(HERE, "peer_mfgsolver_b1.py")], capture_output=True, text=True)
+        out = subprocess.run([py, os.path.join(HERE, f"peer_mfgsolver_{case.lower()}.py")], capture_output=True,
+                             text=True, env=env)
         if out.returncode != 0:
             return {"error": out.stderr[-2000:]}
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -141,6 +146,7 @@ def main(argv=None):
     ap.add_argument("--only", nargs="*", default=list(CASES))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-cold", action="store_true")
+    ap.add_argument("--no-peer", action="store_true", help="skip the mfgsolver runs of B1 and B2")
     ap.add_argument("--method", default="newton")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "core.json"))
     args = ap.parse_args(argv)
@@ -159,13 +165,13 @@ def main(argv=None):
         entry["warm"] = warm
         entry["warm_median_s"] = statistics.median(w["wall_time_s"] for w in warm)
         print(f"[bench]   warm median {entry['warm_median_s']:.3f} s  ({warm[-1]})", file=sys.stderr, flush=True)
-        if name == "B1":
-            peer = peer_b1(args.repeat)
-            if peer is not None:
-                entry["peer_mfgsolver"] = peer
-                if "median_s" in peer:
-                    entry["speedup_vs_mfgsolver"] = peer["median_s"] / entry["warm_median_s"]
-                print(f"[bench]   mfgsolver {peer.get('median_s')}", file=sys.stderr, flush=True)
+        if name in ("B1", "B2") and not args.no_peer:
+            theirs = peer(name, args.repeat)
+            if theirs is not None:
+                entry["peer_mfgsolver"] = theirs
+                if "median_s" in theirs:
+                    entry["speedup_vs_mfgsolver"] = theirs["median_s"] / entry["warm_median_s"]
+                print(f"[bench]   mfgsolver {theirs.get('median_s')}", file=sys.stderr, flush=True)
         results["cases"][name] = entry
         write_json(args.out, results)
     return results
