@@ -230,7 +230,7 @@ def _newton_fd(problem, scheme, U0, M0, tol, max_iter, linear_solver, verbose, g
             U0, M0 = sequenced.pop("start")
             if problem.grid.dim > 1:
                 U0, _ = scheme.solve_hjb(M0, tol=START_HJB_TOL)
-                M0 = scheme.solve_fp(U0, M_lag=M0)
+                M0 = scheme.solve_fp(U0, M_lag=M0, rtol=START_FP_RTOL)
             U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=n_max, verbose=verbose)
             if status == "converged":
                 return U, M, log, status, sequenced
@@ -323,6 +323,8 @@ def _check_options(method, tol, max_iter, damping, linear_solver, viscosity_cont
 
 #: tolerance of the HJB levels in the fixed-point sweep after a grid-sequencing hand-off
 START_HJB_TOL = 1e-3
+#: relative residual of that sweep's iterative FP step solves (mass is restored exactly)
+START_FP_RTOL = 1e-6
 #: the viscous stages ``nu = c L^2 / T`` with ``c >= HANDOFF_C`` run on the next coarser grid
 #: when there is one (see :func:`_viscosity_continuation`)
 HANDOFF_C = 1e-3

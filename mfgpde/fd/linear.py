@@ -33,8 +33,10 @@ SPECTRAL_MIN = 8192
 _METHODS = ("auto", "direct", "iterative")
 
 
-def solve_stencil(vals, cols, rhs, transpose, method, to_csr, spectral=None, dt=None):
+def solve_stencil(vals, cols, rhs, transpose, method, to_csr, spectral=None, dt=None, rtol=ITERATIVE_RTOL):
     """Solve ``A x = rhs`` or ``A^T x = rhs`` for a stencil operator ``vals`` (N, s).
+
+    ``rtol`` is the relative residual of the iterative solves (factorised solves are exact).
 
     ``spectral`` (a :class:`mfgpde.fd.steps.SpectralInverse`, only for ``nu > 0``) selects the
     spectrally preconditioned BiCGSTAB for the iterative solve (on large grids: at 128^2 a
@@ -48,13 +50,13 @@ def solve_stencil(vals, cols, rhs, transpose, method, to_csr, spectral=None, dt=
         A = to_csr(vals[None])
         return spla.spsolve(sp.csc_matrix(A.T if transpose else A), rhs)
     if spectral is not None and N >= SPECTRAL_MIN:
-        x = StepOperator(vals, cols, spectral, dt, transpose=transpose).solve(rhs, ITERATIVE_RTOL)
+        x = StepOperator(vals, cols, spectral, dt, transpose=transpose).solve(rhs, rtol)
         if not np.all(np.isfinite(x)):
             raise FloatingPointError("per-step linear solve produced non-finite values")
         return x
     op = kernels.transpose_stencil(vals, cols) if transpose else vals
     x0 = rhs / op[:, 0]
-    x, _its, ok = kernels.stencil_bicgstab(op, cols, rhs, x0, ITERATIVE_RTOL, 4000)
+    x, _its, ok = kernels.stencil_bicgstab(op, cols, rhs, x0, rtol, 4000)
     if not ok:  # breakdown or stagnation: fall back to the factorisation
         A = to_csr(vals[None])
         x = spla.spsolve(sp.csc_matrix(A.T if transpose else A), rhs)

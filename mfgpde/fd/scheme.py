@@ -26,10 +26,14 @@ import scipy.sparse as sp
 
 from ..iterations.implicit_step import MAX_NEWTON, check_sweep_data, round_off_tolerance, solve_implicit_step
 from . import kernels
-from .linear import solve_stencil
+from .linear import ITERATIVE_RTOL, solve_stencil
 from .linearisation import Linearisation
 from .multigrid import Hierarchy
 from .steps import SpectralInverse, stencil_matrix
+
+#: A loose HJB sweep (``tol >= 1e-6``: a starting guess) solves its linear systems to this
+#: factor times ``tol``, relative, instead of to 1e-13.
+LOOSE_RTOL_FACTOR = 1e-3
 
 
 class FDScheme:
@@ -229,7 +233,10 @@ class FDScheme:
         """Backward sweep: U solving the discrete HJB for a given density path M.
 
         Each implicit step is a nonlinear system solved by Newton with backtracking
-        (``phi`` convex in S makes it converge from the previous step's value).
+        (``phi`` convex in S makes it converge from the previous step's value). Its linear
+        solves are exact (or iterative to 1e-13) for the default ``tol``; for a loose ``tol``
+        (a starting guess, ``tol >= 1e-6``) the iterative ones stop at ``1e-3 tol`` relative,
+        which changes Newton's rate but not the level's stopping test on ``max |G_n|``.
 
         Returns
         -------
@@ -242,6 +249,7 @@ class FDScheme:
         U[-1] = self.g(M[-1])
         F = self.f(M[1:])
         check_sweep_data(U[-1], F)
+        rtol = LOOSE_RTOL_FACTOR * tol if tol >= 1e-6 else None
         total = 0
         for n in range(nt - 1, -1, -1):
             u = U[n + 1].copy() if U_init is None else U_init[n].copy()
@@ -260,24 +268,26 @@ class FDScheme:
                 ap, bm, phiS = state
                 vals = kernels.dS_stencil(ap, bm, self.grid, phiS) + L[None]
                 vals[0, :, 0] += 1.0 / dt
-                return self.step_solve(vals[0], b)
+                return self.step_solve(vals[0], b, rtol=rtol)
 
             U[n], steps = solve_implicit_step(u, res, solve, self.norm, atol, max_newton, level=n, tol=tol)
             total += steps
         return U, total
 
-    def step_solve(self, vals, rhs, transpose=False):
+    def step_solve(self, vals, rhs, transpose=False, rtol=None):
         """Solve ``A x = rhs`` (or ``A^T x = rhs``) for one stencil operator ``vals`` (N, s).
 
         1D: a cyclic tridiagonal solve compiled with Numba; 2D/3D: sparse LU (or BiCGSTAB
-        for large grids, see :func:`mfgpde.fd.linear.solve_sparse`).
+        for large grids, see :func:`mfgpde.fd.linear.solve_stencil`), to the relative
+        residual ``rtol`` (default :data:`mfgpde.fd.linear.ITERATIVE_RTOL`).
         """
         vals = np.ascontiguousarray(vals)
         rhs = np.ascontiguousarray(rhs, dtype=float)
         if self.grid.dim == 1:
             return kernels.tri_solve(vals, rhs, transpose)
         spectral = self.spectral_inverse() if self.problem.nu > 0 else None
-        return solve_stencil(vals, self.cols, rhs, transpose, self.linear_solver, self.csr, spectral, self.dt)
+        return solve_stencil(vals, self.cols, rhs, transpose, self.linear_solver, self.csr, spectral, self.dt,
+                             ITERATIVE_RTOL if rtol is None else rtol)
 
     @property
     def step_solver(self):
@@ -291,18 +301,20 @@ class FDScheme:
         vals[0, :, 0] += 1.0 / self.dt
         return vals[0]
 
-    def solve_fp(self, U, M_lag=None):
+    def solve_fp(self, U, M_lag=None, rtol=None):
         """Forward sweep: m solving the discrete FP for the value function U.
 
         For congestion Hamiltonians (H depending on m) the drift uses ``M_lag[n+1]``; at a
-        fixed point ``M_lag = m`` and the coupled equations hold exactly.
+        fixed point ``M_lag = m`` and the coupled equations hold exactly. ``rtol``: relative
+        residual of the iterative step solves (default 1e-13; a starting guess may ask for
+        less); the mass is restored exactly either way.
         """
         nt, dt = self.nt, self.dt
         M = np.empty((nt + 1, self.N))
         M[0] = self.problem.m0.ravel()
         for n in range(nt):
             lag = M[n] if M_lag is None else M_lag[n + 1]
-            m = self.step_solve(self.fp_stencil(U[n], lag, n), M[n] / dt, transpose=True)
+            m = self.step_solve(self.fp_stencil(U[n], lag, n), M[n] / dt, transpose=True, rtol=rtol)
             if self.grid.dim > 1:
                 # an iterative solve conserves mass only to its tolerance (~1e-13); the exact
                 # solution conserves it to round-off, so restore it (a relative change ~1e-13)
