@@ -66,13 +66,18 @@ def _relative_distance(a, b):
     return float(np.abs(a[1] - b[1]).max() / mref), float(np.abs(a[0] - b[0]).max() / uref)
 
 
+#: multi-start runs with at most this many unknowns take exact Newton steps (see solve_from_start)
+EXACT_NEWTON_MAX_UNKNOWNS = 200_000
+
+
 def solve_from_start(problem, U0, M0, method="newton", tol=1e-9, max_iter=60):
     """Solve ``problem`` from the start ``(U0, M0)`` without any stage common to all starts.
 
     Three paths, each at the target problem or along a path of the start's own, tried in turn:
 
     1. ``"direct"``: Newton at the target problem from the start (its usual line search and
-       fixed-point globalisation), or the fixed point for the other methods.
+       fixed-point globalisation; exact linear solves up to ``EXACT_NEWTON_MAX_UNKNOWNS``
+       unknowns), or the fixed point for the other methods.
     2. ``"fictitious_play"``: when Newton does not converge there (a first-order problem far
        from its solution: at nu = 0 and small lambda the Newton residual is only semismooth,
        and from a random start the line search stalls), fictitious play at the target
@@ -109,13 +114,33 @@ def solve_from_start(problem, U0, M0, method="newton", tol=1e-9, max_iter=60):
     shape = (problem.nt + 1, problem.grid.size)
     rec = {"path": "direct"}
     try:
-        r = solve(problem, method=method, tol=tol, max_iter=max_iter, initial=(U0, M0), verbose=False,
-                  viscosity_continuation=False)
-        rec.update(status=r.status, converged=bool(r.converged), iterations=int(r.iterations),
-                   residual=float(r.diagnostics["residual"]), message="")
-        if r.converged or method != "newton":
-            return (r.U.reshape(shape), r.m.reshape(shape)) if r.converged else (None, None), rec
-        rec["direct"] = f"Newton at the target problem ended {r.status!r} after {r.iterations} iterations"
+        if method == "newton" and 2 * shape[0] * shape[1] <= EXACT_NEWTON_MAX_UNKNOWNS:
+            # exact Newton steps (sparse LU of the space-time Jacobian): which solution a start
+            # reaches is then a property of Newton's path from it, not of the Krylov solver's
+            # tolerance. With inexact steps (GMRES to 1e-2 far from a solution) the path, and
+            # so the basin, depends on the Krylov method: on the aggregation control, scipy's
+            # left-preconditioned GMRES took 27 iterations per early step and its starts
+            # reached 2-3 of the solutions, a right-preconditioned GMRES stopped after 1-3
+            # and every start reached the uniform one
+            from ..iterations.newton import newton
+
+            U, M, log, status = newton(FDScheme(problem), np.reshape(U0, shape), np.reshape(M0, shape), tol=tol,
+                                       max_iter=max_iter, linear="direct")
+            last = log.records[-1]
+            converged = status == "converged"
+            rec.update(status=status, converged=converged, iterations=int(last["iteration"]),
+                       residual=float(last["residual"]), message="", linear="exact (sparse LU)")
+            if converged:
+                return (U, M), rec
+            rec["direct"] = f"Newton at the target problem ended {status!r} after {last['iteration']} iterations"
+        else:
+            r = solve(problem, method=method, tol=tol, max_iter=max_iter, initial=(U0, M0), verbose=False,
+                      viscosity_continuation=False)
+            rec.update(status=r.status, converged=bool(r.converged), iterations=int(r.iterations),
+                       residual=float(r.diagnostics["residual"]), message="")
+            if r.converged or method != "newton":
+                return (r.U.reshape(shape), r.m.reshape(shape)) if r.converged else (None, None), rec
+            rec["direct"] = f"Newton at the target problem ended {r.status!r} after {r.iterations} iterations"
     except (FloatingPointError, RuntimeError, np.linalg.LinAlgError) as exc:
         if method != "newton":
             rec.update(status="error", converged=False, iterations=None, residual=None, message=str(exc))
