@@ -213,7 +213,7 @@ def test_gmres_reaches_the_true_residual_and_terminates():
     A[0, -1] = -0.4  # a periodic corner: not a tridiagonal Toeplitz matrix
     rng = np.random.default_rng(3)
     b = rng.standard_normal(n)
-    ident = lambda v: v  # noqa: E731
+    ident = lambda v: v
     for restart, x0 in ((60, None), (7, None), (60, rng.standard_normal(n))):
         x, its, ok = gmres(lambda v: A @ v, ident, b, x0=x0, rtol=1e-10, restart=restart, maxiter=2000)
         assert ok and np.linalg.norm(b - A @ x) <= 1e-10 * np.linalg.norm(b)
