@@ -3,13 +3,9 @@
 Prints one JSON line: wall time of ``solve(maxit=20)`` and its final FP/HJB residuals.
 """
 
-import contextlib
-import io
-import json
-import time
-
 import numpy as np
 from mfgsolver import MfgBase
+from peer_timing import time_peer
 
 
 class B1(MfgBase):
@@ -26,11 +22,4 @@ class B1(MfgBase):
         return 0.1 + m
 
 
-t0 = time.perf_counter()
-solver = B1(nv=0.05, Nx=200, Nt=200, T=1.0)
-with contextlib.redirect_stdout(io.StringIO()):
-    solver.solve(maxit=20)
-wall = time.perf_counter() - t0
-print(json.dumps({"peer": "mfgsolver", "case": "B1", "iterations": 20, "wall_time_s": wall,
-                  "fp_residual": float(solver.residual_FP_history[-1]),
-                  "hjb_residual": float(solver.residual_HJB_history[-1])}))
+time_peer(lambda: B1(nv=0.05, Nx=200, Nt=200, T=1.0), "B1", 20)

@@ -6,13 +6,9 @@ m0 ~ exp(-10 |x - (0.25, 0.25)|^2). Prints one JSON line: wall time of ``solve(m
 and its final FP/HJB residuals (its own norms).
 """
 
-import contextlib
-import io
-import json
-import time
-
 import numpy as np
 from mfgsolver import MfgBase2D
+from peer_timing import time_peer
 
 
 def _grid(x1, x2):
@@ -36,11 +32,4 @@ class B2(MfgBase2D):
         return 0.1 + 0 * m
 
 
-t0 = time.perf_counter()
-solver = B2(nv=0.3, Nx=50, Nt=50, T=0.5)
-with contextlib.redirect_stdout(io.StringIO()):
-    solver.solve(maxit=40)
-wall = time.perf_counter() - t0
-print(json.dumps({"peer": "mfgsolver", "case": "B2", "iterations": 40, "wall_time_s": wall,
-                  "fp_residual": float(solver.residual_FP_history[-1]),
-                  "hjb_residual": float(solver.residual_HJB_history[-1])}))
+time_peer(lambda: B2(nv=0.3, Nx=50, Nt=50, T=0.5), "B2", 40)
