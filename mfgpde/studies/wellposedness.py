@@ -126,21 +126,18 @@ def solve_from_start(problem, U0, M0, method="newton", tol=1e-9, max_iter=60):
 
             U, M, log, status = newton(FDScheme(problem), np.reshape(U0, shape), np.reshape(M0, shape), tol=tol,
                                        max_iter=max_iter, linear="direct")
-            last = log.records[-1]
             converged = status == "converged"
-            rec.update(status=status, converged=converged, iterations=int(last["iteration"]),
-                       residual=float(last["residual"]), message="", linear="exact (sparse LU)")
-            if converged:
-                return (U, M), rec
-            rec["direct"] = f"Newton at the target problem ended {status!r} after {last['iteration']} iterations"
+            iterations, residual = int(log.records[-1]["iteration"]), float(log.records[-1]["residual"])
+            rec["linear"] = "exact (sparse LU)"
         else:
             r = solve(problem, method=method, tol=tol, max_iter=max_iter, initial=(U0, M0), verbose=False,
                       viscosity_continuation=False)
-            rec.update(status=r.status, converged=bool(r.converged), iterations=int(r.iterations),
-                       residual=float(r.diagnostics["residual"]), message="")
-            if r.converged or method != "newton":
-                return (r.U.reshape(shape), r.m.reshape(shape)) if r.converged else (None, None), rec
-            rec["direct"] = f"Newton at the target problem ended {r.status!r} after {r.iterations} iterations"
+            U, M, status, converged = r.U.reshape(shape), r.m.reshape(shape), r.status, bool(r.converged)
+            iterations, residual = int(r.iterations), float(r.diagnostics["residual"])
+        rec.update(status=status, converged=converged, iterations=iterations, residual=residual, message="")
+        if converged or method != "newton":
+            return ((U, M) if converged else (None, None)), rec
+        rec["direct"] = f"Newton at the target problem ended {status!r} after {iterations} iterations"
     except (FloatingPointError, RuntimeError, np.linalg.LinAlgError) as exc:
         if method != "newton":
             rec.update(status="error", converged=False, iterations=None, residual=None, message=str(exc))
