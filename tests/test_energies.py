@@ -123,6 +123,14 @@ def test_porous_medium_energy(p):
     assert en.value(np.where(X > 6, -1e-3, M), GRID) == pytest.approx(en.value(np.where(X > 6, 0.0, M), GRID), abs=0)
 
 
+def test_porous_medium_default_is_the_quadratic_energy():
+    """PorousMedium() is p = 2: int m^2, first variation 2 m."""
+    en = E.PorousMedium()
+    assert en.p == 2.0
+    assert en.value(M, GRID) == pytest.approx(GRID.integrate(M**2), rel=1e-14)
+    np.testing.assert_allclose(en.first_variation().value(M, GRID), 2 * M, rtol=1e-14)
+
+
 def test_sums_and_weights_are_linear():
     """(a E1 + E2)(m) = a E1(m) + E2(m), and the same for the first variations."""
     e1, e2, a = E.KL(LOG_PI), E.PorousMedium(2.0), -0.35
@@ -160,8 +168,9 @@ def test_describe():
 def test_refusals():
     with pytest.raises(ValueError, match="energy weight must be finite"):
         np.inf * E.Entropy()
-    with pytest.raises(ValueError, match=r"p \(porous-medium exponent\) must be > 1, got 1.0"):
-        E.PorousMedium(1.0)
+    for p in (1.0, 0.5, -2.0):
+        with pytest.raises(ValueError, match=rf"p \(porous-medium exponent\) must be > 1, got {p}"):
+            E.PorousMedium(p)
     assert E.PorousMedium(1.0 + 1e-9).p > 1
     with pytest.raises(ValueError, match="KL reference pi: the density vanishes"):
         E.KL(lambda x: np.where(x > 0, -np.inf, 0.0)).value(M, GRID)
