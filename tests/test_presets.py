@@ -60,6 +60,20 @@ def test_cnf_problem_composition():
     assert p.drift is None and p.coupling.describe()["type"] == "zero"
 
 
+def test_documented_defaults():
+    """The defaults the docstrings state: cnf lambda = 1, T = 1, nt = 32, KL eps = 1e-6; score_mfg
+    nu = 1, T = 1, nt = 32; ScoreModel VP, sigma = 1 for VE, T = 1, nt = 64, MUSCL; JKO nt = 8."""
+    c = cnf_problem(G1, gaussian([1.0], 0.25))
+    assert (c.hamiltonian.lam, c.T, c.nt, c.name, c.terminal.eps) == (1.0, 1.0, 32, "cnf", 1e-6)
+    s = score_mfg_problem(G1, lambda x: log_normal(x, 1.0, 0.3))
+    assert (s.nu, s.T, s.nt, s.name) == (1.0, 1.0, 32, "score_mfg")
+    m = ScoreModel(G1)
+    assert (m.sde, m.T, m.nt, m.transport, m.nu) == ("vp", 1.0, 64, "muscl", pytest.approx(1.0))
+    assert ScoreModel(G1, "ve").sigma == 1.0
+    j = jko_step_problem(G1, np.exp(log_normal(X1, 0.0, 1.0)), E.Entropy(), tau=0.1)
+    assert (j.nt, j.name) == (8, "jko_step")
+
+
 def test_cnf_problem_reference_density():
     lp = lambda x: log_normal(x, 0.5, 2.0)
     p = cnf_problem(G1, gaussian([1.0], 0.25), lam=1.0, reference_log_density=lp, kl_eps=0.0)
@@ -76,7 +90,9 @@ def test_cnf_problem_refuses_lambda(lam):
 def test_data_on_grid_tail_check():
     """A density cut off by a no-flux wall is refused; a periodic axis has no wall to check."""
     wide = gaussian([0.0], 4.0)
-    with pytest.raises(ValueError, match=r"along axis 0: its value on the boundary is .* tail_tol = 0.0001"):
+    # the first cell centre is x = -4.9375: edge / peak = exp(-4.9375^2 / 8) = 4.75e-02
+    with pytest.raises(ValueError, match=r"along axis 0: its value on the boundary is 4.75e-02 of its maximum "
+                                         r"\(> tail_tol = 0.0001\)"):
         data_on_grid(wide, G1)
     vals = data_on_grid(wide, G1, tail_tol=0.1)   # edge/peak = exp(-25/8) = 0.044 < 0.1
     assert abs(G1.integrate(vals) - 1) < 1e-13
@@ -84,10 +100,17 @@ def test_data_on_grid_tail_check():
         data_on_grid(wide, G1, tail_tol=0.04)     # ... > 0.04
     periodic = mp.TensorGrid([(-5, 5)], 80, "periodic")
     assert abs(periodic.integrate(data_on_grid(wide, periodic)) - 1) < 1e-13
-    # the check runs per axis: cut off along axis 1 only
+    # the check runs per axis: cut off along axis 1 only, also behind a periodic axis 0
     g2 = mp.TensorGrid([(-5, 5), (-2, 2)], (40, 20), "noflux")
     with pytest.raises(ValueError, match="along axis 1"):
         data_on_grid(gaussian([0.0, 0.0], np.diag([0.25, 1.0])), g2)
+    g3 = mp.TensorGrid([(-5, 5), (-2, 2)], (40, 20), ("periodic", "noflux"))
+    with pytest.raises(ValueError, match="along axis 1"):
+        data_on_grid(gaussian([0.0, 0.0], np.diag([0.25, 1.0])), g3)
+    # only the outermost cell is above the tolerance: still cut off
+    spike = lambda x: np.exp(-(x**2)) + np.where(x < -4.9, 0.5, 0.0)
+    with pytest.raises(ValueError, match="along axis 0"):
+        data_on_grid(spike, G1)
 
 
 def test_data_from_samples_is_a_normalised_kde():
@@ -154,6 +177,12 @@ def test_jko_chain_steps_are_the_closed_form_jko_steps():
     assert "continuation" in res[0].diagnostics and "continuation" not in res[1].diagnostics
     cold = mp.solve(jko_step_problem(g, dens[1], energy, 0.1, nt=4), method="newton", tol=1e-9)
     np.testing.assert_allclose(res[1].m, cold.m, rtol=0, atol=1e-9)
+    # default nt = 8 per step, and each step's density is the last one's MFG solution renormalised
+    # (a peak above 1, so that only a division by the mass keeps the values)
+    ts, dens, res = jko_chain(g, gaussian([0.0], 0.04), energy, 0.01, 1)
+    assert res[0].problem.nt == 8 and dens[1].max() > 1.2
+    np.testing.assert_allclose(dens[1], np.maximum(res[0].m[-1], 0) / g.integrate(np.maximum(res[0].m[-1], 0)),
+                               rtol=1e-14)
 
 
 def test_score_model_sdes():
@@ -242,6 +271,10 @@ def test_problem_from_preset_builds_the_presets():
     s = problem_from_preset(cfg)
     assert s.nu == 0.3 and s.T == 1.5
     np.testing.assert_allclose(s.terminal.value(s.m0, G1), -log_normal(X1, 1.0, 0.25), rtol=0, atol=1e-10)
+    # a data density that underflows to 0 in the box gives a finite terminal cost -log max(p, 1e-300)
+    narrow = dict(cfg, data={"type": "gaussian", "mean": [1.0], "cov": 0.01})
+    t = problem_from_preset(narrow).terminal.value(s.m0, G1)
+    assert np.all(np.isfinite(t)) and t.max() == pytest.approx(-np.log(1e-300))
     # defaults: lam = 1, T = 1, nt = 32, name = the preset
     d = problem_from_preset({k: v for k, v in CNF_CFG.items() if k not in ("time", "model", "name")})
     assert (d.hamiltonian.lam, d.T, d.nt, d.name) == (1.0, 1.0, 32, "cnf")
