@@ -95,6 +95,8 @@ def test_stencil_bicgstab_matches_sparse_lu(rng):
     vals = (kernels.dS_stencil(ap, bm, g) + sc.linear_stencil(0)[None])[0]
     vals[:, 0] += 50.0
     b = rng.standard_normal(g.size)
-    x, _its, ok = kernels.stencil_bicgstab(vals, g.stencil[0], b, b / vals[:, 0], 1e-13, 2000)
-    assert ok
+    x, its, ok = kernels.stencil_bicgstab(vals, g.stencil[0], b, b / vals[:, 0], 1e-13, 2000)
+    # recorded 82-95 iterations over five random fields and right-hand sides: a wrong recurrence
+    # that still converges (a wrong beta restarts it as steepest descent) needs many more
+    assert ok and its <= 150, its
     np.testing.assert_allclose(x, spla.spsolve(sc.csr(vals[None]).tocsc(), b), rtol=1e-9, atol=1e-11)

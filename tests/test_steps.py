@@ -19,9 +19,18 @@ GRIDS = [
 ]
 
 
-def _problem(g, nu=0.3, drift=None, nt=4):
+HAMILTONIANS = {
+    "quadratic": mp.QuadraticHamiltonian,
+    # phi_SS != 0: the Hessian block D^T diag(m phi_SS) D of the Jacobian is not zero
+    "power": lambda: mp.PowerHamiltonian(3.0),
+    # H depends on m: the d_um block
+    "congestion": lambda: mp.CongestionHamiltonian(0.5, 1.0, 1.0),
+}
+
+
+def _problem(g, nu=0.3, drift=None, nt=4, hamiltonian="quadratic"):
     m0 = 1 + 0.5 * np.cos(np.arange(g.size)).reshape(g.shape)
-    return mp.MFGProblem(g, 1.0, nt, nu, mp.QuadraticHamiltonian(), m0, coupling=mp.LogCoupling(), drift=drift,
+    return mp.MFGProblem(g, 1.0, nt, nu, HAMILTONIANS[hamiltonian](), m0, coupling=mp.LogCoupling(), drift=drift,
                          terminal=lambda *x: 0.3 * np.sin(3 * x[0]), normalize=True)
 
 
@@ -39,12 +48,14 @@ def test_spectral_inverse_inverts_the_scheme_laplacian(spec, rng):
     assert SpectralInverse(g, 0.7).diagonal == pytest.approx(sc._diffusion[:, 0].mean(), rel=1e-12)
 
 
+@pytest.mark.parametrize("hamiltonian", sorted(HAMILTONIANS))
 @pytest.mark.parametrize("spec", GRIDS)
-def test_linearisation_matvec_is_the_assembled_jacobian(spec, rng):
-    """The matrix-free ``J z`` equals the assembled analytic Jacobian, drift included."""
+def test_linearisation_matvec_is_the_assembled_jacobian(spec, hamiltonian, rng):
+    """The matrix-free ``J z`` (the fused compiled product) equals the assembled analytic Jacobian,
+    drift included, for a Hamiltonian with phi_SS = 0, one with phi_SS != 0 and one depending on m."""
     g = mp.TensorGrid(*spec)
     drift = lambda t, *x: tuple(0.4 * np.sin(2 * xi + t) for xi in x)
-    sc = FDScheme(_problem(g, drift=drift))
+    sc = FDScheme(_problem(g, drift=drift, hamiltonian=hamiltonian))
     U = rng.standard_normal((sc.nt + 1, g.size))
     M = 1 + 0.5 * rng.random((sc.nt + 1, g.size))
     J = sc.jacobian(U, M)
@@ -99,6 +110,25 @@ def test_accurate_solve_of_a_transport_dominated_step(rng):
         op = StepOperator(vals, sc.cols, sc.spectral_inverse(), sc.dt)
         exact = spla.spsolve(stencil_csc(vals, sc.cols), b)
         np.testing.assert_allclose(op.solve(b), exact, atol=1e-10 * np.abs(exact).max())
+
+
+@pytest.mark.parametrize("hamiltonian", ["quadratic", "power"])
+@pytest.mark.parametrize("spec", GRIDS[:2])
+def test_1d_preconditioner_inverts_the_triangular_part(spec, hamiltonian, rng):
+    """In 1D both sweeps are compiled tridiagonal solves (``kernels.tri_backward_sweep`` and
+    ``tri_forward_sweep``): P^{-1} is the exact inverse of [[J_UU, 0], [J_mU, J_mm]]."""
+    g = mp.TensorGrid(*spec)
+    sc = FDScheme(_problem(g, nt=6, hamiltonian=hamiltonian))
+    U = 0.3 * rng.standard_normal((sc.nt + 1, g.size))
+    M = 1 + 0.5 * rng.random((sc.nt + 1, g.size))
+    J = sc.jacobian(U, M).tocsr()
+    n = J.shape[0] // 2
+    Ptri = J.copy().tolil()
+    Ptri[:n, n:] = 0
+    r = rng.standard_normal(J.shape[0])
+    exact = spla.spsolve(Ptri.tocsc(), r)
+    x = BlockTriangularPreconditioner(sc.linearisation(U, M)) @ r
+    assert np.abs(x - exact).max() <= 1e-10 * np.abs(exact).max()
 
 
 @pytest.mark.parametrize("step_solver", ["lu", "spectral", "bicgstab"])
