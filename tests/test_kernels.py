@@ -100,3 +100,30 @@ def test_stencil_bicgstab_matches_sparse_lu(rng):
     # that still converges (a wrong beta restarts it as steepest descent) needs many more
     assert ok and its <= 150, its
     np.testing.assert_allclose(x, spla.spsolve(sc.csr(vals[None]).tocsc(), b), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("spec", GRIDS[2:])
+def test_serial_and_threaded_builds_agree(spec, monkeypatch, rng):
+    """Each kernel is compiled twice, serially and with ``prange`` over time slices, and picked by
+    problem size (:data:`kernels.PARALLEL_MIN_POINTS`). Both builds give the same numbers: the
+    threaded one is forced here on arrays the tests otherwise run serially."""
+    g = mp.TensorGrid(*spec)
+    K, N, s = 4, g.size, 1 + 2 * g.dim
+    u = rng.standard_normal((K, N))
+    vals = rng.standard_normal((K, N, s))
+    D, DT, W, A, BT = (rng.standard_normal((K, N, s)) for _ in range(5))
+    c, d_um = rng.standard_normal((K, N)), rng.standard_normal((K, N))
+    dU, dM = rng.standard_normal((K + 1, N)), rng.standard_normal((K + 1, N))
+
+    def run():
+        _S, ap, bm = kernels.upwind_square(u, g)
+        yU, yM = np.zeros((K + 1, N)), np.zeros((K + 1, N))
+        kernels.jacobian_product(A, BT, D, DT, c, W, d_um, g, 0.1, dU, dM, yU, yM)
+        return [_S, ap, bm, kernels.dS_stencil(ap, bm, g, c), kernels.apply_stencil(vals, g, u),
+                kernels.apply_hessian(D, DT, c, W, g, u), kernels.transpose_stencils(vals, g), yU, yM]
+
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_POINTS", 10**12)
+    serial = run()
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_POINTS", 0)
+    for a, b in zip(serial, run(), strict=True):
+        np.testing.assert_array_equal(a, b)
