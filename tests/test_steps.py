@@ -84,6 +84,13 @@ def test_spectral_step_solves(spec, rng):
         # each sweep contracts the error
         errs = [np.abs(op.richardson(rhs, k) - exact).max() for k in (1, 2, 3)]
         assert errs[2] < errs[1] < errs[0]
+        # k sweeps: x_1 = P^{-1} b, x_{j+1} = x_j + P^{-1} (b - A x_j)
+        x1 = op.precondition(rhs)
+        np.testing.assert_array_equal(op.richardson(rhs, 1), x1)
+        np.testing.assert_allclose(op.richardson(rhs, 2), x1 + op.precondition(rhs - op.matvec(x1)),
+                                   rtol=0, atol=1e-14 * np.abs(x1).max())
+    # where diffusion dominates no step falls back to an exact solve
+    assert step_inverses(lin, "spectral")[2]["exact_steps"] == 0
 
 
 def test_transport_dominated_steps_fall_back_to_exact_solves(rng):
@@ -94,7 +101,13 @@ def test_transport_dominated_steps_fall_back_to_exact_solves(rng):
     M = 1 + 0.5 * rng.random((sc.nt + 1, g.size))
     lin = sc.linearisation(U, M)
     inv_u, _inv_m, info = step_inverses(lin, "spectral")
-    assert info["exact_steps"] > 0
+    # exactly the steps whose Richardson sweep does not contract
+    from mfgpde.fd.steps import CONTRACTION_LIMIT
+
+    spectral = sc.spectral_inverse()
+    expected = sum(StepOperator(v[n], sc.cols, spectral, sc.dt).contraction(probes=1) > CONTRACTION_LIMIT
+                   for v in (lin.vals_uu, lin.vals_mmT) for n in range(sc.nt))
+    assert info["exact_steps"] == expected > 0
     rhs = rng.standard_normal(g.size)
     exact = spla.spsolve(stencil_csc(lin.vals_uu[0], sc.cols), rhs)
     np.testing.assert_allclose(inv_u[0](rhs), exact, atol=1e-9 * np.abs(exact).max())
