@@ -113,6 +113,13 @@ def test_data_on_grid_tail_check():
         data_on_grid(spike, G1)
 
 
+def test_data_array_on_a_2d_grid_is_a_density_not_samples():
+    g = mp.TensorGrid([(-5, 5), (-4, 4)], (20, 16), "noflux")
+    X, Y = g.coordinates()
+    arr = np.exp(-(X**2) - 2 * Y**2)
+    np.testing.assert_allclose(data_on_grid(arr, g), arr / g.integrate(arr), rtol=1e-13)
+
+
 def test_data_from_samples_is_a_normalised_kde():
     rng = np.random.default_rng(3)
     samples = rng.normal(0.5, 0.6, size=(4000, 1))
@@ -150,8 +157,9 @@ def test_jko_step_problem_composition():
     np.testing.assert_allclose(p.terminal.value(rho, G1), energy.first_variation().value(rho, G1), rtol=1e-14)
     with pytest.raises(TypeError, match="energy must be"):
         jko_step_problem(G1, rho, lambda m: m, tau=0.1)
-    with pytest.raises(ValueError, match=r"tau \(JKO step\) must be > 0, got 0"):
-        jko_step_problem(G1, rho, energy, tau=0)
+    for tau in (0, -0.1):
+        with pytest.raises(ValueError, match=rf"tau \(JKO step\) must be > 0, got {tau}"):
+            jko_step_problem(G1, rho, energy, tau=tau)
 
 
 def test_jko_chain_steps_are_the_closed_form_jko_steps():
@@ -179,7 +187,9 @@ def test_jko_chain_steps_are_the_closed_form_jko_steps():
     np.testing.assert_allclose(res[1].m, cold.m, rtol=0, atol=1e-9)
     # default nt = 8 per step, and each step's density is the last one's MFG solution renormalised
     # (a peak above 1, so that only a division by the mass keeps the values)
-    ts, dens, res = jko_chain(g, gaussian([0.0], 0.04), energy, 0.01, 1)
+    ts, dens, res = jko_chain(g, lambda x: 2.0 * gaussian([0.0], 0.04)(x), energy, 0.01, 1)
+    np.testing.assert_allclose(ts, [0.0, 0.01])
+    assert abs(g.integrate(dens[0]) - 1) < 1e-13   # rho0 (mass 2 here) is normalised first
     assert res[0].problem.nt == 8 and dens[1].max() > 1.2
     np.testing.assert_allclose(dens[1], np.maximum(res[0].m[-1], 0) / g.integrate(np.maximum(res[0].m[-1], 0)),
                                rtol=1e-14)
@@ -193,8 +203,9 @@ def test_score_model_sdes():
     ve = ScoreModel(G1, "ve", sigma=0.6)
     assert ve.sigma == 0.6 and ve.nu == pytest.approx(0.18)
     np.testing.assert_array_equal(ve.drift(0.3, X1)[0], 0 * X1)
-    with pytest.raises(ValueError, match="sigma must be > 0"):
-        ScoreModel(G1, "ve", sigma=0.0)
+    for sigma in (0.0, -1.0):
+        with pytest.raises(ValueError, match="sigma must be > 0"):
+            ScoreModel(G1, "ve", sigma=sigma)
     with pytest.raises(ValueError, match="transport must be"):
         ScoreModel(G1, "vp", transport="weno")
     with pytest.raises(TypeError, match="grid must be a TensorGrid"):
@@ -227,7 +238,8 @@ def test_grid_score_and_reverse_drift():
     """The grid score of N(mu, s^2) is -(x - mu)/s^2 (centred differences: exact for a quadratic
     log-density away from the walls); the reverse drift at reverse time tau = T - t is
     -b(x) + sigma^2 s(t, x)."""
-    sm = ScoreModel(G1, "vp", T=1.0, nt=4)
+    sm = ScoreModel(G1, "vp", T=1.0, nt=5)
+    assert sm.times.shape == (6,) and sm.times[-1] == 1.0
     mus = np.linspace(0.0, 1.0, sm.nt + 1)   # a different Gaussian per forward time level
     p = np.stack([np.exp(log_normal(X1, mu, 0.5)) for mu in mus])
     s = sm.grid_score(p)
@@ -236,8 +248,11 @@ def test_grid_score_and_reverse_drift():
     for j, mu in enumerate(mus):
         np.testing.assert_allclose(s[j, 0, inner], -(X1[inner] - mu) / 0.5, rtol=0, atol=1e-9)
     drift = sm.reverse_drift(s)
+    assert drift.shape == (sm.nt + 1, 1) + G1.shape
     for j in range(sm.nt + 1):   # reverse level j is forward level nt - j
         np.testing.assert_allclose(drift[j, 0], X1 + 2.0 * s[sm.nt - j, 0], rtol=0, atol=1e-12)
+    # where the density vanishes the score stays finite (log of the floor 1e-300)
+    assert np.all(np.isfinite(sm.grid_score(np.where(np.abs(X1) > 4, 0.0, p))))
     # a callable score of forward time gives the same drift
     call = sm.reverse_drift(lambda t, x: -(x - t) / 0.5)
     for j, tau in enumerate(sm.times):
@@ -275,14 +290,24 @@ def test_problem_from_preset_builds_the_presets():
     narrow = dict(cfg, data={"type": "gaussian", "mean": [1.0], "cov": 0.01})
     t = problem_from_preset(narrow).terminal.value(s.m0, G1)
     assert np.all(np.isfinite(t)) and t.max() == pytest.approx(-np.log(1e-300))
-    # defaults: lam = 1, T = 1, nt = 32, name = the preset
-    d = problem_from_preset({k: v for k, v in CNF_CFG.items() if k not in ("time", "model", "name")})
+    # defaults: lam = 1, T = 1, nt = 32, name = the preset; score_mfg: nu = 1
+    bare = {k: v for k, v in CNF_CFG.items() if k not in ("time", "model", "name")}
+    d = problem_from_preset(bare)
     assert (d.hamiltonian.lam, d.T, d.nt, d.name) == (1.0, 1.0, 32, "cnf")
+    e = problem_from_preset(dict(bare, preset="score_mfg"))
+    assert (e.nu, e.T, e.nt, e.name) == (1.0, 1.0, 32, "score_mfg")
+    # the default tail_tol (1e-4) refuses data cut off by the box
+    with pytest.raises(ValueError, match="does not fit in the box"):
+        problem_from_preset(dict(bare, data={"type": "gaussian", "mean": [0.0], "cov": 4.0}))
 
 
 def test_problem_from_preset_refusals():
     with pytest.raises(ConfigError, match="did you mean 'cnf'"):
         problem_from_preset(dict(CNF_CFG, preset="cfn"))
+    with pytest.raises(ConfigError, match="grid"):
+        problem_from_preset({k: v for k, v in CNF_CFG.items() if k != "grid"})
+    with pytest.raises(ConfigError, match="mfgpde validate CONFIG --model"):   # its sde key is allowed
+        problem_from_preset({k: v for k, v in dict(CNF_CFG, preset="score", sde="vp").items() if k != "model"})
     with pytest.raises(ConfigError, match="mfgpde validate CONFIG --model"):
         problem_from_preset({k: v for k, v in dict(CNF_CFG, preset="score").items() if k != "model"})
     with pytest.raises(ConfigError, match="lamda"):
