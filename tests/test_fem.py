@@ -356,6 +356,24 @@ def test_bad_mesh_input(mp, tmp_path):
         geometry.room(obstacles=[(0.1, 0.5, 0.3)])
 
 
+def test_fem_scheme_options_are_checked(mp):
+    """The step-solver options of the mesh scheme: refused out of range with their name, accepted
+    on the boundary (an additive Schwarz overlap of 0 is block Jacobi)."""
+    from mfgpde.fem.domain import MeshDomain
+    from mfgpde.fem.scheme import FEMScheme
+
+    dom = MeshDomain.rectangle((4, 4), ((0.0, 1.0), (0.0, 1.0)))
+    prob = mp.MFGProblem(dom, T=0.3, nt=2, nu=0.1, hamiltonian=mp.QuadraticHamiltonian(), m0=lambda x, y: 1 + 0 * x)
+    assert FEMScheme(prob, asm_overlap=0).asm_overlap == 0
+    assert FEMScheme(prob).asm_overlap == 16 and FEMScheme(prob).linear_solver == "direct"
+    with pytest.raises(ValueError, match="asm_overlap must be >= 0, got -1"):
+        FEMScheme(prob, asm_overlap=-1)
+    with pytest.raises(ValueError, match="parallel_step must be 'asm' or 'mumps'"):
+        FEMScheme(prob, parallel_step="ilu")
+    with pytest.raises(ValueError, match="linear_solver must be 'auto', 'direct' or 'iterative'"):
+        FEMScheme(prob, linear_solver="lu")
+
+
 def test_cli_bad_mesh_file_is_a_clear_error(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[mesh]\ntype = "file"\npath = "missing.msh"\n[time]\nT = 1.0\nnt = 4\n[model]\nnu = 0.1\n'
