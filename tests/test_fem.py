@@ -132,6 +132,54 @@ def test_fem_equals_fd_with_a_drift_on_right_diagonal_periodic_mesh(mp):
     assert np.abs(still.m[-1] - rfd.m[-1]).max() > 1e-2
 
 
+def test_fem_equals_fd_with_a_hamiltonian_nonlinear_in_s_on_right_diagonal_periodic_mesh(mp):
+    """H = |p|^3 / 3 on B2's grid: phi(S) = S^(3/2) / 3 has phi_SS != 0, so the Newton Jacobian
+    carries the Hessian block D^T diag(m phi_SS) D on the mesh (``ds_matrix``, ``hessian_matrix``),
+    which the quadratic and congestion cases leave at zero. The discrete solutions coincide with FD
+    to solver tolerance (the block itself: ``test_fem_jacobian_product_is_the_derivative_of_the_residual``)."""
+    def power(cfg):
+        cfg["hamiltonian"] = {"type": "power", "q": 3.0}
+
+    rfe, _, (m_fd, U_fd), _ = _b2_fem_and_fd(mp, 16, 8, 1e-11, power)
+    assert np.abs(rfe.m[-1] - m_fd).max() < 1e-8
+    assert np.abs(rfe.U[0] - U_fd).max() < 1e-8
+    assert rfe.diagnostics["residual"] < 1e-11
+
+
+@pytest.mark.parametrize("hamiltonian", ["power", "congestion"])
+def test_fem_jacobian_product_is_the_derivative_of_the_residual(mp, hamiltonian):
+    """The mesh linearisation's ``J z`` equals the central difference of the residual along z, on a
+    crossed mesh with a drift, a log coupling and a Hamiltonian with phi_SS != 0 (|p|^3) or
+    depending on m (congestion): every block of the Newton matrix (the Hessian block
+    D^T diag(m phi_SS) D, the m-derivative of H, the drift and its adjoint) states its derivative."""
+    from mfgpde.fem.domain import MeshDomain
+    from mfgpde.fem.linearisation import FEMLinearisation, jacobian_product
+    from mfgpde.fem.scheme import FEMScheme
+
+    dom = MeshDomain.rectangle((7, 6), ((0.0, 1.0), (0.0, 1.0)), diagonal="crossed")
+    H = mp.PowerHamiltonian(3.0) if hamiltonian == "power" else mp.CongestionHamiltonian(0.5, 1.0, 1.0)
+    prob = mp.MFGProblem(dom, T=0.3, nt=3, nu=0.1, hamiltonian=H, m0=lambda x, y: 1 + 0.5 * np.cos(np.pi * x),
+                         coupling=mp.LogCoupling(), terminal=lambda x, y: np.cos(np.pi * y),
+                         drift=lambda t, x, y: (0.3 * np.sin(2 * y) + t, -0.2 + 0 * x))
+    sc = FEMScheme(prob)
+    rng = np.random.default_rng(7)
+    shape = (prob.nt + 1, sc.n)
+    U = rng.standard_normal(shape)
+    M = 1 + 0.5 * rng.random(shape)
+    z = rng.standard_normal(2 * U.size)
+    zU, zM = z[:U.size].reshape(shape), z[U.size:].reshape(shape)
+    eps = 1e-6
+
+    def R(a):
+        ru, rm = sc.residual(U + a * zU, M + a * zM)
+        return np.concatenate([ru.ravel(), rm.ravel()])
+
+    fd = (R(eps) - R(-eps)) / (2 * eps)
+    Jz = jacobian_product(FEMLinearisation(sc, U, M), z)
+    np.testing.assert_allclose(Jz, fd, rtol=0, atol=1e-6 * np.abs(fd).max())
+    sc.destroy()
+
+
 def test_fem_drift_transports_the_mean_on_a_crossed_mesh(mp):
     """No costs (U = 0), constant drift b = (0.6, -0.3): the players follow dX = b dt + noise,
     so the mean of m moves by b T exactly (the walls are far from the density). On a
