@@ -422,6 +422,27 @@ def test_fem_scheme_options_are_checked(mp):
         FEMScheme(prob, linear_solver="lu")
 
 
+def test_fem_hjb_sweep_refuses_non_finite_data(mp):
+    """A terminal cost or coupling that is non-finite at the densities reached (log m where m = 0)
+    stops the mesh HJB sweep with a message naming it, before any step is solved."""
+    from mfgpde.couplings import CallableCoupling
+    from mfgpde.fem.domain import MeshDomain
+    from mfgpde.fem.scheme import FEMScheme
+    from mfgpde.iterations.base import ConvergenceError
+
+    dom = MeshDomain.rectangle((4, 4), ((0.0, 1.0), (0.0, 1.0)))
+    M = np.ones((3, dom.n))
+    M[-1, 0] = M[1, 0] = 0.0
+    log = CallableCoupling(np.log, lambda m: 1 / m)
+    for kw, name in ((dict(terminal=log), "terminal cost"), (dict(coupling=log), "coupling")):
+        prob = mp.MFGProblem(dom, T=0.3, nt=2, nu=0.1, hamiltonian=mp.QuadraticHamiltonian(),
+                             m0=lambda x, y: 1 + 0 * x, **kw)
+        sc = FEMScheme(prob)
+        with np.errstate(divide="ignore"), pytest.raises(ConvergenceError, match=f"the {name}.* is non-finite"):
+            sc.solve_hjb(M)
+        sc.destroy()
+
+
 def test_cli_bad_mesh_file_is_a_clear_error(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[mesh]\ntype = "file"\npath = "missing.msh"\n[time]\nT = 1.0\nnt = 4\n[model]\nnu = 0.1\n'
