@@ -161,3 +161,43 @@ def test_preconditioner_with_exact_steps_inverts_the_triangular_part(step_solver
     x = BlockTriangularPreconditioner(sc.linearisation(U, M), step_solver) @ r
     tol = 1e-2 if step_solver == "spectral" else 1e-9
     assert np.abs(x - exact).max() <= tol * np.abs(exact).max()
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("shape, method, spectral, expected", [
+    ((20, 20), "auto", True, "lu"),             # N = 400 = DIRECT_LIMIT: factorised
+    ((21, 20), "auto", True, "jacobi"),         # N = 420: compiled Jacobi BiCGSTAB
+    ((128, 64), "auto", True, "spectral"),      # N = 8192 = SPECTRAL_MIN: spectral BiCGSTAB
+    ((91, 90), "auto", True, "jacobi"),         # N = 8190 < SPECTRAL_MIN
+    ((128, 64), "auto", False, "jacobi"),       # nu = 0: no spectral model
+    ((128, 64), "direct", True, "lu"),          # "direct": sparse LU everywhere
+    ((10, 10), "iterative", True, "jacobi"),    # "iterative": never factorised
+])
+def test_step_solver_choice_and_solution(shape, method, spectral, expected, transpose, monkeypatch, rng):
+    """``solve_stencil`` picks the documented solver for ``linear_solver`` and the size (the three
+    agree to 1e-13, so only which one runs tells the choice), and every path solves the system."""
+    from mfgpde.fd import kernels, linear
+
+    g = mp.TensorGrid([(0, 1), (0, 1)], shape, "noflux")
+    sc = FDScheme(_problem(g, nu=0.2))
+    U = 0.1 * rng.standard_normal((sc.nt + 1, g.size))
+    M = 1 + 0.5 * rng.random((sc.nt + 1, g.size))
+    vals = sc.linearisation(U, M).vals_uu[0]
+    used = []
+
+    def spy(name, fun):
+        def wrapped(*a, **k):
+            used.append(name)
+            return fun(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(linear.spla, "spsolve", spy("lu", spla.spsolve))
+    monkeypatch.setattr(linear.kernels, "stencil_bicgstab", spy("jacobi", kernels.stencil_bicgstab))
+    monkeypatch.setattr(linear.StepOperator, "solve", spy("spectral", StepOperator.solve))
+    rhs = rng.standard_normal(g.size)
+    x = linear.solve_stencil(vals, sc.cols, rhs, transpose, method, sc.csr,
+                             sc.spectral_inverse() if spectral else None, sc.dt)
+    assert used[0] == expected, used
+    A = stencil_csc(vals, sc.cols)
+    A = A.T if transpose else A
+    np.testing.assert_allclose(A @ x, rhs, rtol=0, atol=1e-10 * np.abs(rhs).max() * np.abs(vals).max())
