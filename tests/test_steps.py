@@ -28,10 +28,10 @@ HAMILTONIANS = {
 }
 
 
-def _problem(g, nu=0.3, drift=None, nt=4, hamiltonian="quadratic"):
+def _problem(g, nu=0.3, drift=None, nt=4, hamiltonian="quadratic", terminal=None):
     m0 = 1 + 0.5 * np.cos(np.arange(g.size)).reshape(g.shape)
     return mp.MFGProblem(g, 1.0, nt, nu, HAMILTONIANS[hamiltonian](), m0, coupling=mp.LogCoupling(), drift=drift,
-                         terminal=lambda *x: 0.3 * np.sin(3 * x[0]), normalize=True)
+                         terminal=terminal or (lambda *x: 0.3 * np.sin(3 * x[0])), normalize=True)
 
 
 @pytest.mark.parametrize("spec", GRIDS)
@@ -55,7 +55,9 @@ def test_linearisation_matvec_is_the_assembled_jacobian(spec, hamiltonian, rng):
     drift included, for a Hamiltonian with phi_SS = 0, one with phi_SS != 0 and one depending on m."""
     g = mp.TensorGrid(*spec)
     drift = lambda t, *x: tuple(0.4 * np.sin(2 * xi + t) for xi in x)
-    sc = FDScheme(_problem(g, drift=drift, hamiltonian=hamiltonian))
+    # a terminal cost depending on m (g = 0.7 log m + potential): the dU^{N_t}/dm^{N_t} row
+    terminal = mp.LogCoupling(0.7) + mp.PotentialCoupling(lambda *x: 0.3 * np.sin(3 * x[0]))
+    sc = FDScheme(_problem(g, drift=drift, hamiltonian=hamiltonian, terminal=terminal))
     U = rng.standard_normal((sc.nt + 1, g.size))
     M = 1 + 0.5 * rng.random((sc.nt + 1, g.size))
     J = sc.jacobian(U, M)
