@@ -170,6 +170,7 @@ def test_preconditioner_with_exact_steps_inverts_the_triangular_part(step_solver
     ((20, 20), "auto", True, "lu"),             # N = 400 = DIRECT_LIMIT: factorised
     ((21, 20), "auto", True, "jacobi"),         # N = 420: compiled Jacobi BiCGSTAB
     ((128, 64), "auto", True, "spectral"),      # N = 8192 = SPECTRAL_MIN: spectral BiCGSTAB
+    ((128, 80), "auto", True, "spectral"),      # and above it
     ((91, 90), "auto", True, "jacobi"),         # N = 8190 < SPECTRAL_MIN
     ((128, 64), "auto", False, "jacobi"),       # nu = 0: no spectral model
     ((128, 64), "direct", True, "lu"),          # "direct": sparse LU everywhere
