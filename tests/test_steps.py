@@ -127,22 +127,27 @@ def test_accurate_solve_of_a_transport_dominated_step(rng):
         np.testing.assert_allclose(op.solve(b), exact, atol=1e-10 * np.abs(exact).max())
 
 
-@pytest.mark.parametrize("hamiltonian", ["quadratic", "power"])
-@pytest.mark.parametrize("spec", GRIDS[:2])
-def test_1d_preconditioner_inverts_the_triangular_part(spec, hamiltonian, rng):
-    """In 1D both sweeps are compiled tridiagonal solves (``kernels.tri_backward_sweep`` and
-    ``tri_forward_sweep``): P^{-1} is the exact inverse of [[J_UU, 0], [J_mU, J_mm]]."""
-    g = mp.TensorGrid(*spec)
-    sc = FDScheme(_problem(g, nt=6, hamiltonian=hamiltonian))
-    U = 0.3 * rng.standard_normal((sc.nt + 1, g.size))
-    M = 1 + 0.5 * rng.random((sc.nt + 1, g.size))
+def _triangular_part_solve(sc, rng):
+    """A linearisation at a random iterate, a random r, and the sparse-LU solution of
+    [[J_UU, 0], [J_mU, J_mm]] x = r (the Jacobian without the coupling block J_Um)."""
+    U = 0.3 * rng.standard_normal((sc.nt + 1, sc.grid.size))
+    M = 1 + 0.5 * rng.random((sc.nt + 1, sc.grid.size))
     J = sc.jacobian(U, M).tocsr()
     n = J.shape[0] // 2
     Ptri = J.copy().tolil()
     Ptri[:n, n:] = 0
     r = rng.standard_normal(J.shape[0])
-    exact = spla.spsolve(Ptri.tocsc(), r)
-    x = BlockTriangularPreconditioner(sc.linearisation(U, M)) @ r
+    return sc.linearisation(U, M), r, spla.spsolve(Ptri.tocsc(), r)
+
+
+@pytest.mark.parametrize("hamiltonian", ["quadratic", "power"])
+@pytest.mark.parametrize("spec", GRIDS[:2])
+def test_1d_preconditioner_inverts_the_triangular_part(spec, hamiltonian, rng):
+    """In 1D both sweeps are compiled tridiagonal solves (``kernels.tri_backward_sweep`` and
+    ``tri_forward_sweep``): P^{-1} is the exact inverse of [[J_UU, 0], [J_mU, J_mm]]."""
+    sc = FDScheme(_problem(mp.TensorGrid(*spec), nt=6, hamiltonian=hamiltonian))
+    lin, r, exact = _triangular_part_solve(sc, rng)
+    x = BlockTriangularPreconditioner(lin) @ r
     assert np.abs(x - exact).max() <= 1e-10 * np.abs(exact).max()
 
 
@@ -150,17 +155,9 @@ def test_1d_preconditioner_inverts_the_triangular_part(spec, hamiltonian, rng):
 def test_preconditioner_with_exact_steps_inverts_the_triangular_part(step_solver, rng):
     """With exact step solves P^{-1} inverts [[J_UU, 0], [J_mU, J_mm]] (checked against sparse LU);
     with Richardson steps it approximates it."""
-    g = mp.TensorGrid([(0, 1), (0, 1)], (8, 10), ("periodic", "noflux"))
-    sc = FDScheme(_problem(g, nt=5))
-    U = 0.3 * rng.standard_normal((sc.nt + 1, g.size))
-    M = 1 + 0.5 * rng.random((sc.nt + 1, g.size))
-    J = sc.jacobian(U, M).tocsr()
-    n = J.shape[0] // 2
-    Ptri = J.copy().tolil()
-    Ptri[:n, n:] = 0
-    r = rng.standard_normal(J.shape[0])
-    exact = spla.spsolve(Ptri.tocsc(), r)
-    x = BlockTriangularPreconditioner(sc.linearisation(U, M), step_solver) @ r
+    sc = FDScheme(_problem(mp.TensorGrid([(0, 1), (0, 1)], (8, 10), ("periodic", "noflux")), nt=5))
+    lin, r, exact = _triangular_part_solve(sc, rng)
+    x = BlockTriangularPreconditioner(lin, step_solver) @ r
     tol = 1e-2 if step_solver == "spectral" else 1e-9
     assert np.abs(x - exact).max() <= tol * np.abs(exact).max()
 
