@@ -7,14 +7,12 @@ the larger selection gives the score the larger selection would give on the whol
 """
 import sys
 
-from cosmic_ray.work_db import WorkDB, use_db
+from cosmic_ray.work_db import WorkDB, WorkResultStorage, use_db
 
 with use_db(sys.argv[1], WorkDB.Mode.open) as db:
-    rows = [(item.job_id, result) for item, result in db.completed_work_items]
-    survivors = [job for job, result in rows if result.test_outcome is not None and result.test_outcome.name == "SURVIVED"]
+    survivors = [item.job_id for item, result in db.completed_work_items
+                 if result.test_outcome is not None and result.test_outcome.name == "SURVIVED"]
     # cosmic-ray has no public way to delete a result: its own session factory
     with db._session_maker.begin() as session:
-        from cosmic_ray.work_db import WorkResultStorage
-
         session.query(WorkResultStorage).filter(WorkResultStorage.job_id.in_(survivors)).delete(synchronize_session=False)
 print(f"{len(survivors)} surviving mutants are pending again")

@@ -12,6 +12,11 @@ def observed_order(h, err):
     return float(np.polyfit(np.log(h), np.log(err), 1)[0])
 
 
+def normal_log_pdf(x, mean, var):
+    """``log N(x; mean, var)`` in 1D, written out (an oracle independent of the package's Gaussians)."""
+    return -0.5 * (x - mean) ** 2 / var - 0.5 * np.log(2 * np.pi * var)
+
+
 def edited_config(tmp_path, name, old, new):
     """A copy of ``solvers/<name>`` in ``tmp_path`` with ``old`` replaced by ``new``; its path.
 

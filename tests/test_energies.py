@@ -11,6 +11,7 @@ That the first variations are the derivatives of the values is stated in
 
 import numpy as np
 import pytest
+from helpers import normal_log_pdf
 
 import mfgpde as mp
 from mfgpde.generative import energies as E
@@ -21,12 +22,8 @@ MU1, S1 = 0.4, 0.9      # the density m = N(MU1, S1^2)
 MU2, S2 = -0.3, 1.3     # the reference pi = N(MU2, S2^2)
 
 
-def log_normal(x, mu, s):
-    return -0.5 * ((x - mu) / s) ** 2 - 0.5 * np.log(2 * np.pi * s * s)
-
-
-M = np.exp(log_normal(X, MU1, S1))
-LOG_PI = lambda x: log_normal(x, MU2, S2)
+M = np.exp(normal_log_pdf(X, MU1, S1**2))
+LOG_PI = lambda x: normal_log_pdf(x, MU2, S2**2)
 
 
 def test_grid_density_is_normalised():
@@ -40,7 +37,7 @@ def test_kl_of_two_gaussians():
     # an array reference is the same energy
     assert abs(E.KL(LOG_PI(X)).value(M, GRID) - exact) < 1e-8
     # KL(m || m) = 0 and KL >= 0
-    assert abs(E.KL(lambda x: log_normal(x, MU1, S1)).value(M, GRID)) < 1e-10
+    assert abs(E.KL(lambda x: normal_log_pdf(x, MU1, S1**2)).value(M, GRID)) < 1e-10
 
 
 def test_kl_ignores_empty_cells_and_negative_round_off():

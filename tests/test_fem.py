@@ -413,7 +413,8 @@ def test_fem_scheme_options_are_checked(mp):
     dom = MeshDomain.rectangle((4, 4), ((0.0, 1.0), (0.0, 1.0)))
     prob = mp.MFGProblem(dom, T=0.3, nt=2, nu=0.1, hamiltonian=mp.QuadraticHamiltonian(), m0=lambda x, y: 1 + 0 * x)
     assert FEMScheme(prob, asm_overlap=0).asm_overlap == 0
-    assert FEMScheme(prob).asm_overlap == 16 and FEMScheme(prob).linear_solver == "direct"
+    default = FEMScheme(prob)
+    assert default.asm_overlap == 16 and default.linear_solver == "direct"
     with pytest.raises(ValueError, match="asm_overlap must be >= 0, got -1"):
         FEMScheme(prob, asm_overlap=-1)
     with pytest.raises(ValueError, match="parallel_step must be 'asm' or 'mumps'"):

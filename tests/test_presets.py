@@ -10,6 +10,7 @@ closed forms C1, C2 and C4 are in ``test_generative.py``.
 
 import numpy as np
 import pytest
+from helpers import normal_log_pdf
 
 import mfgpde as mp
 from mfgpde.closed_forms import CNFGaussian
@@ -31,9 +32,6 @@ G1 = mp.TensorGrid([(-5, 5)], 80, "noflux")
 X1 = G1.axes[0]
 
 
-def log_normal(x, mu, s2):
-    return -0.5 * (x - mu) ** 2 / s2 - 0.5 * np.log(2 * np.pi * s2)
-
 
 def test_standard_normal_log_density():
     g = mp.TensorGrid([(-3, 3), (-2, 2)], (7, 5), "noflux")
@@ -50,11 +48,11 @@ def test_cnf_problem_composition():
     S = np.array([0.0, 1.0, 4.0])
     np.testing.assert_allclose(p.hamiltonian.phi(S, S), S / (2 * lam), rtol=1e-15)
     # m(0) is the data, normalised on the grid
-    data = np.exp(log_normal(X1, 1.0, 0.25))
+    data = np.exp(normal_log_pdf(X1, 1.0, 0.25))
     np.testing.assert_allclose(p.m0, data / G1.integrate(data), rtol=1e-12)
     # U(T) = log(m + eps pi) - log pi + 1 with pi = N(0, 1) by default
-    m = 0.3 * np.exp(log_normal(X1, -0.5, 1.0))
-    lp = log_normal(X1, 0.0, 1.0)
+    m = 0.3 * np.exp(normal_log_pdf(X1, -0.5, 1.0))
+    lp = normal_log_pdf(X1, 0.0, 1.0)
     np.testing.assert_allclose(p.terminal.value(m, G1), np.log(m + eps * np.exp(lp)) - lp + 1.0, rtol=0, atol=1e-12)
     assert p.terminal.describe() == {"type": "kl", "eps": eps}
     assert p.drift is None and p.coupling.describe()["type"] == "zero"
@@ -65,19 +63,19 @@ def test_documented_defaults():
     nu = 1, T = 1, nt = 32; ScoreModel VP, sigma = 1 for VE, T = 1, nt = 64, MUSCL; JKO nt = 8."""
     c = cnf_problem(G1, gaussian([1.0], 0.25))
     assert (c.hamiltonian.lam, c.T, c.nt, c.name, c.terminal.eps) == (1.0, 1.0, 32, "cnf", 1e-6)
-    s = score_mfg_problem(G1, lambda x: log_normal(x, 1.0, 0.3))
+    s = score_mfg_problem(G1, lambda x: normal_log_pdf(x, 1.0, 0.3))
     assert (s.nu, s.T, s.nt, s.name) == (1.0, 1.0, 32, "score_mfg")
     m = ScoreModel(G1)
     assert (m.sde, m.T, m.nt, m.transport, m.nu) == ("vp", 1.0, 64, "muscl", pytest.approx(1.0))
     assert ScoreModel(G1, "ve").sigma == 1.0
-    j = jko_step_problem(G1, np.exp(log_normal(X1, 0.0, 1.0)), E.Entropy(), tau=0.1)
+    j = jko_step_problem(G1, np.exp(normal_log_pdf(X1, 0.0, 1.0)), E.Entropy(), tau=0.1)
     assert (j.nt, j.name) == (8, "jko_step")
 
 
 def test_cnf_problem_reference_density():
-    lp = lambda x: log_normal(x, 0.5, 2.0)
+    lp = lambda x: normal_log_pdf(x, 0.5, 2.0)
     p = cnf_problem(G1, gaussian([1.0], 0.25), lam=1.0, reference_log_density=lp, kl_eps=0.0)
-    m = np.exp(log_normal(X1, 0.0, 1.0))
+    m = np.exp(normal_log_pdf(X1, 0.0, 1.0))
     np.testing.assert_allclose(p.terminal.value(m, G1), np.log(np.maximum(m, 1e-14)) - lp(X1) + 1.0, atol=1e-12)
 
 
@@ -135,21 +133,21 @@ def test_data_from_samples_is_a_normalised_kde():
 
 def test_score_mfg_problem_composition():
     nu = 0.4
-    lq = lambda x: log_normal(x, 1.0, 0.3)
+    lq = lambda x: normal_log_pdf(x, 1.0, 0.3)
     p = score_mfg_problem(G1, lq, nu=nu, T=0.8, nt=7)
     assert (p.nu, p.T, p.nt, p.name) == (nu, 0.8, 7, "score_mfg")
     # H = nu |p|^2, i.e. lambda = 1 / (2 nu): phi(S) = nu S
     S = np.array([0.0, 1.0, 4.0])
     np.testing.assert_allclose(p.hamiltonian.phi(S, S), nu * S, rtol=1e-15)
     np.testing.assert_allclose(p.terminal.value(p.m0, G1), -lq(X1), rtol=0, atol=1e-13)
-    start = np.exp(log_normal(X1, 0.0, 1.0))
+    start = np.exp(normal_log_pdf(X1, 0.0, 1.0))
     np.testing.assert_allclose(p.m0, start / G1.integrate(start), rtol=1e-12)
-    q = score_mfg_problem(G1, lq, nu=nu, start=np.exp(log_normal(X1, 2.0, 0.5)))
+    q = score_mfg_problem(G1, lq, nu=nu, start=np.exp(normal_log_pdf(X1, 2.0, 0.5)))
     assert abs(G1.integrate(X1 * q.m0) - 2.0) < 1e-4   # N(2, 0.5) cut at 4.2 sd by the wall
 
 
 def test_jko_step_problem_composition():
-    rho = np.exp(log_normal(X1, 0.5, 0.5))
+    rho = np.exp(normal_log_pdf(X1, 0.5, 0.5))
     energy = E.KL(standard_normal_log_density(1)) + 0.5 * E.PorousMedium(2.0)
     p = jko_step_problem(G1, rho, energy, tau=0.1, nt=3)
     assert (p.nu, p.T, p.nt) == (0.0, 0.1, 3)
@@ -241,7 +239,7 @@ def test_grid_score_and_reverse_drift():
     sm = ScoreModel(G1, "vp", T=1.0, nt=5)
     assert sm.times.shape == (6,) and sm.times[-1] == 1.0
     mus = np.linspace(0.0, 1.0, sm.nt + 1)   # a different Gaussian per forward time level
-    p = np.stack([np.exp(log_normal(X1, mu, 0.5)) for mu in mus])
+    p = np.stack([np.exp(normal_log_pdf(X1, mu, 0.5)) for mu in mus])
     s = sm.grid_score(p)
     assert s.shape == (sm.nt + 1, 1) + G1.shape
     inner = slice(1, -1)
@@ -264,7 +262,7 @@ def test_generate_with_the_stationary_score_keeps_the_standard_normal():
     default start N(0, 1)."""
     sm = ScoreModel(G1, "vp", T=0.5, nt=20)
     q = sm.generate(lambda t, x: -x)
-    start = np.exp(log_normal(X1, 0.0, 1.0))
+    start = np.exp(normal_log_pdf(X1, 0.0, 1.0))
     start /= G1.integrate(start)
     np.testing.assert_allclose(q[0], start, rtol=1e-12)
     assert abs(G1.integrate(q[-1]) - 1) < 1e-12
@@ -285,7 +283,7 @@ def test_problem_from_preset_builds_the_presets():
     cfg = dict(CNF_CFG, preset="score_mfg", model={"nu": 0.3})
     s = problem_from_preset(cfg)
     assert s.nu == 0.3 and s.T == 1.5
-    np.testing.assert_allclose(s.terminal.value(s.m0, G1), -log_normal(X1, 1.0, 0.25), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(s.terminal.value(s.m0, G1), -normal_log_pdf(X1, 1.0, 0.25), rtol=0, atol=1e-10)
     # a data density that underflows to 0 in the box gives a finite terminal cost -log max(p, 1e-300)
     narrow = dict(cfg, data={"type": "gaussian", "mean": [1.0], "cov": 0.01})
     t = problem_from_preset(narrow).terminal.value(s.m0, G1)
