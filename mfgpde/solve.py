@@ -208,40 +208,23 @@ def _solve_fd(problem, method, tol, max_iter, damping, verbose, initial, linear_
 
 def _newton_fd(problem, scheme, U0, M0, tol, max_iter, linear_solver, verbose, grid_sequencing):
     """Newton from ``(U0, M0)``, or from the coarse grid's solution (grid sequencing), or from
-    the fixed-point start; ``(U, M, log, status, sequencing diagnostics or None)``.
+    the fixed-point start (:func:`mfgpde.iterations.sequencing.sequenced_newton`);
+    ``(U, M, log, status, sequencing diagnostics or None)``.
     """
+    from .iterations.sequencing import sequenced_newton
+
     if not problem.hamiltonian.has_second_derivatives:
         raise ValueError("method='newton' needs a Hamiltonian with phi_SS; use method='fixed_point'")
     n_max = 50 if max_iter is None else max_iter
-    sequenced = None
-    if U0 is None and grid_sequencing is not False:
-        sequenced = _coarse_start(problem, tol, n_max, linear_solver, verbose)
-        if sequenced is not None and "start" in sequenced:
-            # 2D/3D: the interpolated density, then one fixed-point sweep on the fine grid: U
-            # solves the fine HJB for it and m the fine FP for that U. Measured: B2 from the raw
-            # interpolant 9 Newton steps (residual 4e2 at the start), after the sweep 5 (1.7e2,
-            # then full steps); LOG2D 64^2 4 and 3. The HJB levels are solved to START_HJB_TOL,
-            # far below the start's residual (0.5 to 2e2 on these): B2 and LOG2D 64^2 take the
-            # same Newton steps (residuals equal to 2 digits) as after a sweep to 1e-8, and the
-            # sweep costs 0.17 s instead of 0.23 s (B2) and 0.32 s instead of 0.47 s (LOG2D 64^2)
-            # 1D: the raw interpolant. There a Newton step (compiled tridiagonal sweeps) costs
-            # less than the sweep (a Newton solve per time level from Python): B1 from the raw
-            # interpolant 4 steps in 0.09 s, after the sweep (0.026 s) 3 steps in 0.09 s
-            U0, M0 = sequenced.pop("start")
-            if problem.grid.dim > 1:
-                U0, _ = scheme.solve_hjb(M0, tol=START_HJB_TOL)
-                M0 = scheme.solve_fp(U0, M_lag=M0, rtol=START_FP_RTOL)
-            U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=n_max, verbose=verbose)
-            if status == "converged":
-                return U, M, log, status, sequenced
-            # the coarse solution was no good start (a coarse grid that misses the fine
-            # solution's features): the default start, as without sequencing
-            sequenced["fine_status_from_coarse_start"] = status
-            U0 = None
-    if U0 is None:
-        U0, M0 = _fixed_point_start(scheme)
-    U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=n_max, verbose=verbose)
-    return U, M, log, status, sequenced
+    if U0 is not None:
+        return (*newton(scheme, U0, M0, tol=tol, max_iter=n_max, verbose=verbose), None)
+
+    def coarse_solve(coarse, coarse_tol):
+        return solve(coarse, method="newton", tol=coarse_tol, max_iter=n_max, verbose=False,
+                     linear_solver=linear_solver)
+
+    return sequenced_newton(problem, scheme, None if grid_sequencing is False else coarse_solve, tol, n_max,
+                            verbose)
 
 
 def _solve_distributed(problem, comm, method, tol, max_iter, verbose, initial, petsc_options, damping=None,
@@ -265,45 +248,6 @@ def _solve_distributed(problem, comm, method, tol, max_iter, verbose, initial, p
                                          verbose=verbose, petsc_options=petsc_options, grid_sequencing=grid_sequencing)
 
 
-def _fixed_point_start(scheme):
-    """Newton's default start: U for the frozen density m0, then m for that U."""
-    M0 = np.tile(scheme.problem.m0.ravel(), (scheme.nt + 1, 1))
-    U0, _ = scheme.solve_hjb(M0)
-    return U0, scheme.solve_fp(U0, M_lag=M0)
-
-
-def _coarse_start(problem, tol, max_iter, linear_solver, verbose):
-    """Newton's start from the problem solved on the next coarser grid (see
-    :mod:`mfgpde.iterations.sequencing`): ``None`` where that level does not exist, else a dict of
-    what was done, with the interpolated start under ``"start"`` if the coarse solve converged.
-    """
-    from .iterations import sequencing
-
-    coarse = sequencing.coarse_problem(problem)
-    if coarse is None:
-        return None
-    t0 = time.perf_counter()
-    info = {"coarse_shape": list(coarse.grid.shape), "coarse_nt": coarse.nt}
-    try:
-        rc = solve(coarse, method="newton", tol=max(tol, sequencing.COARSE_TOL), max_iter=max_iter,
-                   verbose=False, linear_solver=linear_solver)
-    except (ArithmeticError, ValueError, RuntimeError) as exc:
-        # the coarse problem failed where the fine one may not (a coupling singular at a coarse
-        # density): the fine solve goes on from its default start, and the diagnostics say why
-        info.update(coarse_status="error", coarse_message=str(exc), coarse_time_s=time.perf_counter() - t0)
-        return info
-    info.update(coarse_status=rc.status, coarse_iterations=rc.iterations, coarse_time_s=time.perf_counter() - t0)
-    if "grid_sequencing" in rc.diagnostics:
-        info["coarser"] = rc.diagnostics["grid_sequencing"]
-    if verbose:
-        print(f"[mfgpde] grid sequencing: {'x'.join(map(str, coarse.grid.shape))} x {coarse.nt} steps, "
-              f"{rc.status} in {rc.iterations} Newton iterations, {info['coarse_time_s']:.2f} s", flush=True)
-    if not rc.converged:
-        return info
-    info["start"] = sequencing.prolong(coarse, problem, rc.U.reshape(coarse.nt + 1, -1), rc.m.reshape(coarse.nt + 1, -1))
-    return info
-
-
 def _check_options(method, tol, max_iter, damping, linear_solver, viscosity_continuation):
     """Refuse bad solver options, naming the option and its allowed values, before any work."""
     if method not in METHODS:
@@ -321,10 +265,6 @@ def _check_options(method, tol, max_iter, damping, linear_solver, viscosity_cont
         raise ValueError(f"viscosity_continuation must be 'auto', True or False, got {viscosity_continuation!r}")
 
 
-#: tolerance of the HJB levels in the fixed-point sweep after a grid-sequencing hand-off
-START_HJB_TOL = 1e-3
-#: relative residual of that sweep's iterative FP step solves (mass is restored exactly)
-START_FP_RTOL = 1e-6
 #: the viscous stages ``nu = c L^2 / T`` with ``c >= HANDOFF_C`` run on the next coarser grid
 #: when there is one (see :func:`_viscosity_continuation`)
 HANDOFF_C = 1e-3

@@ -111,9 +111,9 @@ tol = 1e-11
 }
 
 
-def run_cli(cfg, out, ranks, expect=0):
+def run_cli(cfg, out, ranks, expect=0, extra=()):
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    cmd = [sys.executable, "-m", "mfgpde", "solve", str(cfg), "--out", str(out), "--no-plot"]
+    cmd = [sys.executable, "-m", "mfgpde", "solve", str(cfg), "--out", str(out), "--no-plot", *extra]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     proc = subprocess.run(([mpiexec, "-n", str(ranks)] if ranks > 1 else []) + cmd, capture_output=True, text=True,
                           timeout=600, env=env)
@@ -140,10 +140,16 @@ def test_serial_and_mpi_cli_solves_agree(tmp_path, case):
     for ranks in counts:
         run_cli(cfg, tmp_path / f"o{ranks}", ranks)
         runs[ranks] = load(tmp_path / f"o{ranks}")
+    if case == "periodic2d":  # the preconditioner's steps as PETSc KSP solves instead of patch multigrid
+        run_cli(cfg, tmp_path / "petsc", 2, extra=("--petsc-option", "step_ksp_type=gmres"))
+        runs["petsc"] = load(tmp_path / "petsc")
     serial = runs[1][1]
     assert "ranks" not in runs[1][0]
-    for ranks in counts[1:]:
+    for ranks in counts[1:] + (("petsc",) if case == "periodic2d" else ()):
         summary, ds = runs[ranks]
+        steps = "petsc" if ranks == "petsc" else "multigrid"
+        assert summary["preconditioner_steps"] == steps and summary["ghost_layers"] >= 2, summary
+        ranks = 2 if ranks == "petsc" else ranks
         assert summary["converged"] and summary["ranks"] == ranks, summary
         assert int(np.prod(summary["rank_grid"])) == ranks
         if ranks == 4:  # phi_S of |p|^3/3 depends on S, which reads U at the diagonal neighbours
@@ -224,6 +230,8 @@ def test_distributed_scheme_is_the_serial_system_on_one_rank():
     serial = FDScheme(p)
     dist = DistributedFDScheme(p, MPI.COMM_SELF)
     try:
+        # the halo is as wide as OVERLAP where the box allows it; the system does not depend on it
+        assert dist.ghost_width == 4 and dist.patch.shape == (12 + 8, 14)
         assert dist.N == g.size and np.array_equal(dist.m0, p.m0.ravel())
         for a, b in zip(serial.residual(U, M), dist.residual(U, M)):
             assert np.abs(a - b).max() <= 1e-12 * np.abs(a).max()
@@ -240,6 +248,56 @@ def test_distributed_scheme_is_the_serial_system_on_one_rank():
         assert np.abs(serial.solve_fp(Us, M) - dist.solve_fp(Us, M)).max() < 1e-9
     finally:
         dist.destroy()
+
+
+def test_distributed_preconditioner_steps_approximate_the_exact_sweep(monkeypatch):
+    """The preconditioner of the distributed Newton systems is the block-triangular sweep with
+    inexact step solves: patch multigrid by default (two V-cycles on the overlapping patch), PETSc
+    KSP solves to 1e-3 when ``petsc_options`` configure the step solver, and KSP solves for the
+    steps on which the patch V-cycles do not contract. Each is close to the exact sweep (LU
+    steps) as the serial V-cycle sweep is, the KSP steps closer; forcing every step to "not contracting" gives the KSP sweep."""
+    from mpi4py import MPI
+
+    import mfgpde as mp
+    import mfgpde.fd.distributed as fdd
+    from mfgpde.fd.scheme import FDScheme
+    from mfgpde.iterations.krylov import BlockTriangularPreconditioner
+
+    g = mp.TensorGrid([(0, 1), (0, 1)], (24, 20), ("periodic", "noflux"))
+    p = mp.MFGProblem(g, 0.5, 6, 0.1, mp.QuadraticHamiltonian(), lambda x, y: 1 + 0.5 * np.cos(2 * np.pi * x) * y,
+                      coupling=mp.LogCoupling(), terminal=lambda x, y: np.sin(2 * np.pi * x) * y, normalize=True)
+    rng = np.random.default_rng(5)
+    # a smooth U: on a random one the V-cycles themselves contract by only ~0.2 per step (serially too)
+    x, y = g.coordinates()
+    U = np.outer(np.linspace(1.0, 0.5, 7), (0.3 * np.cos(2 * np.pi * x) * y).ravel())
+    M = np.tile(p.m0.ravel(), (7, 1))
+    r = rng.normal(size=2 * U.size)
+    serial = FDScheme(p)
+    exact = BlockTriangularPreconditioner(serial.linearisation(U, M), "lu").matvec(r)
+    vcycles = BlockTriangularPreconditioner(serial.linearisation(U, M), "multigrid").matvec(r)
+
+    def sweep(monkeypatch_limit=None, **kw):
+        dist = fdd.DistributedFDScheme(p, MPI.COMM_SELF, **kw)
+        try:
+            if monkeypatch_limit is not None:
+                monkeypatch.setattr(fdd, "MG_CONTRACTION_LIMIT", monkeypatch_limit)
+            calls = []
+            apply = dist._step.apply
+            dist._step.apply = lambda vals, rhs: calls.append(1) or apply(vals, rhs)
+            return dist.step_method, dist._sweep(dist.linearisation(U, M), r), len(calls)
+        finally:
+            dist.destroy()
+
+    def err(z):
+        return np.abs(z - exact).max() / np.abs(exact).max()
+
+    # two V-cycles per step leave ~0.13 of the exact sweep here, serially too
+    method, mg, calls = sweep()
+    assert method == "multigrid" and calls == 0 and 1e-6 < err(mg) <= 1.25 * err(vcycles) < 0.2
+    method, ksp, calls = sweep(petsc_options={"step_ksp_rtol": 1e-3})
+    assert method == "petsc" and calls == 2 * p.nt and err(ksp) < 2e-3
+    method, fallback, calls = sweep(monkeypatch_limit=-1.0)
+    assert method == "multigrid" and calls == 2 * p.nt and np.abs(fallback - ksp).max() <= 1e-12 * np.abs(ksp).max()
 
 
 def test_distributed_requests_are_checked_before_any_work():

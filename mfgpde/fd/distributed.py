@@ -1,10 +1,12 @@
 """The finite-difference scheme distributed over MPI ranks on a PETSc DMDA.
 
 The tensor grid is split into boxes, one per rank, by a PETSc ``DMDA`` (petsc4py). Each rank
-holds its owned points and a halo of **two** ghost layers, refreshed by the DMDA's ghost
-exchange (periodic axes wrap). Two layers, not one, because the FP operator is the adjoint of
-the linearised HJB operator: ``(A^T m)_i = sum_j A_ji m_j`` needs the stencil row of every
-neighbour ``j`` of an owned point, and row ``j`` needs ``U`` at the neighbours of ``j``.
+holds its owned points and a halo of ghost layers, refreshed by the DMDA's ghost exchange
+(periodic axes wrap). The system needs **two** layers, not one, because the FP operator is the
+adjoint of the linearised HJB operator: ``(A^T m)_i = sum_j A_ji m_j`` needs the stencil row of
+every neighbour ``j`` of an owned point, and row ``j`` needs ``U`` at the neighbours of ``j``.
+Where the boxes are wide enough the halo has :data:`OVERLAP` layers: the patch is also the
+overlapping subdomain of the preconditioner's multigrid step solves.
 
 On its ghosted patch every rank runs the serial Numba kernels unchanged
 (:class:`mfgpde.fd.scheme.FDScheme` on a :class:`PatchGrid`, whose stencil stops at the patch
@@ -20,10 +22,16 @@ What is distributed, and by whom:
   :mod:`mfgpde.fd.linearisation` on each patch) with a shell preconditioner, the same
   block-triangular backward-HJB / forward-FP sweep as the serial solver
   (:mod:`mfgpde.iterations.krylov`);
-* the spatial step solves of that sweep and of the half-sweeps: PETSc KSP on per-step AIJ
-  matrices assembled from the stencils (``setValuesCOO``), GMRES with block Jacobi / ILU(0) by
-  default, changeable through the PETSc options database under the prefixes ``mfgpde_step_``
-  (the preconditioner's steps), ``mfgpde_sweep_`` (the half-sweeps' steps) and
+* the spatial step solves of that sweep: by default two V-cycles of the serial aggregation
+  multigrid (:mod:`mfgpde.fd.multigrid`) on every rank's ghosted patch, of which the owned values
+  are kept (a restricted additive Schwarz step with the patch as overlapping subdomain: one
+  ghost exchange per step, no Krylov solve per step). Steps where the patch V-cycles do not
+  contract (on any rank) are PETSc solves, as are all of them when ``petsc_options`` configure
+  the step solver (``step_...`` keys);
+* the spatial step solves of the half-sweeps, and those PETSc step solves: PETSc KSP on per-step
+  AIJ matrices assembled from the stencils (``setValuesCOO``), GMRES with block Jacobi / ILU(0)
+  by default, changeable through the PETSc options database under the prefixes
+  ``mfgpde_step_`` (the preconditioner's steps), ``mfgpde_sweep_`` (the half-sweeps' steps) and
   ``mfgpde_newton_`` (the outer FGMRES), e.g. ``petsc_options={"step_pc_type": "gamg"}``;
 * reductions (norms, the line search's merit, mass): ``MPI_Allreduce`` on scalars.
 
@@ -42,14 +50,23 @@ import numpy as np
 from ..grid import TensorGrid
 from ..iterations.base import ConvergenceError
 from ..iterations.implicit_step import MAX_NEWTON, check_sweep_data, round_off_tolerance, solve_implicit_step
+from ..iterations.krylov import MG_CONTRACTION_LIMIT, MG_CYCLES
 from ..iterations.petsc_krylov import ShellNewtonSystem
 from ..problem import _Drift
 from . import kernels
 from .linearisation import Linearisation
 from .scheme import FDScheme
 
-#: Ghost layers of the patch (see the module docstring for why two).
+#: Ghost layers the discrete system needs (see the module docstring for why two).
 GHOST = 2
+#: Ghost layers asked for, by dimension, where every rank's box is this wide. The patch is also
+#: the subdomain of the preconditioner's multigrid steps: a wider overlap brings them closer to
+#: the global step solve, and costs redundant work on the ghosts, which grows like the patch's
+#: surface. Measured on 2 ranks (2-core machine, time / Krylov iterations per fine Newton step):
+#: LOG2D 128^2 with 2 / 4 / 8 layers 22.5-26.2 s (15-19) / 17.6-19.4 s (11-15) / 18.2-20.9 s
+#: (9-13), the serial solver 20.9-22.8 s (9-13); CUBE3D 32^3 with 2 / 4 / 8 layers 7.7 / 9.8 /
+#: 15.5 s (a 16 x 32 x 32 box: 8 layers make its patch 4.5 times the box).
+OVERLAP = {1: 8, 2: 4, 3: 2}
 #: Relative tolerance of the accurate step solves (half-sweeps); the serial iterative step
 #: solves run to 1e-13 (:mod:`mfgpde.fd.linear`).
 STEP_RTOL = 1e-12
@@ -172,17 +189,26 @@ class DistributedFDScheme:
         # PETSc's x is the fastest axis, the last one of the grid's C order. A box (not star) halo:
         # the FP adjoint at an owned corner point reads U at diagonal neighbours (the stencil row
         # of its neighbour along x uses that neighbour's neighbours along y)
-        self.da = PETSc.DMDA().create(
-            dim=d, sizes=tuple(reversed(g.shape)), dof=1, stencil_width=GHOST,
-            stencil_type=PETSc.DMDA.StencilType.BOX, comm=self.pcomm,
-            boundary_type=tuple(bt.PERIODIC if b == "periodic" else bt.NONE for b in reversed(g.boundary)))
+        def dmda(width):
+            return PETSc.DMDA().create(
+                dim=d, sizes=tuple(reversed(g.shape)), dof=1, stencil_width=width,
+                stencil_type=PETSc.DMDA.StencilType.BOX, comm=self.pcomm,
+                boundary_type=tuple(bt.PERIODIC if b == "periodic" else bt.NONE for b in reversed(g.boundary)))
+
+        self.da = dmda(GHOST)
         ranges = list(reversed(self.da.getRanges()))
-        ghosts = list(reversed(self.da.getGhostRanges()))
         widths = [b - a for a, b in ranges]
-        if comm.allreduce(min(widths), op=_mpi_min()) < GHOST:
+        narrowest = comm.allreduce(min(widths), op=_mpi_min())
+        if narrowest < GHOST:
             self.destroy()
             raise _TooSmall(f"grid {g.shape} is too small for {comm.size} ranks: every rank's box must be at least "
                              f"{GHOST} points wide along every axis (this rank's box is {widths}); use fewer ranks")
+        self.ghost_width = min(OVERLAP[d], narrowest)
+        if self.ghost_width > GHOST:  # (the split depends on the sizes and ranks only, not the width)
+            self.da.destroy()
+            self.da = dmda(self.ghost_width)
+            assert list(reversed(self.da.getRanges())) == ranges
+        ghosts = list(reversed(self.da.getGhostRanges()))
         self.owned_shape = tuple(widths)
         self.owned_ranges = ranges
         self.patch = PatchGrid(g, [a for a, _ in ghosts], [b for _, b in ghosts])
@@ -200,6 +226,10 @@ class DistributedFDScheme:
             self._options[key] = value
         self._step = _StepSolver(self)
         self._krylov = None
+        # the preconditioner's step solves: patch multigrid unless the user configured PETSc's
+        # (``step_...`` options). The half-sweeps keep PETSc's GMRES / ILU: as its preconditioner
+        # the patch V-cycles needed ~11 per step solve to 1e-12 and saved nothing (LOG2D 128^2)
+        self.step_method = "petsc" if any(k.startswith(OPTIONS_PREFIX + "step_") for k in options) else "multigrid"
 
     # ------------------------------------------------------------------ PETSc plumbing
 
@@ -238,6 +268,12 @@ class DistributedFDScheme:
         gv.getArray()[:] = X.T.ravel()   # DMDA layout: the K values of a point are adjacent
         da.globalToLocal(gv, lv)
         return np.ascontiguousarray(lv.getArray(readonly=True).reshape(self.patch.size, K).T)
+
+    def local_part(self, X):
+        """Global ``(K, N)`` arrays -> this rank's owned slices ``(K, N_owned)``."""
+        X = np.asarray(X, dtype=float)
+        shape = (X.shape[0],) + tuple(self.grid.shape)
+        return np.ascontiguousarray(self.owned_grid.restrict(X.reshape(shape)).reshape(X.shape[0], -1))
 
     def gather(self, X):
         """Owned slices ``(K, N_owned)`` -> the global array ``(K, N)`` on every rank."""
@@ -313,22 +349,62 @@ class DistributedFDScheme:
 
     def _sweep(self, lin, r):
         """The block-triangular preconditioner: the backward HJB sweep, the coupling block, the
-        forward FP sweep, each step a distributed KSP solve (:class:`_StepSolver`).
+        forward FP sweep, each step a patch multigrid step (:meth:`_patch_steps`) or a
+        distributed KSP solve (:class:`_StepSolver`).
         """
-        nt, N, dt, step = self.nt, self.N, self.dt, self._step
+        nt, N, dt = self.nt, self.N, self.dt
+        solve_u, solve_m = self._patch_steps(lin)
         a, b = self._split(r, N)
         b = b.copy()
         x = np.empty((nt + 1, N))
         x[nt] = a[nt]
         for n in range(nt - 1, -1, -1):
-            x[n] = step.apply(lin.vals_uu[n], a[n] + x[n + 1] / dt)
+            x[n] = solve_u(n, a[n] + x[n + 1] / dt)
         b[1:] -= lin.hessian(self.ghosted(x[:nt]))[:, self.owned]
         y = np.empty((nt + 1, N))
         y[0] = b[0]
         for n in range(nt):
-            # the FP steps solve with B_n^T, whose stencils the linearisation holds on the patch
-            y[n + 1] = step.apply(lin.vals_mmT[n], b[n + 1] + y[n] / dt)
+            y[n + 1] = solve_m(n, b[n + 1] + y[n] / dt)
         return np.concatenate([x.ravel(), y.ravel()])
+
+    def _patch_steps(self, lin):
+        """The step solvers ``solve(n, rhs_owned) -> x_owned`` of the preconditioner at ``lin``
+        (built once per linearisation): HJB steps with ``A_n``, FP steps with ``B_n^T``.
+
+        Multigrid: :data:`MG_CYCLES` V-cycles from zero on the rank's ghosted patch, whose
+        stencils (the linearisation's, cut at the patch edge) are an M-matrix of the same kind as
+        the global step; the right-hand side is exchanged once, the owned values are kept. This
+        is a fixed linear map, as the serial sweep's V-cycles are; its error is largest within a
+        few points of the rank boundary, which the outer Krylov method absorbs. A step whose patch
+        V-cycles contract by less than :data:`MG_CONTRACTION_LIMIT` on some rank is a PETSc solve
+        on every rank (the decision is collective: those solves are).
+        """
+        cached = getattr(lin, "_distributed_steps", None)
+        if cached is not None:
+            return cached
+        step = self._step
+        if self.step_method == "petsc":
+            # (the closures hold the stencils, not ``lin``: no reference cycle keeps a linearisation alive)
+            steps = tuple((lambda n, rhs, v=v: step.apply(v[n], rhs)) for v in (lin.vals_uu, lin.vals_mmT))
+        else:
+            from mpi4py import MPI
+
+            H = self.local.hierarchy()
+            ops = (H.operators(lin.vals_uu), H.operators(lin.vals_mmT))
+            bad = np.array([~(o.contraction(MG_CYCLES) <= MG_CONTRACTION_LIMIT) for o in ops], dtype=np.int8)
+            self.comm.Allreduce(MPI.IN_PLACE, bad, op=MPI.MAX)
+            own = self.owned
+
+            def make(o, vals, bad):
+                def solve(n, rhs):
+                    if bad[n]:
+                        return step.apply(vals[n], rhs)
+                    return o.vcycles(n, self.ghosted(rhs[None, :])[0], MG_CYCLES)[own]
+                return solve
+
+            steps = (make(ops[0], lin.vals_uu, bad[0]), make(ops[1], lin.vals_mmT, bad[1]))
+        lin._distributed_steps = steps
+        return steps
 
     # ------------------------------------------------------------------ half-sweeps
     def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=MAX_NEWTON):
@@ -366,8 +442,10 @@ class DistributedFDScheme:
             total += steps
         return U, total
 
-    def solve_fp(self, U, M_lag=None):
-        """Forward sweep, distributed (see :meth:`FDScheme.solve_fp`); mass restored globally."""
+    def solve_fp(self, U, M_lag=None, rtol=None):
+        """Forward sweep, distributed (see :meth:`FDScheme.solve_fp`); mass restored globally.
+        ``rtol``: of the step solves (default :data:`STEP_RTOL`; a starting guess may ask for less).
+        """
         nt, dt, loc = self.nt, self.dt, self.local
         Ug = self.ghosted(U[:nt])
         lag = None if M_lag is None else self.ghosted(M_lag[1:])
@@ -376,7 +454,7 @@ class DistributedFDScheme:
         for n in range(nt):
             m_lag = self.ghosted(M[n][None, :])[0] if lag is None else lag[n]
             vals = kernels.transpose_stencil(loc.fp_stencil(Ug[n], m_lag, n), self.patch.stencil[0])
-            m = self._step.solve(vals, M[n] / dt, STEP_RTOL)
+            m = self._step.solve(vals, M[n] / dt, STEP_RTOL if rtol is None else rtol)
             total = self.allreduce(float(m.sum()), "sum")
             if total > 0:  # the iterative solve conserves mass to its tolerance; restore it exactly
                 m *= self.allreduce(float(M[n].sum()), "sum") / total
@@ -503,91 +581,52 @@ def solve_distributed(problem, comm, tol=1e-10, max_iter=50, verbose=None, petsc
     """Solve a time-dependent MFG with finite differences distributed over ``comm``.
 
     Newton (:func:`mfgpde.iterations.newton.newton`, the serial driver) on the distributed
-    scheme, started as the serial solver starts it: from the problem solved on the next coarser
-    grid (grid sequencing, :mod:`mfgpde.iterations.sequencing`; the coarse problem is itself
-    solved over ``comm``, or by every rank alone when its grid is too small to split), followed
-    by one fine fixed-point sweep; or, without a coarser level, from the fixed-point start (U for
-    the frozen density m0, then m for that U). Collective: every rank of ``comm`` calls it with
-    the same problem.
+    scheme, started as the serial solver starts it (:func:`mfgpde.iterations.sequencing.sequenced_newton`):
+    from the problem solved on the next coarser grid (grid sequencing; the coarse problem is
+    itself solved over ``comm``, or by every rank alone when its grid is too small to split),
+    followed by one fine fixed-point sweep; or, without a coarser level, from the fixed-point
+    start. Collective: every rank of ``comm`` calls it with the same problem.
 
     Returns
     -------
     MFGResult
-        The gathered solution, on every rank (the diagnostics add ``"ranks"``, the split and
-        ``"grid_sequencing"`` when a coarse start was tried).
+        The gathered solution, on every rank (the diagnostics add ``"ranks"``, the split
+        ``"rank_grid"``, ``"ghost_layers"``, ``"preconditioner_steps"`` (``"multigrid"`` or
+        ``"petsc"``) and ``"grid_sequencing"`` when a coarse start was tried).
     """
     import time
 
-    from ..iterations.newton import newton
+    from ..iterations.sequencing import sequenced_newton
     from ..result import MFGResult
 
     t0 = time.perf_counter()
     scheme = DistributedFDScheme(problem, comm, petsc_options=petsc_options)
-    try:
-        talk = verbose if comm.rank == 0 else False
-        sequenced = _coarse_start(problem, comm, tol, max_iter, petsc_options, talk) if grid_sequencing else None
-        status = None
-        if sequenced is not None and "start" in sequenced:
-            shape = (scheme.nt + 1,) + scheme.grid.shape
-            M0 = scheme.owned_grid.restrict(sequenced.pop("start").reshape(shape)).reshape(scheme.nt + 1, -1)
-            U0, _ = scheme.solve_hjb(np.ascontiguousarray(M0), tol=1e-8)  # a start needs no more (as serially)
-            M0 = scheme.solve_fp(U0, M_lag=M0)
-            U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=max_iter, verbose=talk)
-            if status != "converged":
-                sequenced["fine_status_from_coarse_start"] = status
-        if status != "converged":
-            M0 = np.tile(scheme.m0, (scheme.nt + 1, 1))
-            U0, _ = scheme.solve_hjb(M0)
-            M0 = scheme.solve_fp(U0, M_lag=M0)
-            U, M, log, status = newton(scheme, U0, M0, tol=tol, max_iter=max_iter, verbose=talk)
-        U, M = scheme.gather(U), scheme.gather(M)
-        split = list(reversed(scheme.da.getProcSizes()))
-    finally:
-        scheme.destroy()
-    res = MFGResult.from_arrays(problem, U, M, log, status, "newton", time.perf_counter() - t0)
-    res.diagnostics["ranks"] = int(comm.size)
-    res.diagnostics["rank_grid"] = [int(p) for p in split]
-    if sequenced is not None:
-        res.diagnostics["grid_sequencing"] = sequenced
-    return res
 
-
-def _coarse_start(problem, comm, tol, max_iter, petsc_options, verbose):
-    """The coarse level's solution interpolated to ``problem`` (global, on every rank), or None.
-
-    Returns ``None`` without a coarser level, else a dict of what was done with the start under
-    ``"start"`` when the coarse solve converged (every rank takes the same decision: the coarse
-    result is gathered on every rank).
-    """
-    import time
-
-    from ..iterations import sequencing
-
-    coarse = sequencing.coarse_problem(problem)
-    if coarse is None:
-        return None
-    t0 = time.perf_counter()
-    info = {"coarse_shape": list(coarse.grid.shape), "coarse_nt": coarse.nt}
-    coarse_tol = max(tol, sequencing.COARSE_TOL)
-    try:
+    def coarse_solve(coarse, coarse_tol):
         try:
-            rc = solve_distributed(coarse, comm, tol=coarse_tol, max_iter=max_iter, verbose=False,
-                                   petsc_options=petsc_options)
-            info["coarse_ranks"] = int(comm.size)
+            return solve_distributed(coarse, comm, tol=coarse_tol, max_iter=max_iter, verbose=False,
+                                     petsc_options=petsc_options)
         except _TooSmall:
             # a coarse grid too small to split: every rank solves it alone (cheap, identical)
             from ..solve import solve
 
             rc = solve(coarse, tol=coarse_tol, max_iter=max_iter, verbose=False)
-            info["coarse_ranks"] = 1
-    except (ArithmeticError, ValueError, RuntimeError) as exc:  # (as serially: the fine solve goes on)
-        info.update(coarse_status="error", coarse_message=str(exc), coarse_time_s=time.perf_counter() - t0)
-        return info
-    info.update(coarse_status=rc.status, coarse_iterations=rc.iterations, coarse_time_s=time.perf_counter() - t0)
-    if verbose:
-        print(f"[mfgpde] grid sequencing: {'x'.join(map(str, coarse.grid.shape))} x {coarse.nt} steps, "
-              f"{rc.status} in {rc.iterations} Newton iterations, {info['coarse_time_s']:.2f} s", flush=True)
-    if rc.converged:
-        _, info["start"] = sequencing.prolong(coarse, problem, rc.U.reshape(coarse.nt + 1, -1),
-                                              rc.m.reshape(coarse.nt + 1, -1))
-    return info
+            rc.diagnostics["ranks"] = 1
+            return rc
+
+    try:
+        talk = verbose if comm.rank == 0 else False
+        U, M, log, status, sequenced = sequenced_newton(problem, scheme, coarse_solve if grid_sequencing else None,
+                                                        tol, max_iter, talk, local=scheme.local_part)
+        U, M = scheme.gather(U), scheme.gather(M)
+        split = list(reversed(scheme.da.getProcSizes()))
+        layout = {"ghost_layers": int(scheme.ghost_width), "preconditioner_steps": scheme.step_method}
+    finally:
+        scheme.destroy()
+    res = MFGResult.from_arrays(problem, U, M, log, status, "newton", time.perf_counter() - t0)
+    res.diagnostics["ranks"] = int(comm.size)
+    res.diagnostics["rank_grid"] = [int(p) for p in split]
+    res.diagnostics.update(layout)
+    if sequenced is not None:
+        res.diagnostics["grid_sequencing"] = sequenced
+    return res

@@ -21,7 +21,9 @@ For stacked unknowns ``U, M`` of shape ``(N_t + 1, N)`` (``N`` points or owned d
 * ``solve_hjb(M, U_init=None, tol=1e-12, max_newton=200) -> (U, inner_steps)``: the backward
   sweep, U solving the discrete HJB for the density path M;
 * ``solve_fp(U, M_lag=None) -> M``: the forward sweep, M solving the discrete FP for U (the
-  drift lagged at ``M_lag`` for congestion Hamiltonians);
+  drift lagged at ``M_lag`` for congestion Hamiltonians); the tensor-grid schemes, which grid
+  sequencing (:func:`mfgpde.iterations.sequencing.sequenced_newton`) serves, also take ``rtol``
+  (of their iterative step solves: a starting guess asks for less);
 * ``problem`` (``m0``, ``hamiltonian``, ``coupling``) and ``nt``.
 """
 
