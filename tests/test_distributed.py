@@ -223,7 +223,9 @@ def test_distributed_scheme_is_the_serial_system_on_one_rank():
 
     g = mp.TensorGrid([(0, 1), (0, 2)], (12, 14), ("periodic", "noflux"))
     p = mp.MFGProblem(g, 0.5, 6, 0.07, mp.QuadraticHamiltonian(), lambda x, y: 1 + 0.3 * np.cos(2 * np.pi * x) + y,
-                      coupling=mp.LogCoupling(), terminal=lambda x, y: np.cos(2 * np.pi * x) * y,
+                      coupling=mp.LogCoupling(),
+                      # a terminal cost that depends on m(T): the HJB sweep must read the last slice
+                      terminal=mp.LogCoupling() + mp.PotentialCoupling(lambda x, y: np.cos(2 * np.pi * x) * y),
                       drift=lambda t, x, y: (np.sin(2 * np.pi * x) + t, y - 1), normalize=True)
     rng = np.random.default_rng(3)
     U = rng.normal(size=(7, g.size))
@@ -247,6 +249,12 @@ def test_distributed_scheme_is_the_serial_system_on_one_rank():
         Ud, _ = dist.solve_hjb(M)
         assert np.abs(Us - Ud).max() < 1e-9
         assert np.abs(serial.solve_fp(Us, M) - dist.solve_fp(Us, M)).max() < 1e-9
+        # a non-finite terminal cost g[m(T)] is refused by name, before the coupling f[m] (which
+        # reads the same slice): the check reads the terminal level U[N_t]
+        Mz = M.copy()
+        Mz[-1, 3] = np.nan
+        with pytest.raises(mp.ConvergenceError, match="terminal cost"):
+            dist.solve_hjb(Mz)
     finally:
         dist.destroy()
 

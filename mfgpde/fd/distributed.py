@@ -203,7 +203,7 @@ class DistributedFDScheme:
             self.destroy()
             raise _TooSmall(f"grid {g.shape} is too small for {comm.size} ranks: every rank's box must be at least "
                              f"{GHOST} points wide along every axis (this rank's box is {widths}); use fewer ranks")
-        self.ghost_width = min(OVERLAP[d], narrowest)
+        self.ghost_width = max(GHOST, min(OVERLAP[d], narrowest))
         if self.ghost_width > GHOST:  # (the split depends on the sizes and ranks only, not the width)
             self.da.destroy()
             self.da = dmda(self.ghost_width)
