@@ -50,7 +50,7 @@ import numpy as np
 from ..grid import TensorGrid
 from ..iterations.base import ConvergenceError
 from ..iterations.implicit_step import MAX_NEWTON, check_sweep_data, round_off_tolerance, solve_implicit_step
-from ..iterations.krylov import MG_CONTRACTION_LIMIT, MG_CYCLES
+from ..iterations.krylov import MG_CONTRACTION_LIMIT, MG_CYCLES, block_triangular_sweep
 from ..iterations.petsc_krylov import ShellNewtonSystem
 from ..problem import _Drift
 from . import kernels
@@ -360,20 +360,9 @@ class DistributedFDScheme:
         forward FP sweep, each step a patch multigrid step (:meth:`_patch_steps`) or a
         distributed KSP solve (:class:`_StepSolver`).
         """
-        nt, N, dt = self.nt, self.N, self.dt
         solve_u, solve_m = self._patch_steps(lin)
-        a, b = self._split(r, N)
-        b = b.copy()
-        x = np.empty((nt + 1, N))
-        x[nt] = a[nt]
-        for n in range(nt - 1, -1, -1):
-            x[n] = solve_u(n, a[n] + x[n + 1] / dt)
-        b[1:] -= lin.hessian(self.ghosted(x[:nt]))[:, self.owned]
-        y = np.empty((nt + 1, N))
-        y[0] = b[0]
-        for n in range(nt):
-            y[n + 1] = solve_m(n, b[n + 1] + y[n] / dt)
-        return np.concatenate([x.ravel(), y.ravel()])
+        return block_triangular_sweep(r, self.nt, self.dt, solve_u,
+                                      lambda X: lin.hessian(self.ghosted(X))[:, self.owned], solve_m)
 
     def _patch_steps(self, lin):
         """The step solvers ``solve(n, rhs_owned) -> x_owned`` of the preconditioner at ``lin``

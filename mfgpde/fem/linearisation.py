@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..iterations.krylov import block_triangular_sweep
+
 
 class FEMLinearisation:
     """The level blocks of the Jacobian of :class:`~mfgpde.fem.scheme.FEMScheme` at ``(U, M)``."""
@@ -102,23 +104,18 @@ def jacobian_product(lin, x):
 
 
 def sweep(lin, r):
-    """The block-triangular preconditioner: backward HJB sweep, then the forward FP sweep with
-    the U -> m coupling ``G_n`` of the new U correction (block Gauss-Seidel in time).
+    """The block-triangular preconditioner (:func:`mfgpde.iterations.krylov.block_triangular_sweep`):
+    backward HJB sweep with the ``B_n``, then the forward FP sweep with the ``E_n`` and the
+    U -> m coupling ``G_n`` of the new U correction (block Gauss-Seidel in time).
     """
     s = lin.s
-    nt, dt = s.nt, s.dt
-    R = np.asarray(r).reshape(2, nt + 1, s.n)
-    Z = np.zeros_like(R)
-    Z[0, nt] = R[0, nt]
-    for n in range(nt - 1, -1, -1):
-        Z[0, n] = s.solve_with(("B", n), lin.B[n], R[0, n] + Z[0, n + 1] / dt)
-    Z[1, 0] = R[1, 0]
-    for n in range(nt):
-        rhs = R[1, n + 1] + Z[1, n] / dt - lin.G_apply(n, Z[0, n])
+
+    def solve_m(n, rhs):
         if lin.separable:
             # E_n = mu^{-1} B_n^T mu exactly when phi_S does not depend on m: one LU serves both
             mu = s.dom.mu
-            Z[1, n + 1] = s.solve_with(("B", n), lin.B[n], mu * rhs, transpose=True) / mu
-        else:
-            Z[1, n + 1] = s.solve_with(("E", n), lin.E[n], rhs)
-    return Z.ravel()
+            return s.solve_with(("B", n), lin.B[n], mu * rhs, transpose=True) / mu
+        return s.solve_with(("E", n), lin.E[n], rhs)
+
+    return block_triangular_sweep(r, s.nt, s.dt, lambda n, v: s.solve_with(("B", n), lin.B[n], v),
+                                  lambda X: np.stack([lin.G_apply(n, X[n]) for n in range(s.nt)]), solve_m)

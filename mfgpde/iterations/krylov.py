@@ -100,6 +100,10 @@ class BlockTriangularPreconditioner(spla.LinearOperator):
 
     def _matvec(self, r):
         N, nt, dt, lin = self.N, self.nt, self.lin.dt, self.lin
+        if not self.one_d and self.mg is None:  # step by step: factors, spectral or exact steps
+            return block_triangular_sweep(r, nt, dt, lambda n, v: self.inv_u[n](v), lin.hessian,
+                                          lambda n, v: self.inv_m[n](v))
+        # the same recurrences compiled whole (block_triangular_sweep's docstring states them)
         r = np.asarray(r).ravel()
         a = np.ascontiguousarray(r[: (nt + 1) * N].reshape(nt + 1, N))
         b = r[(nt + 1) * N:].reshape(nt + 1, N).copy()
@@ -108,22 +112,54 @@ class BlockTriangularPreconditioner(spla.LinearOperator):
             b[1:] -= lin.hessian(x[:nt])
             y = kernels.tri_forward_sweep(lin.vals_mm, np.ascontiguousarray(b), dt)
             return np.concatenate([x.ravel(), y.ravel()])
-        if self.mg is not None:  # whole sweeps compiled: V-cycles of every step, no Python between
-            ou, om = self.mg
-            x = ou.sweep(a, dt, MG_CYCLES, backward=True)
-            b[1:] -= lin.hessian(x[:nt])
-            y = om.sweep(b, dt, MG_CYCLES, backward=False)
-            return np.concatenate([x.ravel(), y.ravel()])
-        x = np.empty((nt + 1, N))
-        x[nt] = a[nt]
-        for n in range(nt - 1, -1, -1):
-            x[n] = self.inv_u[n](a[n] + x[n + 1] / dt)
+        # whole sweeps compiled: V-cycles of every step, no Python between
+        ou, om = self.mg
+        x = ou.sweep(a, dt, MG_CYCLES, backward=True)
         b[1:] -= lin.hessian(x[:nt])
-        y = np.empty((nt + 1, N))
-        y[0] = b[0]
-        for n in range(nt):
-            y[n + 1] = self.inv_m[n](b[n + 1] + y[n] / dt)
+        y = om.sweep(b, dt, MG_CYCLES, backward=False)
         return np.concatenate([x.ravel(), y.ravel()])
+
+
+def block_triangular_sweep(r, nt, dt, solve_u, couple, solve_m):
+    """``P^{-1} r`` for ``P = [[J_UU, 0], [J_mU, J_mm]]``, with the step solves as callables.
+
+    The one sweep preconditioner of the Newton systems, for every backend: the serial FD scheme
+    (above; its 1D and multigrid paths run the same recurrences compiled whole), the distributed
+    FD scheme (patch multigrid or PETSc steps) and the FEM scheme (LU or Schwarz steps). With
+    ``r = [a, b]``, each ``(N_t + 1, N)`` (``N`` points, dofs or a rank's owned points):
+
+        x^{N_t} = a^{N_t},   x^n = A_n^{-1} (a^n + x^{n+1} / dt)        n = N_t - 1, ..., 0
+        b'^{n+1} = b^{n+1} - C_n x^n                                     n = 0, ..., N_t - 1
+        y^0 = b^0,           y^{n+1} = B_n^{-T} (b'^{n+1} + y^n / dt)    n = 0, ..., N_t - 1
+
+    Parameters
+    ----------
+    r : ndarray (2 (N_t + 1) N,)
+    nt : int
+    dt : float
+    solve_u, solve_m : callable
+        ``solve_u(n, v) ~ A_n^{-1} v`` (HJB step n), ``solve_m(n, v) ~ B_n^{-T} v`` (FP step n + 1).
+    couple : callable
+        ``couple(X) -> (C_n X^n)_n`` for ``X = x[:N_t]``, shape ``(N_t, N)``: the U -> m block.
+
+    Returns
+    -------
+    ndarray (2 (N_t + 1) N,)
+        ``[x, y]`` stacked.
+    """
+    r = np.asarray(r).ravel()
+    a = r[: r.size // 2].reshape(nt + 1, -1)
+    b = r[r.size // 2:].reshape(nt + 1, -1).copy()
+    x = np.empty_like(a)
+    x[nt] = a[nt]
+    for n in range(nt - 1, -1, -1):
+        x[n] = solve_u(n, a[n] + x[n + 1] / dt)
+    b[1:] -= couple(x[:nt])
+    y = np.empty_like(b)
+    y[0] = b[0]
+    for n in range(nt):
+        y[n + 1] = solve_m(n, b[n + 1] + y[n] / dt)
+    return np.concatenate([x.ravel(), y.ravel()])
 
 
 def solve_newton_system(lin, rhs, rtol, maxiter=400, step_solver="auto", sweeps=3, reuse=None, lag_budget=None):
