@@ -146,13 +146,8 @@ def _jacobian(sc, problem, u, m):
     Jum = sp.diags((Hm.phi_m(S, m[None]) - problem.coupling.derivative(m.reshape(g.shape), g).ravel()[None]).ravel())
     c = phiS + m[None] * Hm.phi_Sm(S, m[None])
     Jmm = sc.csr(Lv + kernels.dS_stencil(ap, bm, g, c)).T.tocsr()
-    D = sc.csr(kernels.dS_stencil(ap, bm, g))
-    w = (phiS * m[None]).ravel()
     # d/du of A(u, m)^T m: the Hessian block of the FP equation (upwind switches frozen)
-    H2 = D.T @ sp.diags((Hm.phi_SS(S, m[None]) * m[None]).ravel()) @ D
-    Gb, Gf = sc.difference_matrices()
-    for kk in range(g.dim):
-        H2 = H2 + Gb[kk].T @ sp.diags(2 * w * (ap[0, kk] > 0)) @ Gb[kk] + Gf[kk].T @ sp.diags(2 * w * (bm[0, kk] < 0)) @ Gf[kk]
+    H2 = sc.hessian_matrix(S, ap, bm, phiS, m[None])
     # the last FP row (redundant: the FP operator conserves mass) becomes the mass row
     keep = np.ones(N)
     keep[-1] = 0.0

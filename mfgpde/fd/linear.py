@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from ..iterations.base import ConvergenceError
 from . import kernels
 from .steps import StepOperator
 
@@ -52,7 +53,8 @@ def solve_stencil(vals, cols, rhs, transpose, method, to_csr, spectral=None, dt=
     if spectral is not None and N >= SPECTRAL_MIN:
         x = StepOperator(vals, cols, spectral, dt, transpose=transpose).solve(rhs, rtol)
         if not np.all(np.isfinite(x)):
-            raise FloatingPointError("per-step linear solve produced non-finite values")
+            # (the exception every backend raises for a step that produced non-finite values)
+            raise ConvergenceError("half-sweep: the per-step linear solve produced non-finite values")
         return x
     op = kernels.transpose_stencil(vals, cols) if transpose else vals
     x0 = rhs / op[:, 0]

@@ -195,18 +195,33 @@ class FDScheme:
         Jmm = sp.block_diag([sp.identity(N), B], format="csr") - sp.diags(np.full(nt * N, 1.0 / dt), -N,
                                                                         shape=(size, size))
         # dR_m/dU: Hessian of the numerical Hamiltonian weighted by m
+        JmU = sp.bmat([[None, sp.csr_matrix((N, N))], [self.hessian_matrix(S, ap, bm, phiS, Mn1), None]], format="csr")
+        return sp.bmat([[JUU, JUm], [JmU, Jmm]], format="csc")
+
+    def hessian_matrix(self, S, ap, bm, phiS, M):
+        """The Hessian block ``d(A(U, m)^T m)/dU`` of the FP rows, assembled (sparse).
+
+        Block-diagonal over the ``K`` slices of the Hamiltonian parts at ``(U, M)`` (``S``,
+        ``phiS``, ``M``: (K, N); ``ap``, ``bm``: (K, d, N)), with the upwind switches frozen:
+
+            D^T diag(phi_SS m) D + sum_k G_k^-T diag(2 phi_S m 1[D_k^- U > 0]) G_k^-
+                                 + G_k^+T diag(2 phi_S m 1[D_k^+ U < 0]) G_k^+
+
+        The time-dependent Jacobian (K = N_t) and the ergodic one (K = 1) use it;
+        :class:`mfgpde.fd.linearisation.Linearisation` applies the same block matrix-free.
+        """
+        K = S.shape[0]
         D = self.csr(kernels.dS_stencil(ap, bm, self.grid))
-        w = (phiS * Mn1).ravel()
-        H2 = D.T @ sp.diags((Hm.phi_SS(S, Mn1) * Mn1).ravel()) @ D
+        w = (phiS * M).ravel()
+        H = D.T @ sp.diags((self.problem.hamiltonian.phi_SS(S, M) * M).ravel()) @ D
         Gb, Gf = self.difference_matrices()
-        I_t = sp.identity(nt, format="csr")
+        I_t = sp.identity(K, format="csr")
         for k in range(self.grid.dim):
             wa = 2.0 * w * (ap[:, k, :].ravel() > 0)
             wb = 2.0 * w * (bm[:, k, :].ravel() < 0)
             GbK, GfK = sp.kron(I_t, Gb[k], format="csr"), sp.kron(I_t, Gf[k], format="csr")
-            H2 = H2 + GbK.T @ sp.diags(wa) @ GbK + GfK.T @ sp.diags(wb) @ GfK
-        JmU = sp.bmat([[None, sp.csr_matrix((N, N))], [H2, None]], format="csr")
-        return sp.bmat([[JUU, JUm], [JmU, Jmm]], format="csc")
+            H = H + GbK.T @ sp.diags(wa) @ GbK + GfK.T @ sp.diags(wb) @ GfK
+        return H
 
     def linearisation(self, U, M):
         """The Jacobian at ``(U, M)`` as stencils, applied matrix-free (:mod:`.linearisation`)."""
