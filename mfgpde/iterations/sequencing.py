@@ -24,6 +24,8 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
+from .newton import newton
+
 #: Coarsen only while every axis keeps at least this many points and the coarse time grid
 #: this many steps: below that the coarse solution says little about the fine one.
 MIN_AXIS = 8
@@ -191,8 +193,9 @@ def sequenced_newton(problem, scheme, coarse_solve, tol, max_iter, verbose=None,
     problem : MFGProblem
     scheme : NewtonKrylovDiscretisation
     coarse_solve : callable or None
-        ``coarse_solve(coarse_problem, tol) -> MFGResult``, or ``None`` for no sequencing; may raise ``ArithmeticError``,
-        ``ValueError`` or ``RuntimeError``, after which the fine solve goes on without the start.
+        ``coarse_solve(coarse_problem, tol) -> MFGResult``, or ``None`` for no sequencing. It may
+        raise ``ArithmeticError``, ``ValueError`` or ``RuntimeError``: the fine solve then goes on
+        without the start.
     tol, max_iter, verbose
         Of the fine Newton iteration.
     local : callable, optional
@@ -209,8 +212,6 @@ def sequenced_newton(problem, scheme, coarse_solve, tol, max_iter, verbose=None,
         error, ``coarse_ranks`` and ``coarser`` when the coarse result says so) and
         ``fine_status_from_coarse_start`` when Newton from that start did not converge.
     """
-    from .newton import newton
-
     local = local or (lambda X: X)
     info = _coarse_start(problem, coarse_solve, tol, verbose)
     if info is not None and "start" in info:
