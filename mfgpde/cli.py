@@ -178,7 +178,8 @@ def main(argv=None):
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--petsc-option", action="append", metavar="KEY=VALUE",
                    help="PETSc option of a distributed FD solve (mpiexec -n N), under the prefix mfgpde_: step_* "
-                        "(the preconditioner's step solves), sweep_* (the half-sweeps' step solves), newton_* "
+                        "(the preconditioner's step solves: given, they are PETSc KSP solves instead of patch "
+                        "multigrid), sweep_* (the half-sweeps' step solves), newton_* "
                         "(the Newton systems' FGMRES); e.g. --petsc-option step_pc_type=gamg; repeatable")
     p.add_argument("-v", "--verbose", action="store_true", help="progress line per iteration")
     p.set_defaults(func=_solve)

@@ -73,7 +73,8 @@ def solve(problem: MFGProblem | ErgodicMFGProblem, method: str = "newton", tol: 
         Time-dependent problems with ``nu > 0``, local couplings, Newton.
     petsc_options : dict, optional
         With ``comm``: PETSc options for this solve under the prefix ``mfgpde_``
-        (``step_*``: the preconditioner's step solves, ``sweep_*``: the half-sweeps' step
+        (``step_*``: the preconditioner's step solves, which are then PETSc KSP solves instead
+        of patch multigrid; ``sweep_*``: the half-sweeps' step
         solves, ``newton_*``: the Newton systems' FGMRES), e.g. ``{"step_pc_type": "gamg"}``;
         from the CLI ``--petsc-option step_pc_type=gamg``. Removed after the solve.
 
