@@ -149,16 +149,18 @@ def block_triangular_sweep(r, nt, dt, solve_u, couple, solve_m):
     """
     r = np.asarray(r).ravel()
     a = r[: r.size // 2].reshape(nt + 1, -1)
-    b = r[r.size // 2:].reshape(nt + 1, -1).copy()
+    b = r[r.size // 2:].reshape(nt + 1, -1)
     x = np.empty_like(a)
     x[nt] = a[nt]
     for n in range(nt - 1, -1, -1):
         x[n] = solve_u(n, a[n] + x[n + 1] / dt)
-    b[1:] -= couple(x[:nt])
+    C = couple(x[:nt])
     y = np.empty_like(b)
     y[0] = b[0]
     for n in range(nt):
-        y[n + 1] = solve_m(n, b[n + 1] + y[n] / dt)
+        # (b + y/dt) - C x: the order the FEM sweep summed in before it shared this function, so
+        # its iterates stay the same to the last digit (crowd room: residual 9.913492249324918e-11)
+        y[n + 1] = solve_m(n, b[n + 1] + y[n] / dt - C[n])
     return np.concatenate([x.ravel(), y.ravel()])
 
 
