@@ -82,6 +82,13 @@ def case_problem(name):
         n = int(name.split("_")[1])
         g = mp.TensorGrid([(-5, 5)], n, "noflux")
         return cnf_problem(g, gaussian([1.0], 0.25), lam=0.1, T=1.0, nt=n // 4, name=f"cnf1d_{n}"), dict(tol=1e-9)
+    if name.startswith("ERGODIC"):
+        # the ergodic problem of tests/test_ergodic.py from a cold start: quadratic H, log coupling
+        # (floor 1e-10) and a confining potential |x|^2 / 2 on [-8, 8]^d
+        dim, n = (1, 400) if name == "ERGODIC1D_400" else (2, int(name.split("_")[1]))
+        g = mp.TensorGrid([(-8.0, 8.0)] * dim, n, "noflux")
+        c = mp.LogCoupling(floor=1e-10) + mp.PotentialCoupling(lambda *xs: sum(x**2 for x in xs) / 2)
+        return mp.ErgodicMFGProblem(g, 0.1 if dim == 1 else 0.5, mp.QuadraticHamiltonian(), c), dict(tol=1e-10)
     raise KeyError(name)
 
 
@@ -95,7 +102,9 @@ CASES = {"CNF2D_128": "2D CNF preset, 8-mode mixture to N(0, I), 128^2 x 64 step
          "CUBE3D_48": "3D quadratic H + log coupling, 48^3 x 48 steps",
          "LOG2D_32": "2D quadratic H + log coupling, 32^2 x 32 steps",
          "LOG2D_64": "2D quadratic H + log coupling, 64^2 x 64 steps",
-         "LOG2D_256": "2D quadratic H + log coupling, 256^2 x 256 steps"}
+         "LOG2D_256": "2D quadratic H + log coupling, 256^2 x 256 steps",
+         "ERGODIC1D_400": "1D ergodic MFG, log coupling + |x|^2/2 on [-8, 8], 400 points, cold start",
+         "ERGODIC2D_48": "2D ergodic MFG, log coupling + |x|^2/2 on [-8, 8]^2, 48^2 points, cold start"}
 
 
 def run_once(name, method="newton"):

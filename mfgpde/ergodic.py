@@ -11,25 +11,13 @@ with ``L = -nu Lap_h - b . grad_h`` and ``A = diag(phi_S) dS/du`` as in the time
 scheme, so the same monotonicity and adjoint structure hold.
 
 Globalisation. Plain Newton from a uniform density stalls on confining potentials over wide
-boxes (the density must fall by tens of orders of magnitude in the tails). The solver
-follows instead the pseudo-time flow
-
-    du/dtau = -R_HJB(u, m, rho),      dm/dtau = -R_FP(u, m),
-
-a *forward-forward* MFG: the HJB read forward in tau is a heat equation for u, the FP a
-forward Fokker-Planck equation for m, and for monotone couplings its long-time limit is the
-ergodic solution (Gomes, Nurbekyan & Sedjro, "One-dimensional forward-forward mean-field
-games", 2016; Achdou & Capuzzo-Dolcetta 2010 solve the ergodic system the same way). Each
-step is one implicit Euler step linearised at the iterate,
-
-    (D / dtau_k + J(z_k)) dz = -R(z_k),    D = diag(1 on HJB and FP rows, 0 on mass and mean rows),
-
-with dtau_k grown by switched evolution relaxation (``dtau_{k+1} = dtau_k |R_{k-1}| / |R_k|``,
-Kelley & Keyes 1998), so the iteration becomes Newton's method (quadratic tail) once the
-residual falls. A step that raises the residual more than twofold is retried with dtau / 4.
-The driver and the bordered linear solve live in :mod:`mfgpde.iterations.pseudo_transient`
-(shared with the mesh discretisation of :mod:`mfgpde.fem.ergodic`); this module provides the
-finite-difference residual and Jacobian and the floor continuation.
+boxes (the density must fall by tens of orders of magnitude in the tails). The solver runs the
+Newton driver of the time-dependent solvers (:func:`mfgpde.iterations.newton.newton_iteration`)
+with its pseudo-time globalisation: implicit Euler steps of the *forward-forward* MFG
+``du/dtau = -R_HJB``, ``dm/dtau = -R_FP``, whose long-time limit is the ergodic solution for
+monotone couplings (Gomes, Nurbekyan & Sedjro 2016; Achdou & Capuzzo-Dolcetta 2010), with
+``dtau`` grown until the steps are Newton's. The bordered solve lives in
+:mod:`mfgpde.iterations.pseudo_transient`; both are shared with :mod:`mfgpde.fem.ergodic`.
 
 Couplings with a floor (``LogCoupling``: ``log max(m, floor)``) are continued in the floor,
 1e-4, 1e-6, ... down to the coupling's own, when the density reaches it: the derivative jumps
@@ -53,10 +41,12 @@ from .couplings import ZeroCoupling
 from .fd import kernels
 from .fd.scheme import FDScheme
 from .iterations.base import IterationLog
-from .iterations.pseudo_transient import bordered_solve, pseudo_time_matrix, pseudo_transient
+from .iterations.newton import newton_iteration
+from .iterations.pseudo_transient import bordered_solve, pseudo_time_matrix
+from .result import SolutionBase, base_diagnostics, save_netcdf
 
 
-class ErgodicResult:
+class ErgodicResult(SolutionBase):
     """Solution ``(u, m, rho)`` of an ergodic MFG with its history and diagnostics."""
 
     def __init__(self, problem, u, m, rho, history, diagnostics):
@@ -64,15 +54,8 @@ class ErgodicResult:
         self.u, self.m, self.rho = u, m, rho
         self.history, self.diagnostics = history, diagnostics
 
-    @property
-    def converged(self):
-        return self.diagnostics["converged"]
-
     def summary(self):
-        out = dict(self.diagnostics)
-        out["rho"] = float(self.rho)
-        out["problem"] = self.problem.describe()
-        return out
+        return dict(super().summary(), rho=float(self.rho))
 
     def __repr__(self):
         d = self.diagnostics
@@ -82,8 +65,6 @@ class ErgodicResult:
         import json
 
         import xarray as xr
-
-        from .result import save_netcdf
 
         names = ["x", "y", "z"][: self.grid.dim]
         ds = xr.Dataset({"u": (names, self.u), "m": (names, self.m)},
@@ -208,6 +189,42 @@ class GridErgodic:
         return bordered_solve(pseudo_time_matrix(J, self.N, dtau), r, self.N, pin=getattr(self, "pin", None))
 
 
+class BorderedSystem:
+    """An ergodic discretisation (:class:`GridErgodic`, the mesh one) as the Newton driver consumes it.
+
+    ``z = (u, m, rho)`` and its residual are replicated on every rank, so the driver's
+    reductions are the identity; the HJB norm is over the HJB rows, the FP norm over the FP,
+    mass and mean rows.
+    """
+
+    def __init__(self, disc):
+        self.disc, self.N = disc, disc.N
+
+    def allreduce(self, value, op="sum"):
+        return value
+
+    def residual(self, z):
+        R = self.disc.residual(z)
+        return R, np.abs(R[:self.N]).max(), np.abs(R[self.N:]).max()
+
+    def norm2(self, R):
+        return np.linalg.norm(R)
+
+    def linearise(self, z):
+        return self.disc.jacobian(z)
+
+    def direction(self, J, R, res, dtau):
+        return self.disc.solve(J, -R, dtau), {}
+
+    def max_step(self, z, dz):
+        """A Hamiltonian singular at m = 0 (congestion) needs m > 0 at every iterate."""
+        dm, m = dz[self.N:2 * self.N], z[self.N:2 * self.N]
+        neg = dm < 0
+        if not (self.disc.positive and np.any(neg)):
+            return 1.0
+        return min(1.0, 0.95 * float(np.min(m[neg] / -dm[neg])))
+
+
 #: first pseudo-time step of a floor-continuation stage after the first
 STAGE_DT = 0.1
 
@@ -264,7 +281,7 @@ def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, 
     for floor in stages:
         staged = copy.copy(problem)
         staged.coupling = _with_floor(problem.coupling, floor)
-        zs, st, _msg = pseudo_transient(make(staged), z.copy(), tol, max_iter, log, pseudo_dt, floor=floor)
+        zs, st, _msg = newton_iteration(BorderedSystem(make(staged)), z, tol, max_iter, log, pseudo_dt, floor=floor)
         stage_floors.append({"floor": floor, "status": st, "iterations": getattr(log, "steps", 0)})
         if st != "converged":
             break                   # go to the target from the last good iterate
@@ -272,7 +289,8 @@ def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, 
         if z[N:2 * N].min() > 100.0 * floor:
             break                   # the density never reached the floor: the target problem is this one
         pseudo_dt = max(pseudo_dt, STAGE_DT)
-    z, status, message = pseudo_transient(disc, z, tol, max_iter, log, pseudo_dt, floor=target)
+    z, status, message = newton_iteration(BorderedSystem(disc), z, tol, max_iter, log, pseudo_dt,
+                                          **({} if target is None else {"floor": target}))
     u, m, rho = z[:N], z[N:2 * N], float(z[-1])
     if status == "stagnated" and target is not None and target < 1e-10 and m.min() < 1e3 * target:
         bound = np.finfo(float).eps * m.max() / target
@@ -281,11 +299,8 @@ def solve_ergodic(problem, tol=1e-10, max_iter=200, verbose=None, initial=None, 
                     f"that by 1/m, up to 1/floor (worst case eps * max(m) / floor = {bound:.1e}). Use a larger floor "
                     "(LogCoupling(floor=1e-10), or floor = 1e-10 in a [[coupling]] table) or a box that does not "
                     "hold such deep tails")
-    last = log.records[-1]
-    diag = {"converged": status == "converged", "status": status, "method": "pseudo_transient_newton",
-            "iterations": last["iteration"], "residual": last["residual"], "hjb_residual": last["hjb_residual"],
-            "fp_residual": last["fp_residual"], "mass_error": abs(integrate(m) - 1.0), "min_density": float(m.min()),
-            "wall_time_s": time.perf_counter() - t0}
+    diag = base_diagnostics(log, status, "pseudo_transient_newton", time.perf_counter() - t0,
+                            abs(integrate(m) - 1.0), m.min())
     if stage_floors:
         diag["floor_continuation"] = stage_floors
     if message:

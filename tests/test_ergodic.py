@@ -172,3 +172,24 @@ def test_bordered_woodbury_solve_equals_the_direct_solve(dim, n):
             assert info["path"] == "woodbury", dtau
             ref = spla.spsolve(A.tocsc(), r)
             assert np.abs(x - ref).max() <= 1e-8 * np.abs(ref).max(), dtau
+
+
+def test_newton_tail_is_quadratic_from_a_near_start():
+    """With a pseudo-time step of 1e13 the shared driver's steps are Newton's on the bordered
+    system: from a perturbation of the solution the residual falls quadratically,
+    ``r_{k+1} <= 10 r_k^2``, and the solution returned is the one of the cold start."""
+    from mfgpde.ergodic import solve_ergodic
+
+    p = _confined(8, 160, 0.5, "power")  # no floor continuation: one stage
+    ref = solve_ergodic(p, tol=1e-12)
+    x = p.grid.axes[0]
+    start = (ref.u + 0.05 * np.cos(x), ref.m * (1 + 0.05 * np.sin(x)), ref.rho + 0.01)
+    r = solve_ergodic(p, tol=1e-12, initial=start, pseudo_dt=1e13)
+    assert r.converged and r.diagnostics["method"] == "pseudo_transient_newton"
+    res = [h["residual"] for h in r.history]
+    assert len(res) <= 8, res
+    for a, b in zip(res, res[1:]):
+        if a < 1e-2 and b > 1e-12:
+            assert b <= 10 * a**2, res
+    assert all(h["pseudo_dt"] >= 1e12 for h in r.history)  # pseudo_time_matrix is then J itself
+    assert abs(r.rho - ref.rho) < 1e-9 and np.abs(r.m - ref.m).max() < 1e-8

@@ -1,10 +1,30 @@
-"""Newton's method on the coupled space-time system with the analytic sparse Jacobian.
+"""Newton's method for every discretisation: one driver, two globalisations.
 
-Each step solves ``J(z_k) dz = -R(z_k)`` for ``z = (U, m)`` (GMRES with the sweep
-preconditioner of :mod:`mfgpde.iterations.krylov`, or sparse LU) and takes
-``z_{k+1} = z_k + s dz``, with ``s`` from a backtracking line search on ``|R|_2`` and, when a
-coupling needs ``m > 0`` (log), a fraction-to-the-boundary cap that keeps m positive.
-Close to the solution the full step is accepted and the residual falls quadratically.
+For a stacked unknown ``z`` (``(U, m)`` of a time-dependent scheme, or ``(u, m, rho)`` of the
+bordered ergodic system of :mod:`mfgpde.ergodic`) each step solves the linearised system
+
+    (D / dtau_k + J(z_k)) dz = -R(z_k)
+
+and takes ``z_{k+1} = z_k + s dz``, with ``s <= 1`` capped so that the density stays positive
+where the Hamiltonian needs it. The globalisation is chosen by the caller:
+
+* **line search** (time-dependent systems; ``dtau = inf``, plain Newton): ``s`` halves until
+  ``|R|_2`` falls by ``1 - 1e-4 s``; when it has to fall below ``small_step``, damped
+  fixed-point sweeps (backward HJB / forward FP) move the iterate before the next step.
+* **pseudo time** (the ergodic system, which has no sweeps): ``D`` is 1 on the HJB and FP rows
+  and 0 on the constraint rows, so a step is one implicit Euler step of ``dz/dtau = -R(z)``
+  linearised at ``z_k``; a step that raises ``|R|_2`` more than ``GROWTH``-fold is retried
+  with ``dtau / 4``, and ``dtau`` grows by switched evolution relaxation
+  (``dtau_{k+1} = dtau_k |R_{k-1}| / |R_k|``, Kelley & Keyes 1998), so the iteration becomes
+  Newton's method, with its quadratic tail, once the residual falls. From a uniform density on
+  a wide box a line search stalls (the density must fall by tens of orders of magnitude in the
+  tails); the pseudo-time flow, a forward-forward MFG, gets there.
+
+Both end with the same statuses (:mod:`mfgpde.iterations`): ``converged``, ``max_iter``,
+``stagnated`` and ``singular_jacobian``. The linear algebra of a step is the system's: GMRES
+with the sweep preconditioner of :mod:`mfgpde.iterations.krylov`, PETSc
+(:class:`~mfgpde.iterations.petsc_krylov.ShellNewtonSystem`), a sparse LU, or the bordered
+solve of :mod:`mfgpde.iterations.pseudo_transient`.
 """
 
 from __future__ import annotations
@@ -20,11 +40,186 @@ from .krylov import solve_newton_system
 DIRECT_MAX_UNKNOWNS = 6000
 #: how far below zero (relative to max m) a Newton step may take the density where H allows it
 NEGATIVE_SLACK = 1e-6
+#: largest growth of ``|R|_2`` a pseudo-time step may cause before it is retried with dtau / 4
+GROWTH = 2.0
+
+
+def newton_iteration(system, z, tol, max_iter, log, pseudo_dt=None, min_step=2.0**-12, small_step=0.1, **record):
+    """Newton steps on ``R(z) = 0`` from ``z`` until ``max(|R_HJB|_inf, |R_FP|_inf) <= tol``.
+
+    Parameters
+    ----------
+    system : object
+        ``residual(z) -> (R, |R_HJB|_inf, |R_FP|_inf)``; ``norm2(R)`` (the merit ``|R|_2``);
+        ``linearise(z) -> J``; ``direction(J, R, res, dtau) -> (dz, record)``, solving
+        ``(D / dtau + J) dz = -R`` (``J dz = -R`` for ``dtau`` None; ``res`` sets an inexact
+        solve's forcing term) or raising ``RuntimeError`` (singular); ``max_step(z, dz)``, the
+        cap keeping the density positive; ``allreduce(value, op)`` (collective on distributed
+        data); optionally ``sweep(z)``, damped fixed-point sweeps for the line search.
+    z : ndarray
+        The start (not modified).
+    tol : float
+    max_iter : int
+        Most steps counted by ``log.steps`` (shared by calls with one log).
+    log : IterationLog
+    pseudo_dt : float, optional
+        First pseudo-time step: globalise by pseudo time; ``None``: by a line search, with
+        ``system.sweep`` after steps below ``small_step`` and a stall at two steps in a row
+        below ``min_step``.
+    min_step, small_step : float
+    **record
+        Extra entries of every history record.
+
+    Returns
+    -------
+    z, status, message
+    """
+    reduce, sweep = system.allreduce, getattr(system, "sweep", None)
+    R, hjb, fp = system.residual(z)
+    step, dtau = 1.0, pseudo_dt
+    best, best_at, stalled = np.inf, 0, False
+    while True:
+        k = getattr(log, "steps", 0)
+        res = log.record(k, hjb, fp, **({"step": step} if dtau is None else {"pseudo_dt": float(dtau)}), **record)
+        if res <= tol:
+            return z, "converged", ""
+        log.check_divergence(k)
+        if k >= max_iter:
+            return z, "max_iter", ""
+        if res < 0.1 * best:
+            best, best_at = res, k
+        elif dtau is not None and k - best_at >= 30:     # no tenfold progress in 30 steps: round-off or a stall
+            return z, "stagnated", f"no tenfold decrease of the residual in 30 iterations (best {best:.2e})"
+        J, norm = system.linearise(z), system.norm2(R)
+        while True:
+            try:
+                dz, info = system.direction(J, R, res, dtau)
+                log.records[-1].update(info)
+            except RuntimeError as exc:  # an exactly singular factor
+                log.records[-1]["message"] = str(exc)
+                return z, "singular_jacobian", str(exc)
+            finite = reduce(bool(np.all(np.isfinite(dz))), "min")
+            if not finite and dtau is None:
+                return z, "singular_jacobian", "the Newton direction is not finite"
+            step = system.max_step(z, dz) if finite else 1.0
+            while finite:
+                zc = z + step * dz
+                with np.errstate(all="ignore"):
+                    Rc, hc, fc = system.residual(zc)
+                    nc = system.norm2(Rc)
+                # the line search asks for descent; a pseudo-time step only for bounded growth
+                if dtau is not None or (np.isfinite(nc) and nc <= (1.0 - 1e-4 * step) * norm):
+                    break
+                step *= 0.5
+                if step < min_step:
+                    break
+            if dtau is None or (finite and np.isfinite(nc) and nc <= GROWTH * norm):
+                break
+            dtau *= 0.25        # too long a pseudo-time step: retry a shorter one
+            if dtau < 1e-12:
+                return z, "stagnated", "the pseudo-time step fell below 1e-12 without an acceptable step"
+        del J  # before the next linearisation is built: one alive at a time (O(N_t N) each)
+        if dtau is not None:
+            # switched evolution relaxation: dtau grows as the residual falls (Newton in the limit)
+            dtau = min(1e13, dtau * min(10.0, max(0.5, norm / max(nc, 1e-300))) * (1.0 if step > 0.5 else 0.5))
+        elif step < min_step:
+            # no descent along the Newton direction: a kink of the residual (a log floor, an
+            # upwind switch) or a poor linearisation. Fixed-point sweeps move the iterate off it;
+            # a second failure in a row is a stall
+            if sweep is None or stalled:
+                return z, "stagnated", "no descent along the Newton direction"
+            stalled, zc, Rc, hc, fc = True, z, R, hjb, fp
+        else:
+            stalled = False
+        z, R, hjb, fp = zc, Rc, hc, fc
+        if dtau is None and sweep is not None and step < small_step:
+            z = sweep(z)
+            R, hjb, fp = system.residual(z)
+            log.records[-1]["fixed_point_sweeps"] = system.sweeps
+        log.steps = k + 1
+
+
+class SpaceTimeSystem:
+    """The time-dependent system ``R(U, m) = 0`` of a scheme as :func:`newton_iteration` consumes it.
+
+    ``z`` stacks ``U`` and ``m`` (shape ``(N_t + 1, N)`` each). See :func:`newton` for the parameters.
+    """
+
+    def __init__(self, scheme, shape, tol, linear, step_solver, globalize, sweeps, damping):
+        self.scheme, self.shape, self.n, self.tol = scheme, shape, int(np.prod(shape)), tol
+        # the backend's linear algebra where it has its own (PETSc for the distributed scheme), and
+        # its reductions: every rank must take the same step
+        self.system = getattr(scheme, "solve_newton_system", solve_newton_system)
+        self.allreduce = getattr(scheme, "allreduce", lambda value, op="sum": value)
+        if self.system is not solve_newton_system:
+            linear = "krylov"
+        if linear == "auto" and scheme.grid.dim > 1 and 2 * self.n <= DIRECT_MAX_UNKNOWNS:
+            linear = "direct"
+        self.linear = linear
+        self.step_solver = scheme.step_solver if step_solver is None else step_solver
+        self.P = self.reused = None  # the sweep preconditioner's step solves are kept while they still work
+        self.fresh_its = 10
+        self.sweeps, self.damping = sweeps, damping
+        if not globalize:
+            self.sweep = None   # no fixed-point sweeps: the driver stops where the line search fails
+        # Couplings with a floor (log) are defined for every m, and the converged FP equation
+        # forces m >= 0 (M-matrix), so intermediate iterates may dip below zero in vanishing
+        # tails; capping the step at m >= 0 there would stall Newton (steps ~ m/|dm| ~ 1e-11 in
+        # the tails of a transported Gaussian). Only a Hamiltonian singular at m = 0 needs m > 0.
+        # A running coupling with a floor (log) is flat below it, a kink the line search cannot
+        # cross: its steps are capped at m >= -NEGATIVE_SLACK max|m|, which tails never reach but
+        # a step that sends the bulk negative does (a log-coupled LQ problem on T = 4: a full
+        # first step gave min m = -0.12, and the line search then stalled). Other problems are
+        # not capped (on B1 and B2 the cap shortened steps and triggered fixed-point sweeps: 1.5x
+        # and 1.25x the time; the 2D CNF, whose KL terminal cost has a floor, took 45 s against 38 s).
+        self.positive = scheme.problem.hamiltonian.needs_positive_density
+        self.floored = scheme.problem.coupling.needs_positive_density
+
+    def split(self, z):
+        return z[:self.n].reshape(self.shape), z[self.n:].reshape(self.shape)
+
+    def residual(self, z):
+        hjb, fp, RU, Rm = residual_norms(self.scheme, *self.split(z))
+        return np.concatenate([RU.ravel(), Rm.ravel()]), hjb, fp
+
+    def norm2(self, R):
+        return np.sqrt(self.allreduce(float(np.sum(R[:self.n]**2) + np.sum(R[self.n:]**2))))
+
+    def linearise(self, z):
+        return self.scheme.jacobian(*self.split(z)) if self.linear == "direct" else self.scheme.linearisation(*self.split(z))
+
+    def direction(self, lin, R, res, dtau):
+        if self.linear == "direct":
+            return spla.spsolve(lin, -R), {}
+        # inexact Newton: the forcing term shrinks with the residual (Eisenstat-Walker type), so the
+        # local rate stays quadratic, and is never tighter than what reaching tol from res needs (x 0.1)
+        rtol = max(1e-13, min(1e-2, max(1e-2 * res, 0.1 * self.tol / res)))
+        dz, kits, _ok, self.P = self.system(lin, -R, rtol, step_solver=self.step_solver, reuse=self.P,
+                                            lag_budget=max(20, 2 * self.fresh_its))
+        if self.P is not self.reused:
+            self.fresh_its, self.reused = kits, self.P
+        return dz, {"krylov_iterations": kits}
+
+    def max_step(self, z, dz):
+        M, dM = z[self.n:], dz[self.n:]
+        neg = dM < 0
+        if not ((self.positive or self.floored) and self.allreduce(bool(np.any(neg)), "max")):
+            return 1.0
+        # fraction to the boundary m >= -slack: strict positivity (slack 0) for a Hamiltonian
+        # singular at m = 0; with a floored coupling vanishing tails may dip to round-off level,
+        # but a step that drives the bulk of the density negative is shortened
+        slack = 0.0 if self.positive else NEGATIVE_SLACK * self.allreduce(float(np.abs(M).max()), "max")
+        ratio = float(np.min((M[neg] + slack) / -dM[neg])) if np.any(neg) else np.inf
+        return min(1.0, 0.99 * self.allreduce(ratio, "min"))
+
+    def sweep(self, z):
+        U, M = damped_sweeps(self.scheme, self.split(z)[1], self.sweeps, self.damping)
+        return np.concatenate([U.ravel(), M.ravel()])
 
 
 def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-12, linear="auto",
            globalize=True, small_step=0.1, sweeps=4, damping=0.5, step_solver=None):
-    """Newton iteration on ``R(U, m) = 0``.
+    """Newton iteration on the time-dependent system ``R(U, m) = 0`` (line-search globalisation).
 
     Parameters
     ----------
@@ -62,95 +257,8 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-
     U, M, log, status
     """
     log = IterationLog("newton", verbose)
-    # the backend's linear algebra where it has its own (PETSc for the distributed scheme), and
-    # its reductions: every rank must take the same step
-    system = getattr(scheme, "solve_newton_system", solve_newton_system)
-    reduce = getattr(scheme, "allreduce", lambda value, op="sum": value)
-    if system is not solve_newton_system:
-        linear = "krylov"
-    if linear == "auto" and scheme.grid.dim > 1 and 2 * np.size(U0) <= DIRECT_MAX_UNKNOWNS:
-        linear = "direct"
-    step_solver = scheme.step_solver if step_solver is None else step_solver
-    U, M = np.array(U0, float), np.array(M0, float)
-    shape, n = U.shape, U.size
-    # Couplings with a floor (log) are defined for every m, and the converged FP equation
-    # forces m >= 0 (M-matrix), so intermediate iterates may dip below zero in vanishing
-    # tails; capping the step at m >= 0 there would stall Newton (steps ~ m/|dm| ~ 1e-11 in
-    # the tails of a transported Gaussian). Only a Hamiltonian singular at m = 0 needs m > 0.
-    # A running coupling with a floor (log) is flat below it, a kink the line search cannot cross:
-    # its steps are capped at m >= -NEGATIVE_SLACK max|m|, which tails never reach but a step
-    # that sends the bulk negative does (a log-coupled LQ problem on T = 4: a full first step
-    # gave min m = -0.12, and the line search then stalled). Other problems are not capped
-    # (on B1 and B2 the cap shortened steps and triggered fixed-point sweeps: 1.5x and 1.25x the
-    # time; the 2D CNF, whose KL terminal cost has a floor, took 45 s against 38 s in one run).
-    positive = scheme.problem.hamiltonian.needs_positive_density
-    floored = scheme.problem.coupling.needs_positive_density
-    hjb, fp, RU, Rm = residual_norms(scheme, U, M)
-    step = 1.0
-    P = reused = None  # the sweep preconditioner's step solves are kept while they still work
-    fresh_its = 10
-    stalled = False
-    for k in range(max_iter + 1):
-        res = log.record(k, hjb, fp, step=step)
-        if res <= tol:
-            return U, M, log, "converged"
-        log.check_divergence(k)
-        if k == max_iter:
-            break
-        R = np.concatenate([RU.ravel(), Rm.ravel()])
-        try:
-            if linear == "direct":
-                dz = spla.spsolve(scheme.jacobian(U, M), -R)
-            else:
-                lin = scheme.linearisation(U, M)
-                # inexact Newton: forcing term shrinks with the residual (Eisenstat-Walker type),
-                # so the local rate stays quadratic up to the tolerance
-                # and is never tighter than what reaching ``tol`` from ``res`` needs (x 0.1)
-                rtol = max(1e-13, min(1e-2, max(1e-2 * res, 0.1 * tol / res)))
-                dz, kits, _ok, P = system(lin, -R, rtol, step_solver=step_solver, reuse=P,
-                                                      lag_budget=max(20, 2 * fresh_its))
-                if P is not reused:
-                    fresh_its, reused = kits, P
-                log.records[-1]["krylov_iterations"] = kits
-                del lin  # before the next linearisation is built: one alive at a time (O(N_t N) each)
-        except RuntimeError as exc:  # singular factor
-            log.records[-1]["message"] = str(exc)
-            return U, M, log, "singular_jacobian"
-        if not reduce(bool(np.all(np.isfinite(dz))), "min"):
-            return U, M, log, "singular_jacobian"
-        dU, dM = dz[:n].reshape(shape), dz[n:].reshape(shape)
-        step = 1.0
-        neg = dM < 0
-        if (positive or floored) and reduce(bool(np.any(neg)), "max"):
-            # fraction to the boundary m >= -slack: strict positivity (slack 0) for a Hamiltonian
-            # singular at m = 0; with a floored coupling vanishing tails may dip to round-off
-            # level, but a step that drives the bulk of the density negative is shortened
-            slack = 0.0 if positive else NEGATIVE_SLACK * reduce(float(np.abs(M).max()), "max")
-            ratio = float(np.min((M[neg] + slack) / -dM[neg])) if np.any(neg) else np.inf
-            step = min(1.0, 0.99 * reduce(ratio, "min"))
-        merit = np.sqrt(reduce(float(np.sum(RU**2) + np.sum(Rm**2))))
-        while True:
-            Uc, Mc = U + step * dU, M + step * dM
-            hc, fc, RUc, Rmc = residual_norms(scheme, Uc, Mc)
-            mc = np.sqrt(reduce(float(np.sum(RUc**2) + np.sum(Rmc**2))))
-            if np.isfinite(mc) and mc <= (1.0 - 1e-4 * step) * merit:
-                break
-            step *= 0.5
-            if step < min_step:
-                break
-        if step < min_step:
-            # no descent along the Newton direction: a kink of the residual (a log floor, an
-            # upwind switch) or a poor linearisation. Fixed-point sweeps move the iterate off it;
-            # a second failure in a row is a stall
-            if not globalize or stalled:
-                return U, M, log, "stagnated"
-            stalled = True
-            Uc, Mc, hc, fc, RUc, Rmc = U, M, hjb, fp, RU, Rm
-        else:
-            stalled = False
-        U, M, hjb, fp, RU, Rm = Uc, Mc, hc, fc, RUc, Rmc
-        if globalize and step < small_step:
-            U, M = damped_sweeps(scheme, M, sweeps, damping)
-            hjb, fp, RU, Rm = residual_norms(scheme, U, M)
-            log.records[-1]["fixed_point_sweeps"] = sweeps
-    return U, M, log, "max_iter"
+    U0 = np.asarray(U0, float)
+    system = SpaceTimeSystem(scheme, U0.shape, tol, linear, step_solver, globalize, sweeps, damping)
+    z = np.concatenate([U0.ravel(), np.asarray(M0, float).ravel()])
+    z, status, _message = newton_iteration(system, z, tol, max_iter, log, min_step=min_step, small_step=small_step)
+    return (*system.split(z), log, status)

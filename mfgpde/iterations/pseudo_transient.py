@@ -1,29 +1,16 @@
-"""Pseudo-transient continuation to Newton's method, for stationary (ergodic) MFG systems.
+"""The linear algebra of a pseudo-time step of the bordered ergodic system.
 
 For a stacked unknown ``z`` of length ``2N + 1`` (``N`` HJB rows, ``N - 1`` FP rows, a mass
 row and a row fixing the additive constant of ``u``, the bordered system of
-:mod:`mfgpde.ergodic`) each step solves
+:mod:`mfgpde.ergodic`) the pseudo-time-globalised Newton driver
+(:func:`mfgpde.iterations.newton.newton_iteration`) solves
 
     (D / dtau_k + J(z_k)) dz = -R(z_k),    D = diag(1 on HJB and FP rows, 0 on mass and mean rows),
 
-one implicit Euler step of the pseudo-time flow ``dz/dtau = -R(z)`` linearised at ``z_k``, and
-grows ``dtau_k`` by switched evolution relaxation (``dtau_{k+1} = dtau_k |R_{k-1}| / |R_k|``,
-Kelley & Keyes 1998) so that the iteration becomes Newton's method, with its quadratic tail,
-once the residual falls. A step that raises ``|R|_2`` more than ``GROWTH``-fold is retried with
-``dtau / 4``. The finite-difference (:class:`mfgpde.ergodic.GridErgodic`) and finite-element
-(:mod:`mfgpde.fem.ergodic`) ergodic systems both run this one driver; its statuses are those of
-the time-dependent drivers (``converged``, ``max_iter``, ``stagnated``, ``singular_jacobian``).
-
-Why not :func:`mfgpde.iterations.newton.newton`: that driver globalises by a line search on
-``|R|`` and fixed-point sweeps of the time-dependent system (backward HJB / forward FP), which
-the stationary system has no analogue of; from a uniform density on a wide box the line
-search stalls (the density must fall by tens of orders of magnitude in the tails), while the
-pseudo-time flow (a forward-forward MFG) gets there. What the two share is the linear algebra
-contract: ``jacobian`` and a solve of the linearised system, chosen by the discretisation.
-
-A discretisation provides ``N``, ``positive`` (a Hamiltonian singular at m = 0: steps keep
-``m > 0``), ``residual(z)``, ``jacobian(z)`` and ``solve(J, r, dtau)`` (the step
-``(D / dtau + J)^{-1} r``, e.g. by :func:`bordered_solve` of :func:`pseudo_time_matrix`).
+one implicit Euler step of the pseudo-time flow ``dz/dtau = -R(z)`` linearised at ``z_k``.
+:func:`pseudo_time_matrix` builds ``D / dtau + J`` and :func:`bordered_solve` solves it; the
+finite-difference (:class:`mfgpde.ergodic.GridErgodic`) and finite-element
+(:mod:`mfgpde.fem.ergodic`) ergodic systems both use them.
 """
 
 from __future__ import annotations
@@ -31,9 +18,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-
-#: largest growth of ``|R|_2`` a pseudo-time step may cause before it is retried with dtau / 4
-GROWTH = 2.0
 
 
 def pseudo_time_matrix(J, N, dtau):
@@ -43,62 +27,6 @@ def pseudo_time_matrix(J, N, dtau):
     d = np.ones(2 * N + 1)
     d[2 * N - 1:] = 0.0             # the mass and mean-zero rows are constraints, not evolutions
     return J + sp.diags(d / dtau)
-
-
-def pseudo_transient(disc, z, tol, max_iter, log, dtau, floor=None):
-    """Pseudo-transient continuation from ``z = (u, m, rho)`` (one stack) until ``|R|_inf <= tol``.
-
-    ``disc`` is a discretisation (:class:`GridErgodic` or the mesh one). Returns
-    ``(z, status, message)``; iterations are recorded in ``log`` (their count is bounded by
-    ``max_iter`` over all calls sharing the log).
-    """
-    N = disc.N
-    R = disc.residual(z)
-    best, best_at = np.inf, 0
-    while True:
-        # k counts linearised steps over all stages (a stage's first record repeats the step
-        # count of the previous stage's last one: a new floor, no new step)
-        k = getattr(log, "steps", 0)
-        hjb, fp = np.abs(R[:N]).max(), np.abs(R[N:]).max()
-        extra = {"pseudo_dt": float(dtau)}
-        if floor is not None:
-            extra["floor"] = floor
-        res = log.record(k, hjb, fp, **extra)
-        if res <= tol:
-            return z, "converged", ""
-        if k >= max_iter:
-            return z, "max_iter", ""
-        if res < 0.1 * best:
-            best, best_at = res, k
-        elif k - best_at >= 30:     # no tenfold progress in 30 steps: round-off or a stall
-            return z, "stagnated", f"no tenfold decrease of the residual in 30 iterations (best {best:.2e})"
-        log.check_divergence(k)
-        J = disc.jacobian(z)
-        norm = np.linalg.norm(R)
-        while True:
-            try:
-                dz = disc.solve(J, -R, dtau)
-            except RuntimeError as exc:  # exactly singular factor
-                return z, "singular_jacobian", str(exc)
-            step = 1.0
-            if disc.positive:  # a Hamiltonian singular at m = 0 (congestion) needs m > 0 at every iterate
-                dm, m = dz[N:2 * N], z[N:2 * N]
-                neg = dm < 0
-                if np.any(neg):
-                    step = min(1.0, 0.95 * float(np.min(m[neg] / -dm[neg])))
-            zc = z + step * dz
-            with np.errstate(all="ignore"):
-                Rc = disc.residual(zc)
-                nc = np.linalg.norm(Rc)
-            if np.all(np.isfinite(dz)) and np.isfinite(nc) and nc <= GROWTH * norm:
-                break
-            dtau *= 0.25        # too long a pseudo-time step: retry a shorter one
-            if dtau < 1e-12:
-                return z, "stagnated", "the pseudo-time step fell below 1e-12 without an acceptable step"
-        # switched evolution relaxation: dtau grows as the residual falls (Newton in the limit)
-        dtau = min(1e13, dtau * min(10.0, max(0.5, norm / max(nc, 1e-300))) * (1.0 if step > 0.5 else 0.5))
-        z, R = zc, Rc
-        log.steps = k + 1
 
 
 def bordered_solve(A, r, N, info=None, pin=None):
