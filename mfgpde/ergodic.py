@@ -73,27 +73,11 @@ class ErgodicResult(SolutionBase):
                                "mfgpde_problem": json.dumps(self.problem.describe(), default=str)})
         return save_netcdf(ds, path)
 
-    def _plot_field(self, fig, ax, field):
-        g = self.grid
-        if g.dim == 1:
-            ax.plot(g.axes[0], field)
-        else:
-            sec = field if g.dim == 2 else field[..., g.shape[2] // 2]
-            im = ax.pcolormesh(g.axes[0], g.axes[1], sec.T, shading="auto")
-            fig.colorbar(im, ax=ax)
-
     def plot(self, path=None):
-        from .plotting import _mpl, save_figure
+        """m, u and the residual history; saved atomically to ``path`` when given."""
+        from .plotting import plot_ergodic
 
-        plt = _mpl()
-        fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
-        for a, (field, name) in zip(ax[:2], ((self.m, "m"), (self.u, "u"))):
-            self._plot_field(fig, a, field)
-            a.set_title(f"{name} (ergodic, rho={self.rho:.4g})")
-        ax[2].semilogy([r["residual"] for r in self.history], "o-")
-        ax[2].set(xlabel="iteration (pseudo-transient Newton; each floor stage restarts)", title="residual")
-        fig.tight_layout()
-        return fig if path is None else save_figure(fig, path)
+        return plot_ergodic(self, path)
 
 
 def _scheme(problem):

@@ -1,4 +1,4 @@
-"""Figures of solutions: density, value function and convergence history."""
+"""Figures of solutions: density, value function and convergence history, on grids and meshes."""
 
 from __future__ import annotations
 
@@ -24,15 +24,55 @@ def save_figure(fig, path):
     return path
 
 
-def plot_result(result, path=None, snapshots=4):
-    """Figure of a solution: m and U at ``snapshots`` times, and the residual history.
+def _finish(fig, path, title):
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig if path is None else save_figure(fig, path)
 
-    1D: curves; 2D: images; 3D: the mid-plane in z. Returns the figure, or saves it atomically
-    to ``path`` (:func:`save_figure`) and returns what that returns.
+
+def _history(ax, result, title):
+    """The residual history: HJB and FP residuals per recorded iteration."""
+    for key, style, label in (("hjb_residual", "o-", "HJB"), ("fp_residual", "s-", "FP")):
+        ax.semilogy([r[key] for r in result.history], style, ms=3, label=label)
+    ax.set(xlabel="iteration", title=title)
+    ax.legend()
+
+
+def _grid_field(fig, ax, grid, values, **style):
+    """A field on a tensor grid: a curve in 1D, an image in 2D, the mid-plane z = const in 3D."""
+    if grid.dim == 1:
+        ax.plot(grid.axes[0], values)
+        return
+    section = values if grid.dim == 2 else values[..., grid.shape[2] // 2]
+    im = ax.pcolormesh(grid.axes[0], grid.axes[1], section.T, shading="auto", **style)
+    fig.colorbar(im, ax=ax)
+    ax.set_aspect("equal")
+
+
+def _mesh_field(fig, ax, coords, values, cells=None, **style):
+    """A P1 field at mesh vertices: a curve in 1D, Gouraud-shaded triangles in 2D (Delaunay without cells)."""
+    if coords.shape[1] == 1:
+        order = np.argsort(coords[:, 0])
+        ax.plot(coords[order, 0], values[order])
+        return
+    im = ax.tripcolor(coords[:, 0], coords[:, 1], values, triangles=cells, shading="gouraud", **style)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_aspect("equal")
+
+
+def _snapshots(times, snapshots):
+    return np.unique(np.linspace(0, len(times) - 1, snapshots).round().astype(int))
+
+
+def plot_result(result, path=None, snapshots=4):
+    """Figure of a grid solution: m and U at ``snapshots`` times, and the residual history.
+
+    1D: a space-time map and curves; 2D: images; 3D: the mid-plane in z. Returns the figure,
+    or saves it atomically to ``path`` (:func:`save_figure`) and returns what that returns.
     """
     plt = _mpl()
     g, t = result.grid, result.times
-    idx = np.unique(np.linspace(0, len(t) - 1, snapshots).round().astype(int))
+    idx = _snapshots(t, snapshots)
     if g.dim == 1:
         fig, ax = plt.subplots(1, 4, figsize=(17, 3.8))
         x = g.axes[0]
@@ -48,29 +88,43 @@ def plot_result(result, path=None, snapshots=4):
         hist_ax = ax[3]
     else:
         fig, ax = plt.subplots(2, len(idx) + 1, figsize=(3.6 * (len(idx) + 1), 6.6), squeeze=False)
-        X = [g.axes[0], g.axes[1]]
-
-        def section(a):
-            # 3D: the mid-plane z = const
-            return a if g.dim == 2 else a[..., g.shape[2] // 2]
-
         for j, i in enumerate(idx):
             for r, (field, name) in enumerate(((result.m, "m"), (result.U, "U"))):
-                im = ax[r, j].pcolormesh(X[0], X[1], section(field[i]).T, shading="auto",
-                                         cmap="viridis" if r == 0 else "magma")
-                fig.colorbar(im, ax=ax[r, j])
+                _grid_field(fig, ax[r, j], g, field[i], cmap="viridis" if r == 0 else "magma")
                 ax[r, j].set_title(f"{name}, t={t[i]:.2f}" + (" (mid z)" if g.dim == 3 else ""), fontsize=9)
-                ax[r, j].set_aspect("equal")
         ax[1, -1].axis("off")
         hist_ax = ax[0, -1]
-    it = [r["iteration"] for r in result.history]
-    hist_ax.semilogy(it, [r["hjb_residual"] for r in result.history], "o-", label="HJB")
-    hist_ax.semilogy(it, [r["fp_residual"] for r in result.history], "s-", label="FP")
-    hist_ax.set(xlabel="iteration", title=f"{result.diagnostics['method']}: residual")
-    hist_ax.legend()
-    fig.suptitle(f"{result.problem.name}: {result.diagnostics['status']}, "
-                 f"{result.diagnostics['wall_time_s']:.2f} s", fontsize=10)
-    fig.tight_layout()
-    if path is None:
-        return fig
-    return save_figure(fig, path)
+    d = result.diagnostics
+    _history(hist_ax, result, f"{d['method']}: residual")
+    return _finish(fig, path, f"{result.problem.name}: {d['status']}, {d['wall_time_s']:.2f} s")
+
+
+def plot_mesh_result(result, path=None, snapshots=4):
+    """Figure of a mesh solution (rank 0): m at ``snapshots`` times, U at t = 0, residual history."""
+    plt = _mpl()
+    t = result.times
+    idx = _snapshots(t, snapshots)
+    fig, axes = plt.subplots(1, len(idx) + 2, figsize=(3.6 * (len(idx) + 2), 3.4))
+    for ax, k in zip(axes, idx):
+        # one colour scale per panel: the density spreads out and would fade on a common one
+        vmax = max(float(result.m[k].max()), 1e-300)
+        _mesh_field(fig, ax, result.coords, result.m[k], result.cells, vmin=0.0, vmax=vmax, cmap="viridis")
+        ax.set_title(f"m, t = {t[k]:.3g} (max {vmax:.3g})")
+    _mesh_field(fig, axes[len(idx)], result.coords, result.U[0], result.cells, cmap="magma")
+    axes[len(idx)].set_title("U, t = 0")
+    _history(axes[-1], result, "residual (max-norm)")
+    return _finish(fig, path, f"{result.problem.name}: P1 FEM, {result.diagnostics['dofs']} dofs, {len(t) - 1} steps")
+
+
+def plot_ergodic(result, path=None):
+    """Figure of an ergodic solution (grid or mesh): m, u and the residual history."""
+    plt = _mpl()
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+    for a, (field, name) in zip(ax[:2], ((result.m, "m"), (result.u, "u"))):
+        if hasattr(result, "coords"):
+            _mesh_field(fig, a, result.coords, field)
+        else:
+            _grid_field(fig, a, result.grid, field)
+        a.set_title(f"{name} (ergodic, rho={result.rho:.4g})")
+    _history(ax[2], result, "residual (each floor stage restarts)")
+    return _finish(fig, path, f"{result.problem.name}: {result.diagnostics['status']}")

@@ -172,16 +172,6 @@ class ErgodicMeshResult(ErgodicResult):
                                      "mfgpde_problem": json.dumps(self.problem.describe(), default=str)})
         return save_netcdf(ds, path)
 
-    def _plot_field(self, fig, ax, field):
-        X = self.coords
-        if X.shape[1] == 1:
-            order = np.argsort(X[:, 0])
-            ax.plot(X[order, 0], field[order])
-        else:
-            im = ax.tripcolor(X[:, 0], X[:, 1], field, shading="gouraud")
-            ax.set_aspect("equal")
-            fig.colorbar(im, ax=ax)
-
 
 def solve_ergodic_mesh(problem, tol=1e-10, max_iter=200, verbose=None, initial=None):
     """Solve an :class:`~mfgpde.ErgodicMFGProblem` on a mesh (see the module docstring).

@@ -118,47 +118,6 @@ class FEMResult(SolutionBase):
         """Density snapshots on the mesh, the value function at t = 0 and the residual history (rank 0)."""
         if self.domain.comm.rank != 0:
             return None
-        import matplotlib
+        from ..plotting import plot_mesh_result
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-        import matplotlib.tri as mtri
-
-        idx = np.unique(np.linspace(0, len(self.times) - 1, snapshots).round().astype(int))
-        dim = self.coords.shape[1]
-        fig, axes = plt.subplots(1, len(idx) + 2, figsize=(3.6 * (len(idx) + 2), 3.4))
-        if dim == 2:
-            tri = mtri.Triangulation(self.coords[:, 0], self.coords[:, 1], self.cells)
-            for ax, k in zip(axes, idx):
-                # one colour scale per panel: the density spreads out and would fade on a common one
-                vmax = max(float(self.m[k].max()), 1e-300)
-                pc = ax.tripcolor(tri, self.m[k], shading="gouraud", vmin=0.0, vmax=vmax, cmap="viridis")
-                ax.set_aspect("equal")
-                ax.set_title(f"m, t = {self.times[k]:.3g} (max {vmax:.3g})")
-                fig.colorbar(pc, ax=ax, fraction=0.046)
-            ax = axes[len(idx)]
-            pc = ax.tripcolor(tri, self.U[0], shading="gouraud", cmap="magma")
-            ax.set_aspect("equal")
-            ax.set_title("U, t = 0")
-            fig.colorbar(pc, ax=ax, fraction=0.046)
-        else:
-            order = np.argsort(self.coords[:, 0])
-            x = self.coords[order, 0]
-            for ax, k in zip(axes, idx):
-                ax.plot(x, self.m[k][order])
-                ax.set_title(f"m, t = {self.times[k]:.3g}")
-            axes[len(idx)].plot(x, self.U[0][order])
-            axes[len(idx)].set_title("U, t = 0")
-        ax = axes[-1]
-        res = [r["residual"] for r in self.history]
-        ax.semilogy(range(len(res)), res, "o-")
-        ax.set_xlabel("iteration")
-        ax.set_title("residual (max-norm)")
-        fig.suptitle(f"{self.problem.name}: P1 FEM, {self.diagnostics['dofs']} dofs, {len(self.times) - 1} steps")
-        fig.tight_layout()
-        if path is None:
-            return fig
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1][1:] or "png"),
-                     os.path.splitext(path)[1])
-        plt.close(fig)
-        return path
+        return plot_mesh_result(self, path, snapshots)
