@@ -26,7 +26,6 @@ What each study measures, and why:
 
 from __future__ import annotations
 
-import copy
 import time
 
 import numpy as np
@@ -582,12 +581,3 @@ def rotation_nonuniqueness(grid, data, lam=0.05, T=1.0, nt=32, rotation=1.0):
             "terminal_L1_gap": float(grid.integrate(np.abs(m_opt[-1] - m_rot[-1]))),
             "max_path_L1_gap": float(path_gap)}
 
-
-def perturbed_problem(problem, **changes):
-    """A shallow copy of a problem with attributes replaced (e.g. ``nu``)."""
-    p = copy.copy(problem)
-    for k, v in changes.items():
-        setattr(p, k, v)
-    if not isinstance(p, MFGProblem):
-        raise TypeError("perturbed_problem needs an MFGProblem")
-    return p
