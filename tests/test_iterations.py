@@ -227,3 +227,96 @@ def test_gmres_reaches_the_true_residual_and_terminates():
     x, its, ok = gmres(lambda v: A @ v, ident, b, rtol=1e-12, restart=60, maxiter=3)
     assert not ok and its == 3 and np.linalg.norm(b - A @ x) < np.linalg.norm(b)
     assert gmres(lambda v: A @ v, ident, np.zeros(n))[1:] == (0, True)
+
+
+class _Atan:
+    """``R(z) = atan(z - 1)`` componentwise, as :func:`newton_iteration` consumes a system.
+
+    Undamped Newton diverges from ``|z - 1| > 1.39`` (each step overshoots further), so what
+    reaches the root from there is the globalisation. Beyond ``|z - 1| > domain`` the residual
+    is NaN (like ``log m`` for ``m < 0``). ``root=False``: ``R(z) = z^2 + 1``, which has none.
+    """
+
+    def __init__(self, root=True, domain=np.inf, singular=False):
+        self.root, self.domain, self.singular, self.solves = root, domain, singular, []
+
+    def allreduce(self, value, op="sum"):
+        return value
+
+    def residual(self, z):
+        R = np.arctan(z - 1.0) if self.root else z**2 + 1.0
+        if np.abs(z - 1.0).max() > self.domain:
+            R = np.full_like(z, np.nan)
+        return R, abs(R[0]), np.abs(R[1:]).max()
+
+    def norm2(self, R):
+        return np.linalg.norm(R)
+
+    def linearise(self, z):
+        return 1.0 / (1.0 + (z - 1.0) ** 2) if self.root else 2.0 * z
+
+    def direction(self, J, R, res, dtau):
+        if self.singular:
+            raise RuntimeError("Factor is exactly singular")
+        self.solves.append(dtau)
+        with np.errstate(divide="ignore"):  # J = 0: an infinite direction, which the driver refuses
+            return -R / (J + (0.0 if dtau is None else 1.0 / dtau)), {"solve": len(self.solves)}
+
+    def max_step(self, z, dz):
+        return 1.0
+
+
+def _drive(system, z0, **kw):
+    from mfgpde.iterations.base import IterationLog
+    from mfgpde.iterations.newton import newton_iteration
+
+    log = IterationLog("test", verbose=False)
+    z, status, message = newton_iteration(system, np.array(z0, float), 1e-12, kw.pop("max_iter", 60), log, **kw)
+    return z, status, message, log
+
+
+@pytest.mark.parametrize("pseudo_dt", [None, 1.0, 1e13])
+def test_one_newton_driver_reaches_the_root_where_plain_newton_diverges(pseudo_dt):
+    """From z - 1 = (4, -3) the full Newton step overshoots to |z - 1| ~ 20, outside the
+    residual's domain |z - 1| <= 6. The line search (pseudo_dt None) and the pseudo-time steps
+    (retried with dtau / 4 while the trial is not finite or the residual more than doubles,
+    even from dtau = 1e13, plain Newton) both reach the root. The line search's tail is
+    quadratic (atan is odd about the root: even r_{k+1} <= r_k^2); the pseudo-time tail is
+    superlinear, dtau growing tenfold per step."""
+    sys_ = _Atan(domain=6.0)
+    z, status, _msg, log = _drive(sys_, [5.0, -2.0], pseudo_dt=pseudo_dt)
+    assert status == "converged" and np.abs(z - 1.0).max() < 1e-12
+    assert abs(5.0 - 17.0 * np.arctan(4.0) - 1.0) > 6.0   # the undamped first step leaves the domain
+    res = [r["residual"] for r in log.records]
+    tail = [(a, b) for a, b in zip(res, res[1:]) if a < 0.1]
+    assert log.steps == len(res) - 1 and [r["iteration"] for r in log.records] == list(range(len(res)))
+    if pseudo_dt is None:
+        assert tail and all(b <= a * a for a, b in tail), res
+        assert min(r["step"] for r in log.records) < 1.0          # the line search cut a step
+        assert set(sys_.solves) == {None} and len(sys_.solves) == len(res) - 1
+    else:
+        ratios = [b / a for a, b in tail]
+        assert len(ratios) >= 3 and all(q < p for p, q in zip(ratios, ratios[1:])), res
+        taus = [r["pseudo_dt"] for r in log.records]
+        assert taus[-1] >= 100 * min(taus) and taus[-1] == 10 * taus[-2]
+        if pseudo_dt == 1e13:                                    # retried: more solves than steps
+            assert min(taus) < 100 and len(sys_.solves) > len(res) + 10
+
+
+def test_one_newton_driver_stops_with_the_shared_statuses():
+    # no root: the line search finds no descent twice in a row (no sweeps to move the iterate)
+    _z, status, message, _log = _drive(_Atan(root=False), [0.5, 0.5])
+    assert status == "stagnated" and "no descent" in message
+    # pseudo time from 1e13 on a bounded residual: the overshoot never doubles |R|, the iterate
+    # cycles about the root, and no tenfold decrease in 30 steps stops it
+    _z, status, message, log = _drive(_Atan(), [5.0, -2.0], pseudo_dt=1e13, max_iter=200)
+    assert status == "stagnated" and "30 iterations" in message and len(log.records) == 31
+    # a singular factor: reported with its message, the iterate kept
+    z, status, message, log = _drive(_Atan(singular=True), [3.0, 3.0])
+    assert status == "singular_jacobian" and "singular" in log.records[-1]["message"] and np.all(z == 3.0)
+    # a non-finite direction is singular too
+    _z, status, message, _log = _drive(_Atan(root=False), [0.0, 0.0])
+    assert status == "singular_jacobian" and "not finite" in message
+    # max_iter bounds the steps; each record says which linear solve its step made
+    _z, status, _message, log = _drive(_Atan(), [5.0, -2.0], max_iter=2)
+    assert status == "max_iter" and len(log.records) == 3 and log.records[1]["solve"] == 2

@@ -52,16 +52,13 @@ def solve_stencil(vals, cols, rhs, transpose, method, to_csr, spectral=None, dt=
         return spla.spsolve(sp.csc_matrix(A.T if transpose else A), rhs)
     if spectral is not None and N >= SPECTRAL_MIN:
         x = StepOperator(vals, cols, spectral, dt, transpose=transpose).solve(rhs, rtol)
-        if not np.all(np.isfinite(x)):
-            # (the exception every backend raises for a step that produced non-finite values)
-            raise ConvergenceError("half-sweep: the per-step linear solve produced non-finite values")
-        return x
-    op = kernels.transpose_stencil(vals, cols) if transpose else vals
-    x0 = rhs / op[:, 0]
-    x, _its, ok = kernels.stencil_bicgstab(op, cols, rhs, x0, rtol, 4000)
-    if not ok:  # breakdown or stagnation: fall back to the factorisation
-        A = to_csr(vals[None])
-        x = spla.spsolve(sp.csc_matrix(A.T if transpose else A), rhs)
+    else:
+        op = kernels.transpose_stencil(vals, cols) if transpose else vals
+        x, _its, ok = kernels.stencil_bicgstab(op, cols, rhs, rhs / op[:, 0], rtol, 4000)
+        if not ok:  # breakdown or stagnation: fall back to the factorisation
+            A = to_csr(vals[None])
+            x = spla.spsolve(sp.csc_matrix(A.T if transpose else A), rhs)
     if not np.all(np.isfinite(x)):
-        raise FloatingPointError("per-step linear solve produced non-finite values")
+        # (the exception every backend raises for a step that produced non-finite values)
+        raise ConvergenceError("half-sweep: the per-step linear solve produced non-finite values")
     return x
