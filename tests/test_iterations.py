@@ -234,18 +234,19 @@ class _Atan:
 
     Undamped Newton diverges from ``|z - 1| > 1.39`` (each step overshoots further), so what
     reaches the root from there is the globalisation. Beyond ``|z - 1| > domain`` the residual
-    is NaN (like ``log m`` for ``m < 0``). ``root=False``: ``R(z) = z^2 + 1``, which has none.
+    is NaN (like ``log m`` for ``m < 0``), and so it is below ``z - 1 < cliff``.
+    ``root=False``: ``R(z) = z^2 + 1``, which has none.
     """
 
-    def __init__(self, root=True, domain=np.inf, singular=False):
-        self.root, self.domain, self.singular, self.solves = root, domain, singular, []
+    def __init__(self, root=True, domain=np.inf, singular=False, cliff=-np.inf):
+        self.root, self.domain, self.singular, self.cliff, self.solves = root, domain, singular, cliff, []
 
     def allreduce(self, value, op="sum"):
         return value
 
     def residual(self, z):
         R = np.arctan(z - 1.0) if self.root else z**2 + 1.0
-        if np.abs(z - 1.0).max() > self.domain:
+        if np.abs(z - 1.0).max() > self.domain or (z - 1.0).min() < self.cliff:
             R = np.full_like(z, np.nan)
         return R, abs(R[0]), np.abs(R[1:]).max()
 
@@ -304,13 +305,20 @@ def test_one_newton_driver_reaches_the_root_where_plain_newton_diverges(pseudo_d
 
 
 def test_one_newton_driver_stops_with_the_shared_statuses():
-    # no root: the line search finds no descent twice in a row (no sweeps to move the iterate)
+    # no root: the line search finds no descent (without sweeps to move the iterate, once stops it)
     _z, status, message, _log = _drive(_Atan(root=False), [0.5, 0.5])
     assert status == "stagnated" and "no descent" in message
     # pseudo time from 1e13 on a bounded residual: the overshoot never doubles |R|, the iterate
     # cycles about the root, and no tenfold decrease in 30 steps stops it
     _z, status, message, log = _drive(_Atan(), [5.0, -2.0], pseudo_dt=1e13, max_iter=200)
     assert status == "stagnated" and "30 iterations" in message and len(log.records) == 31
+    # every step towards the root falls off a cliff (a NaN residual just below the start):
+    # pseudo time shortens dtau to its floor, the line search halves its step to the floor (and,
+    # with no sweeps to move the iterate off, stops at the first failure)
+    _z, status, message, log = _drive(_Atan(cliff=4.0), [5.0, 5.0], pseudo_dt=1.0)
+    assert status == "stagnated" and "below 1e-12" in message and len(log.records) == 1
+    _z, status, message, log = _drive(_Atan(cliff=4.0), [5.0, 5.0])
+    assert status == "stagnated" and "no descent" in message and len(log.records) == 1
     # a singular factor: reported with its message, the iterate kept
     z, status, message, log = _drive(_Atan(singular=True), [3.0, 3.0])
     assert status == "singular_jacobian" and "singular" in log.records[-1]["message"] and np.all(z == 3.0)
@@ -320,3 +328,26 @@ def test_one_newton_driver_stops_with_the_shared_statuses():
     # max_iter bounds the steps; each record says which linear solve its step made
     _z, status, _message, log = _drive(_Atan(), [5.0, -2.0], max_iter=2)
     assert status == "max_iter" and len(log.records) == 3 and log.records[1]["solve"] == 2
+
+
+@pytest.mark.parametrize("hamiltonian, coupling, expected", [
+    ("quadratic", "power", 1.0),                        # m may go negative: no cap (tails, round-off)
+    ("quadratic", "log", 0.99 * (0.1 + 1e-6 * 2.0)),    # floored coupling: m >= -1e-6 max|m|
+    ("congestion", "power", 0.99 * 0.1),                # H singular at m = 0 (c0 = 0): m > 0 strictly
+])
+def test_newton_step_cap_keeps_the_density_where_the_model_needs_it(hamiltonian, coupling, expected):
+    """The fraction-to-the-boundary rule of the time-dependent Newton steps: with the density
+    (0.1, 2, 1, 1) and the step (-1, 0, 0, 0), the cap is 0.99 of the distance to the bound that the
+    Hamiltonian or the coupling needs, and no cap where neither needs one."""
+    from mfgpde.fd.scheme import FDScheme
+    from mfgpde.iterations.newton import SpaceTimeSystem
+
+    g = mp.TensorGrid([(0, 1)], 4, "periodic")
+    H = mp.QuadraticHamiltonian() if hamiltonian == "quadratic" else mp.CongestionHamiltonian(c0=0.0)
+    c = mp.PowerCoupling(1.0) if coupling == "power" else mp.LogCoupling()
+    p = mp.MFGProblem(g, 1.0, 1, 0.2, H, lambda x: 1 + 0 * x, coupling=c)
+    system = SpaceTimeSystem(FDScheme(p), (1, 4), 1e-10, "auto", None, True, 4, 0.5)
+    z = np.array([0.0, 0.0, 0.0, 0.0, 0.1, 2.0, 1.0, 1.0])
+    dz = np.array([0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0])
+    assert system.max_step(z, dz) == pytest.approx(expected, rel=1e-12)
+    assert system.max_step(z, -dz) == 1.0               # no density decreases: a full step
