@@ -44,6 +44,12 @@ def test_b1_direct_and_krylov_newton_agree():
     b = newton(sc, U0, M0, tol=1e-11, linear="krylov")
     assert a[3] == b[3] == "converged"
     np.testing.assert_allclose(a[1], b[1], atol=1e-10)
+    # which solve each step made: LU records no Krylov iterations; "auto" is Krylov in 1D at any
+    # size (the compiled tridiagonal sweeps), LU only for small 2D/3D systems
+    assert all("krylov_iterations" not in r for r in a[2].records)
+    assert all(r["krylov_iterations"] > 0 for r in b[2].records[:-1])
+    c = newton(sc, U0, M0, tol=1e-11)
+    assert c[3] == "converged" and all("krylov_iterations" in r for r in c[2].records[:-1])
 
 
 @pytest.mark.parametrize("make", [log_problem, lambda: b1_problem(40, 40)])
@@ -351,3 +357,6 @@ def test_newton_step_cap_keeps_the_density_where_the_model_needs_it(hamiltonian,
     dz = np.array([0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0])
     assert system.max_step(z, dz) == pytest.approx(expected, rel=1e-12)
     assert system.max_step(z, -dz) == 1.0               # no density decreases: a full step
+    # the line search's merit is |R|_2 over both halves
+    R = np.array([-1.0, 2.0, -3.0, 4.0, 5.0, -6.0, 7.0, -8.0])
+    assert system.norm2(R) == pytest.approx(np.linalg.norm(R), rel=1e-15)

@@ -42,9 +42,11 @@ DIRECT_MAX_UNKNOWNS = 6000
 NEGATIVE_SLACK = 1e-6
 #: largest growth of ``|R|_2`` a pseudo-time step may cause before it is retried with dtau / 4
 GROWTH = 2.0
+#: smallest line-search step before the Newton direction is declared no descent
+MIN_STEP = 2.0**-12
 
 
-def newton_iteration(system, z, tol, max_iter, log, pseudo_dt=None, min_step=2.0**-12, small_step=0.1, **record):
+def newton_iteration(system, z, tol, max_iter, log, pseudo_dt=None, min_step=MIN_STEP, small_step=0.1, **record):
     """Newton steps on ``R(z) = 0`` from ``z`` until ``max(|R_HJB|_inf, |R_FP|_inf) <= tol``.
 
     Parameters
@@ -217,7 +219,7 @@ class SpaceTimeSystem:
         return np.concatenate([U.ravel(), M.ravel()])
 
 
-def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=2.0**-12, linear="auto",
+def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=MIN_STEP, linear="auto",
            globalize=True, small_step=0.1, sweeps=4, damping=0.5, step_solver=None):
     """Newton iteration on the time-dependent system ``R(U, m) = 0`` (line-search globalisation).
 
