@@ -5,8 +5,8 @@ bordered ergodic system of :mod:`mfgpde.ergodic`) each step solves the linearise
 
     (D / dtau_k + J(z_k)) dz = -R(z_k)
 
-and takes ``z_{k+1} = z_k + s dz``, with ``s <= 1`` capped so that the density stays positive
-where the Hamiltonian needs it. The globalisation is chosen by the caller:
+and takes ``z_{k+1} = z_k + s dz``, with ``s <= 1`` capped so that the density stays where the
+model needs it (positive for a Hamiltonian singular at m = 0). The globalisation is chosen by the caller:
 
 * **line search** (time-dependent systems; ``dtau = inf``, plain Newton): ``s`` halves until
   ``|R|_2`` falls by ``1 - 1e-4 s``; when it has to fall below ``small_step``, damped
@@ -66,8 +66,8 @@ def newton_iteration(system, z, tol, max_iter, log, pseudo_dt=None, min_step=MIN
     log : IterationLog
     pseudo_dt : float, optional
         First pseudo-time step: globalise by pseudo time; ``None``: by a line search, with
-        ``system.sweep`` after steps below ``small_step`` and a stall at two steps in a row
-        below ``min_step``.
+        ``system.sweep`` after steps below ``small_step`` and a stall when the step falls below
+        ``min_step`` twice in a row (once, without ``system.sweep``).
     min_step, small_step : float
     **record
         Extra entries of every history record.
@@ -262,5 +262,7 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=MIN_ST
     U0 = np.asarray(U0, float)
     system = SpaceTimeSystem(scheme, U0.shape, tol, linear, step_solver, globalize, sweeps, damping)
     z = np.concatenate([U0.ravel(), np.asarray(M0, float).ravel()])
-    z, status, _message = newton_iteration(system, z, tol, max_iter, log, min_step=min_step, small_step=small_step)
+    z, status, message = newton_iteration(system, z, tol, max_iter, log, min_step=min_step, small_step=small_step)
+    if message:
+        log.records[-1].setdefault("message", message)  # why it stopped, in the history
     return (*system.split(z), log, status)
