@@ -50,10 +50,11 @@ def _grid_field(fig, ax, grid, values, **style):
 
 
 def _mesh_field(fig, ax, coords, values, cells=None, **style):
-    """A P1 field at mesh vertices: a curve in 1D, Gouraud-shaded triangles in 2D (Delaunay without cells)."""
-    if coords.shape[1] == 1:
+    """A P1 field at mesh vertices: shaded triangles in 2D (Delaunay without cells), else against x."""
+    if coords.shape[1] != 2:
         order = np.argsort(coords[:, 0])
-        ax.plot(coords[order, 0], values[order])
+        ax.plot(coords[order, 0], values[order], "." if coords.shape[1] == 3 else "-", ms=1)
+        ax.set_xlabel("x")
         return
     im = ax.tripcolor(coords[:, 0], coords[:, 1], values, triangles=cells, shading="gouraud", **style)
     fig.colorbar(im, ax=ax, fraction=0.046)

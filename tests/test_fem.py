@@ -648,3 +648,24 @@ print("loaded", ds["m"].shape)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "loaded (5, 16)" in proc.stdout
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_mesh_solution_figure_on_1d_2d_and_3d_meshes(mp, dim, tmp_path):
+    """The mesh solution's figure (plotting.plot_mesh_result) is written for every mesh
+    dimension: triangles in 2D, values against x on intervals and tetrahedral boxes (whose
+    cells are not triangles), with the HJB and FP residual history."""
+    from mfgpde.fem.domain import MeshDomain
+
+    dom = {1: lambda: MeshDomain.interval(16), 2: lambda: MeshDomain.rectangle(6), 3: lambda: MeshDomain.box(3)}[dim]()
+    p = mp.MFGProblem(dom, 0.2, 3, 0.2, mp.QuadraticHamiltonian(), lambda *xs: 1 + 0.5 * np.cos(2 * np.pi * xs[0]),
+                      coupling=mp.LogCoupling())
+    r = mp.solve(p, tol=1e-8)
+    assert r.converged
+    fig = r.plot()
+    titles = [a.get_title() for a in fig.axes]
+    assert sum(t.startswith("m, t = ") for t in titles) == 4 and "U, t = 0" in titles
+    history = fig.axes[titles.index("residual (max-norm)")]
+    assert [line.get_label() for line in history.get_lines()] == ["HJB", "FP"]
+    out = r.plot(str(tmp_path / "solution.png"))
+    assert os.path.getsize(out) > 1000
