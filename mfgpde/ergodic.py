@@ -41,7 +41,7 @@ from .couplings import ZeroCoupling
 from .fd import kernels
 from .fd.scheme import FDScheme
 from .iterations.base import IterationLog
-from .iterations.newton import newton_iteration
+from .iterations.newton import fraction_to_boundary, newton_iteration
 from .iterations.pseudo_transient import bordered_solve, pseudo_time_matrix
 from .result import SolutionBase, base_diagnostics, save_netcdf
 
@@ -202,11 +202,9 @@ class BorderedSystem:
 
     def max_step(self, z, dz):
         """A Hamiltonian singular at m = 0 (congestion) needs m > 0 at every iterate."""
-        dm, m = dz[self.N:2 * self.N], z[self.N:2 * self.N]
-        neg = dm < 0
-        if not (self.disc.positive and np.any(neg)):
+        if not self.disc.positive:
             return 1.0
-        return min(1.0, 0.95 * float(np.min(m[neg] / -dm[neg])))
+        return fraction_to_boundary(z[self.N:2 * self.N], dz[self.N:2 * self.N], 0.95)
 
 
 #: first pseudo-time step of a floor-continuation stage after the first

@@ -141,6 +141,15 @@ def newton_iteration(system, z, tol, max_iter, log, pseudo_dt=None, min_step=MIN
         log.steps = k + 1
 
 
+def fraction_to_boundary(m, dm, fraction, slack=0.0, reduce=None):
+    """The step cap ``min(1, fraction * min_i (m_i + slack) / -dm_i)`` over the decreasing
+    densities (``reduce(value, "min")`` makes it collective on distributed data).
+    """
+    neg = dm < 0
+    ratio = float(np.min((m[neg] + slack) / -dm[neg])) if np.any(neg) else np.inf
+    return min(1.0, fraction * (ratio if reduce is None else reduce(ratio, "min")))
+
+
 class SpaceTimeSystem:
     """The time-dependent system ``R(U, m) = 0`` of a scheme as :func:`newton_iteration` consumes it.
 
@@ -211,8 +220,7 @@ class SpaceTimeSystem:
         # singular at m = 0; with a floored coupling vanishing tails may dip to round-off level,
         # but a step that drives the bulk of the density negative is shortened
         slack = 0.0 if self.positive else NEGATIVE_SLACK * self.allreduce(float(np.abs(M).max()), "max")
-        ratio = float(np.min((M[neg] + slack) / -dM[neg])) if np.any(neg) else np.inf
-        return min(1.0, 0.99 * self.allreduce(ratio, "min"))
+        return fraction_to_boundary(M, dM, 0.99, slack, self.allreduce)
 
     def sweep(self, z):
         U, M = damped_sweeps(self.scheme, self.split(z)[1], self.sweeps, self.damping)
