@@ -130,7 +130,8 @@ def check_keys(table, allowed, section):
 TOP_LEVEL_KEYS = {"name", "normalize_m0", "kind", "grid", "mesh", "time", "model", "hamiltonian", "coupling", "terminal",
                   "m0", "solver"}
 SECTION_KEYS = {"grid": {"bounds", "shape", "boundary"}, "time": {"T", "nt"}, "model": {"nu", "drift"}}
-SOLVER_KEYS = {"method", "tol", "max_iter", "damping", "linear_solver", "backend", "grid_sequencing", "petsc_options"}
+SOLVER_KEYS = {"method", "tol", "max_iter", "damping", "linear_solver", "backend", "grid_sequencing", "petsc_options",
+               "order", "error_estimate"}
 COUPLING_KEYS = {"log": {"scale", "floor"}, "power": {"p", "scale"}, "potential": {"expr"}, "convolution": {"kernel", "scale"},
                  "kl": {"log_pi", "mean", "cov", "scale"}}
 DENSITY_KEYS = {"expr": {"expr"}, "gaussian": {"mean", "cov"}, "mixture": {"weights", "means", "covs"}}
@@ -334,4 +335,9 @@ def solver_options(cfg):
     """Keyword arguments for :func:`mfgpde.solve` from ``[solver]``."""
     tab = dict(cfg.get("solver", {}))
     check_keys(tab, SOLVER_KEYS, "solver")
+    if "order" in tab and (isinstance(tab["order"], bool) or tab["order"] not in (1, 2)):
+        raise ConfigError(f"[solver] order must be 1 (the monotone scheme) or 2 (Richardson extrapolation over a "
+                          f"ladder of grids), got {tab['order']!r}")
+    if "error_estimate" in tab and not isinstance(tab["error_estimate"], bool):
+        raise ConfigError(f"[solver] error_estimate must be true or false, got {tab['error_estimate']!r}")
     return tab

@@ -83,6 +83,11 @@ def plot_result(result, path=None, snapshots=4):
         for i in idx:
             ax[1].plot(x, result.m[i], label=f"t={t[i]:.2f}")
             ax[2].plot(x, result.U[i], label=f"t={t[i]:.2f}")
+        if result.companion is not None:
+            # the error bar of the estimate: the final density +- |m - companion| (see error_estimate)
+            band = np.abs(result.m[-1] - np.asarray(result.companion[1])[-1])
+            ax[1].fill_between(x, result.m[-1] - band, result.m[-1] + band, color="k", alpha=0.25,
+                               label="estimated error, t=T")
         ax[1].set(xlabel="x", title="density snapshots")
         ax[2].set(xlabel="x", title="value function U")
         ax[1].legend(fontsize=7)
@@ -97,7 +102,10 @@ def plot_result(result, path=None, snapshots=4):
         hist_ax = ax[0, -1]
     d = result.diagnostics
     _history(hist_ax, result, f"{d['method']}: residual")
-    return _finish(fig, path, f"{result.problem.name}: {d['status']}, {d['wall_time_s']:.2f} s")
+    est = result.error_estimate
+    accuracy = (f", order {d.get('order', 1)}, estimated error of m(T): L1 {est['m_L1_final']:.1e}, "
+                f"max {est['m_max_rel_final']:.1e} (relative)") if est else ""
+    return _finish(fig, path, f"{result.problem.name}: {d['status']}, {d['wall_time_s']:.2f} s{accuracy}")
 
 
 def plot_mesh_result(result, path=None, snapshots=4):

@@ -61,7 +61,23 @@ def base_diagnostics(log, status, method, wall_time, mass_error, min_density):
 
 
 class SolutionBase:
-    """What FD and FEM solutions share: status accessors and the JSON summary."""
+    """What FD and FEM solutions share: status accessors, the error estimate and the JSON summary."""
+
+    #: the lower-order fields ``(U, m)`` (ergodic: ``(u, m)``) on the same grid from which
+    #: :attr:`error_estimate` was computed (see :mod:`mfgpde.iterations.richardson`), or None
+    companion = None
+
+    @property
+    def error_estimate(self):
+        """Estimated discretisation errors of this result (a dict of norms), or ``None``.
+
+        Computed from a Richardson ladder of grids (:mod:`mfgpde.iterations.richardson`):
+        ``m_L1_final``, ``m_L1_max``, ``m_max_rel_final``, ``U_max_support``, ``grad_U_weighted``
+        (ergodic: ``m_L1``, ``m_max_rel``, ``u_max_support``, ``grad_u_weighted``, ``rho``), with
+        the ``order`` of the result and the ``levels`` used. ``None`` when it was not computed
+        (``diagnostics["error_estimate_unavailable"]`` says why, if it was asked for).
+        """
+        return self.diagnostics.get("error_estimate")
 
     @property
     def converged(self):

@@ -12,6 +12,7 @@ import numpy as np
 
 from .fd.scheme import FDScheme
 from .iterations import fixed_point, newton
+from .iterations.richardson import ORDERS, RichardsonLadder
 from .problem import ErgodicMFGProblem, MFGProblem
 from .result import MFGResult
 
@@ -22,7 +23,7 @@ def solve(problem: MFGProblem | ErgodicMFGProblem, method: str = "newton", tol: 
           max_iter: int | None = None, damping: float = 0.5, backend: str = "auto", verbose: bool | None = None,
           initial: MFGResult | tuple | None = None, linear_solver: str = "auto",
           viscosity_continuation: bool | str = "auto", grid_sequencing: bool | str = "auto", comm: Any = None,
-          petsc_options: dict | None = None) -> MFGResult:
+          petsc_options: dict | None = None, order: int = 1, error_estimate: bool | None = None) -> MFGResult:
     """Solve a mean-field game.
 
     Parameters
@@ -77,6 +78,20 @@ def solve(problem: MFGProblem | ErgodicMFGProblem, method: str = "newton", tol: 
         of patch multigrid; ``sweep_*``: the half-sweeps' step
         solves, ``newton_*``: the Newton systems' FGMRES), e.g. ``{"step_pc_type": "gamg"}``;
         from the CLI ``--petsc-option step_pc_type=gamg``. Removed after the solve.
+    order : {1, 2}
+        1: the monotone first-order scheme. 2: Richardson extrapolation over the ladder of the
+        problem's grid and the grids with 2 and 4 times fewer points per axis and time steps
+        (:mod:`mfgpde.iterations.richardson`): U and m (u, m and rho for an ergodic problem)
+        second-order accurate (third order once the ladder is asymptotic) on the problem's grid
+        for smooth solutions, at about 1.1-1.3 times the cost. Needs every axis and ``nt``
+        divisible by 4, at least 8 points per axis on the coarsest grid, and data that can be
+        evaluated on other grids (functions, or an initial density array); finite differences.
+    error_estimate : bool, optional
+        Estimate the result's own discretisation error from the ladder (order 1: one extra
+        solve on the grid with half the points and steps, 1/4 to 1/16 of the cost; order 2 has
+        it for free) into ``result.error_estimate``. Default: yes, unless ``initial`` is given
+        (warm starts inside continuations and studies). Where no ladder exists (a mesh, an odd
+        grid) the estimate is ``None`` and ``diagnostics["error_estimate_unavailable"]`` says why.
 
     Returns
     -------
@@ -84,19 +99,40 @@ def solve(problem: MFGProblem | ErgodicMFGProblem, method: str = "newton", tol: 
     """
     backend = _resolve_backend(problem, method, tol, max_iter, damping, backend, linear_solver,
                                viscosity_continuation, grid_sequencing, comm, petsc_options)
+    if isinstance(order, bool) or order not in ORDERS:
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    if error_estimate is not None and not isinstance(error_estimate, (bool, np.bool_)):
+        raise TypeError(f"error_estimate must be True, False or None (automatic), got {error_estimate!r}")
+    estimate = (initial is None) if error_estimate is None else bool(error_estimate)
     opts = dict(method=method, tol=tol, max_iter=max_iter, damping=damping, verbose=verbose, initial=initial,
                 linear_solver=linear_solver)
     if backend == "fem":
-        return _solve_fem(problem, **opts)
-    if backend == "fd-distributed":
-        return _solve_distributed(problem, comm, petsc_options=petsc_options, grid_sequencing=grid_sequencing is not False,
-                                  **opts)
-    if isinstance(problem, ErgodicMFGProblem):
-        from .ergodic import solve_ergodic
+        if order == 2:
+            raise ValueError("order=2: Richardson extrapolation needs a tensor grid that halves; the FEM backend "
+                             "has no ladder of nested meshes (use backend='fd' on a TensorGrid)")
+        res = _solve_fem(problem, **opts)
+        if estimate:
+            res.diagnostics["error_estimate"] = None
+            res.diagnostics["error_estimate_unavailable"] = "the FEM backend has no ladder of nested meshes"
+        return res
+    ladder = RichardsonLadder(order=order, estimate=estimate)
+    ladder.check(problem)  # an impossible order=2 is refused here, before any solve
 
-        return solve_ergodic(problem, tol=tol, max_iter=200 if max_iter is None else max_iter, verbose=verbose,
-                             initial=initial)
-    return _solve_fd(problem, viscosity_continuation=viscosity_continuation, grid_sequencing=grid_sequencing, **opts)
+    def solve_level(p, coarser):
+        start = initial if p is problem else None
+        level_opts = dict(opts, initial=start, verbose=verbose if p is problem else False)
+        if backend == "fd-distributed":
+            return _solve_distributed(p, comm, petsc_options=petsc_options,
+                                      grid_sequencing=grid_sequencing is not False, **level_opts)
+        if isinstance(p, ErgodicMFGProblem):
+            from .ergodic import solve_ergodic
+
+            return solve_ergodic(p, tol=tol, max_iter=200 if max_iter is None else max_iter,
+                                 verbose=level_opts["verbose"], initial=start)
+        return _solve_fd(p, viscosity_continuation=viscosity_continuation, grid_sequencing=grid_sequencing,
+                         coarse_start=coarser, **level_opts)
+
+    return ladder.run(problem, solve_level)
 
 
 def _resolve_backend(problem, method, tol, max_iter, damping, backend, linear_solver, viscosity_continuation,
@@ -173,8 +209,12 @@ def _initial_arrays(problem, initial):
 
 
 def _solve_fd(problem, method, tol, max_iter, damping, verbose, initial, linear_solver, viscosity_continuation,
-              grid_sequencing):
-    """The serial finite-difference solve of a time-dependent problem."""
+              grid_sequencing, coarse_start=None):
+    """The serial finite-difference solve of a time-dependent problem.
+
+    ``coarse_start``: this problem already solved on the next coarser grid (a Richardson ladder's
+    level), used as the grid-sequencing start instead of a new coarse solve.
+    """
     from .memory import FLOATS_PER_SPACE_TIME_POINT, require
 
     t0 = time.perf_counter()
@@ -196,7 +236,7 @@ def _solve_fd(problem, method, tol, max_iter, damping, verbose, initial, linear_
     sequenced = None
     if method == "newton":
         U, M, log, status, sequenced = _newton_fd(problem, scheme, U0, M0, tol, max_iter, linear_solver, verbose,
-                                                  grid_sequencing)
+                                                  grid_sequencing, coarse_start)
     else:
         U, M, log, status = fixed_point(scheme, tol=tol, max_iter=1000 if max_iter is None else max_iter,
                                         damping=damping,
@@ -207,7 +247,7 @@ def _solve_fd(problem, method, tol, max_iter, damping, verbose, initial, linear_
     return res
 
 
-def _newton_fd(problem, scheme, U0, M0, tol, max_iter, linear_solver, verbose, grid_sequencing):
+def _newton_fd(problem, scheme, U0, M0, tol, max_iter, linear_solver, verbose, grid_sequencing, coarse_start=None):
     """Newton from ``(U0, M0)``, or from the coarse grid's solution (grid sequencing), or from
     the fixed-point start (:func:`mfgpde.iterations.sequencing.sequenced_newton`);
     ``(U, M, log, status, sequencing diagnostics or None)``.
@@ -221,8 +261,12 @@ def _newton_fd(problem, scheme, U0, M0, tol, max_iter, linear_solver, verbose, g
         return (*newton(scheme, U0, M0, tol=tol, max_iter=n_max, verbose=verbose), None)
 
     def coarse_solve(coarse, coarse_tol):
-        return solve(coarse, method="newton", tol=coarse_tol, max_iter=n_max, verbose=False,
-                     linear_solver=linear_solver)
+        if (coarse_start is not None and coarse_start.converged and coarse_start.diagnostics["residual"] <= coarse_tol
+                and coarse_start.problem.grid.shape == coarse.grid.shape and coarse_start.problem.nt == coarse.nt):
+            return coarse_start  # the ladder solved this level already (to a tighter tolerance)
+        return _solve_fd(coarse, method="newton", tol=coarse_tol, max_iter=n_max, damping=0.5, verbose=False,
+                         initial=None, linear_solver=linear_solver, viscosity_continuation="auto",
+                         grid_sequencing="auto")
 
     return sequenced_newton(problem, scheme, None if grid_sequencing is False else coarse_solve, tol, n_max,
                             verbose)
@@ -356,7 +400,7 @@ def _viscosity_continuation(problem, initial, opts, start=0.1, stop=1e-5, factor
         p = copy.copy(problem)
         p.nu = float(nu)
         stage_opts = opts if nu == plan[-1] else dict(opts, tol=max(opts["tol"], STAGE_TOL))
-        r = solve(p, initial=current, viscosity_continuation=False, **stage_opts)
+        r = _solve_fd(p, initial=current, viscosity_continuation=False, grid_sequencing="auto", **stage_opts)
         steps.append({"value": float(nu), "status": r.status, "iterations": r.iterations})
         if r.converged:
             plan.pop(0)
@@ -432,13 +476,17 @@ def continuation(problem: MFGProblem, parameter: str, values: Iterable[float], m
     steps, result = [], kwargs.pop("initial", None)
     kwargs.setdefault("viscosity_continuation", False)
     target = problem.nu if parameter == "nu" else 1.0
-    for v in list(values) + [target]:
+    stages = list(values) + [target]
+    for k, v in enumerate(stages):
         p = copy.copy(problem)
         if parameter == "nu":
             p.nu = float(v)
         else:
             p.coupling = ScaledCoupling(problem.coupling, float(v))
-        result = solve(p, method=method, initial=result, **kwargs)
+        # only the target's solve carries an error estimate (the stages are starts)
+        last = k == len(stages) - 1
+        result = solve(p, method=method, initial=result,
+                       **dict(kwargs, error_estimate=kwargs.get("error_estimate") if last else False))
         steps.append({"value": float(v), "status": result.status, "iterations": result.iterations})
         if not result.converged:
             break

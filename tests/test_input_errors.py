@@ -286,7 +286,7 @@ def test_validate_model_timeout_stops_a_hanging_model(tmp_path, monkeypatch, cap
 
 @pytest.mark.parametrize("name, edit, message", [
     ("cnf_gaussian_1d.toml", ("lam = 1.0", "lamda = 1.0"), r"\[model\] unknown key 'lamda'; did you mean 'lam'\?"),
-    ("cnf_gaussian_1d.toml", ("nt = 50", "NT = 50"), r"\[time\] unknown key 'NT'; did you mean 'nt'\?"),
+    ("cnf_gaussian_1d.toml", ("nt = 48", "NT = 48"), r"\[time\] unknown key 'NT'; did you mean 'nt'\?"),
     ("score_mfg_2d.toml", ("nu = 0.5", "nuu = 0.5"), r"\[model\] unknown key 'nuu'; did you mean 'nu'\?"),
     ("score_ou_1d.toml", ("[sde]", "[sdee]"), r"\[top level\] unknown key 'sdee'; did you mean 'sde'\?"),
 ])

@@ -42,6 +42,7 @@ TINY = {
     "cnf_wellposedness.py": ["--tiny"],
     "jko_vs_fokker_planck.py": ["--n", "100"],
     "fem_convergence.py": ["--hs", "0.3", "0.2"],
+    "reference_accuracy.py": ["--tiny"],
 }
 
 

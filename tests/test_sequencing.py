@@ -104,15 +104,16 @@ def test_a_failing_coarse_level_falls_back_to_the_default_start(monkeypatch):
     solve_module = importlib.import_module("mfgpde.solve")  # the module (mfgpde.solve is the function)
 
     p = _log2d(32, 40)
-    real = solve_module.solve
+    real = solve_module._solve_fd
 
     def failing(problem, **kw):
         if problem.grid.shape == (16, 16):
             raise FloatingPointError("coarse trouble")
         return real(problem, **kw)
 
-    monkeypatch.setattr(solve_module, "solve", failing)
-    r = real(p, tol=1e-10, verbose=False)
+    monkeypatch.setattr(solve_module, "_solve_fd", failing)
+    # (no error estimate: its ladder would solve the 16^2 level itself)
+    r = solve_module.solve(p, tol=1e-10, verbose=False, error_estimate=False)
     assert r.converged
     seq = r.diagnostics["grid_sequencing"]
     assert seq["coarse_status"] == "error" and "coarse trouble" in seq["coarse_message"]
@@ -177,14 +178,14 @@ def test_sequenced_continuation_falls_back_to_every_stage_on_the_fine_grid(monke
             return real(*args, until=until, **kwargs)
         monkeypatch.setattr(module, "_viscosity_continuation", broken)
     else:  # the fine solve of the hand-off stage from the coarse start (a pair of arrays) fails
-        real = module.solve
+        real = module._solve_fd  # the stage solve
 
         def flaky(problem, initial=None, **kwargs):
             if isinstance(initial, tuple):
                 kwargs["max_iter"] = 0
             return real(problem, initial=initial, **kwargs)
-        monkeypatch.setattr(module, "solve", flaky)
-    r = mp.solve(p, tol=1e-9, verbose=False)
+        monkeypatch.setattr(module, "_solve_fd", flaky)
+    r = mp.solve(p, tol=1e-9, verbose=False, error_estimate=False)
     steps = r.diagnostics["continuation"]["steps"]
     assert steps[0]["grid"] == [30]
     if failure == "coarse":
@@ -209,7 +210,7 @@ def test_a_failing_first_fine_stage_retries_the_handoff_stage(monkeypatch):
     p = cnf_problem(mp.TensorGrid([(-5, 5)], 60, "noflux"), gaussian([1.0], 0.25), lam=0.3, T=1.0, nt=20)
     plain = mp.solve(p, tol=1e-9, grid_sequencing=False, verbose=False)
     module = sys.modules["mfgpde.solve"]
-    real, handoff = module.solve, {}
+    real, handoff = module._solve_fd, {}  # the stage solve
 
     def flaky(problem, initial=None, **kwargs):
         # only the first solve from the coarse start (a pair of arrays) fails
@@ -217,8 +218,8 @@ def test_a_failing_first_fine_stage_retries_the_handoff_stage(monkeypatch):
             handoff["nu"] = problem.nu
             kwargs["max_iter"] = 0
         return real(problem, initial=initial, **kwargs)
-    monkeypatch.setattr(module, "solve", flaky)
-    r = mp.solve(p, tol=1e-9, verbose=False)
+    monkeypatch.setattr(module, "_solve_fd", flaky)
+    r = mp.solve(p, tol=1e-9, verbose=False, error_estimate=False)
     steps = r.diagnostics["continuation"]["steps"]
     nu_h = steps[0]["value"]
     assert steps[0]["grid"] == [30] and handoff["nu"] == pytest.approx(nu_h / 9)

@@ -115,7 +115,7 @@ def test_bad_models_are_reported(reference, model, match):
 def test_validate_cli_writes_report_and_nothing_on_failure(tmp_path, capsys):
     text = open(os.path.join(ROOT, "solvers", "cnf_gaussian_1d.toml")).read()
     cfg = tmp_path / "cnf.toml"
-    cfg.write_text(text.replace("shape = [200]", "shape = [100]").replace("nt = 50", "nt = 25"))
+    cfg.write_text(text.replace("shape = [200]", "shape = [100]").replace("nt = 48", "nt = 24"))
     cfg = str(cfg)
     out = tmp_path / "v"
     assert cli.main(["validate", cfg, "--model", "neural_fixtures:exact_potential", "--kind", "potential",

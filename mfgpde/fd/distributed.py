@@ -611,7 +611,7 @@ def solve_distributed(problem, comm, tol=1e-10, max_iter=50, verbose=None, petsc
             # a coarse grid too small to split: every rank solves it alone (cheap, identical)
             from ..solve import solve
 
-            rc = solve(coarse, tol=coarse_tol, max_iter=max_iter, verbose=False)
+            rc = solve(coarse, tol=coarse_tol, max_iter=max_iter, verbose=False, error_estimate=False)
             rc.diagnostics["ranks"] = 1
             return rc
 

@@ -234,7 +234,7 @@ def jko_chain(grid, rho0, energy, tau, steps, nt=8, tol=1e-9, verbose=False):
             M0 = np.repeat(rho.ravel()[None], nt + 1, axis=0)
             r = solve(p, method="newton", tol=tol, verbose=verbose, initial=(prev.U, M0), max_iter=25)
         if r is None or not r.converged:
-            r = solve(p, method="newton", tol=tol, verbose=verbose)
+            r = solve(p, method="newton", tol=tol, verbose=verbose, error_estimate=False)
         if not r.converged:
             raise RuntimeError(f"JKO step {k}: the MFG did not converge ({r.status}, residual {r.diagnostics['residual']:.2e})")
         rho = np.maximum(r.m[-1], 0.0)

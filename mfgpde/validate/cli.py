@@ -69,6 +69,14 @@ def _validate(args):
     print(f"mfgpde validate: L1 {final.get('L1', float('nan')):.3e}, W2 {final.get('W2', float('nan')):.3e}, "
           f"validation {metrics['validation_time_s']:.2f} s (+ model {metrics['model_eval_time_s']:.2f} s) -> {args.out}",
           file=sys.stderr)
+    for key, v in (metrics.get("verdicts") or {}).items():
+        if key in ("final.L1", "final.W2", "velocity_error_weighted", "hjb_residual"):
+            extra = f" (resolved on {v['grid_to_resolve']})" if "grid_to_resolve" in v else ""
+            print(f"mfgpde validate: {key} {v['value']:.3e} (reference error {v['reference_error']:.1e}): "
+                  f"{v['verdict']}{extra}", file=sys.stderr)
+    if metrics.get("reference_error") is None:
+        print(f"mfgpde validate: no reference error bar ({metrics.get('reference_error_unavailable')})",
+              file=sys.stderr)
     return 0
 
 
