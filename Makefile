@@ -4,18 +4,23 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test bench lint docs mutation clean
+.PHONY: setup test test-slow bench lint docs mutation clean
 
 setup:
 	./.ci/setup-venv $(VENV)
 	./.ci/setup-neural .venv-neural
 
+# the default suite in parallel (pytest-xdist, one worker per core); `make test-slow` runs the
+# tests marked slow (long studies; CI runs them too)
 test:
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto -m "not slow"
 	@if [ -x .venv-neural/bin/python ]; then \
 	  echo "neural extra (.venv-neural, torch):"; \
 	  .venv-neural/bin/python -m pytest -q tests/test_neural_study.py; \
 	else echo "neural study skipped: no .venv-neural (needs Python 3.11 + torch==2.13.0)"; fi
+
+test-slow:
+	$(PY) -m pytest -q -n auto -m slow
 
 bench:
 	$(PY) benchmarks/run.py

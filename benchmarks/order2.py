@@ -38,7 +38,7 @@ def lq2d(n):
 def c3_side_by_side(n, repeat):
     p = lq2d(n)
     mex = LinearQuadratic(1.0, 1.0, 0.1, 1.0, [0.0, 0.0], 0.4).m(1.0, *p.grid.coordinates())
-    mp.solve(lq2d(16), order=2)  # compile the kernels outside the timings
+    mp.solve(lq2d(32), order=2)  # compile the kernels outside the timings
     runs = {"order1": [], "order2": []}
     out = {}
     for _ in range(repeat):

@@ -66,7 +66,7 @@ def _table(rows, header):
 
 def _config_reference():
     from mfgpde import config
-    from mfgpde.generative.presets import PRESET_KEYS
+    from mfgpde.config import PRESET_KEYS
 
     lines = ["Configuration reference", "=======================", "",
              "Generated from the key schemas of :mod:`mfgpde.config` (an unknown key is refused with the",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
 import time
+
+from .io import write_json
 
 
 def _rank():
@@ -88,8 +91,7 @@ def _publish(out, write):
 
 def _solve(args):
     from . import config
-    from .result import write_json
-    from .solve import solve
+    from .solver import solve
 
     check_output_folder(args.out)
     cfg = config.load(args.config)
@@ -120,7 +122,7 @@ def _solve(args):
               file=sys.stderr)
     t0 = time.perf_counter()
     try:
-        result = solve(problem, verbose=None if not args.verbose else True, **opts)
+        result = solve(problem, verbose=False if args.quiet else (True if args.verbose else None), **opts)
     except (ValueError, FloatingPointError, RuntimeError, MemoryError) as exc:
         if rank == 0 and os.path.isdir(args.out):
             # an earlier run's results must not stand beside this failure: the folder says it failed
@@ -202,9 +204,15 @@ def main(argv=None):
                         "multigrid), sweep_* (the half-sweeps' step solves), newton_* "
                         "(the Newton systems' FGMRES); e.g. --petsc-option step_pc_type=gamg; repeatable")
     p.add_argument("-v", "--verbose", action="store_true", help="progress line per iteration")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress lines (the package's log level WARNING); errors and the final line remain")
     p.set_defaults(func=_solve)
     _register_extra_verbs(sub)
     args = parser.parse_args(argv)
+    from .logs import enable as enable_logging
+
+    # long solves log their progress (INFO, rank 0); -q keeps warnings only
+    enable_logging(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     previous = _terminate_as_exception()
     try:
         return args.func(args)

@@ -47,6 +47,7 @@ evaluated with only NumPy's functions in scope.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 
 import numpy as np
@@ -58,6 +59,7 @@ except ModuleNotFoundError:  # Python < 3.11
 
 from . import couplings as C
 from . import hamiltonians as H
+from .generative.presets import cnf_problem, score_mfg_problem
 from .grid import TensorGrid
 from .problem import ErgodicMFGProblem, MFGProblem
 
@@ -112,8 +114,6 @@ def check_keys(table, allowed, section):
     A misspelt key (``nuu``, ``shap``, ``NT``) would otherwise be ignored silently and its
     default used.
     """
-    import difflib
-
     if not isinstance(table, dict):
         raise ConfigError(f"[{section}] must be a table, got {type(table).__name__}")
     for key in table:
@@ -281,8 +281,6 @@ def build_problem(cfg, comm=None):
     """
     cfg = load(cfg)
     if "preset" in cfg:
-        from .generative.presets import problem_from_preset
-
         return problem_from_preset(cfg)
     check_keys(cfg, TOP_LEVEL_KEYS, "top level")
     for sec, keys in SECTION_KEYS.items():
@@ -341,3 +339,46 @@ def solver_options(cfg):
     if "error_estimate" in tab and not isinstance(tab["error_estimate"], bool):
         raise ConfigError(f"[solver] error_estimate must be true or false, got {tab['error_estimate']!r}")
     return tab
+
+
+#: keys of the preset configurations: per preset, the [model] keys and extra top-level tables
+PRESET_KEYS = {"cnf": {"model": {"lam", "tail_tol"}}, "score_mfg": {"model": {"nu"}},
+               "score": {"model": set(), "": {"sde"}}}
+
+
+def problem_from_preset(cfg):
+    """Build a preset problem from a configuration with ``preset = "cnf" | "score_mfg"`` (``"score"`` is
+    a reference for ``mfgpde validate``, refused here with what to run instead).
+    """
+    kind = cfg["preset"]
+    if kind not in PRESET_KEYS:
+        close = difflib.get_close_matches(str(kind), sorted(PRESET_KEYS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"preset = {kind!r} is unknown{hint}; allowed: cnf, score_mfg (and score, a reference "
+                          "for `mfgpde validate`); JKO chains are run from Python (mfgpde.generative.presets.jko_chain)")
+    if kind in PRESET_KEYS:
+        # a misspelt key of a preset (lamda, nt in [model]) was ignored and its default used
+        check_keys(cfg, {"name", "preset", "grid", "time", "model", "data", "solver"} | PRESET_KEYS[kind].get("", set()),
+                   "top level")
+        for sec, keys in (("grid", SECTION_KEYS["grid"]), ("time", SECTION_KEYS["time"]),
+                          ("model", PRESET_KEYS[kind]["model"]), ("solver", SOLVER_KEYS)):
+            if sec in cfg:
+                check_keys(cfg[sec], keys, sec)
+    gt = _get(cfg, "grid", "top level", required=True)
+    grid = TensorGrid(gt["bounds"], gt["shape"], gt.get("boundary", "noflux"))
+    tt = cfg.get("time", {})
+    data_tab = _get(cfg, "data", "top level", required=True)
+    data = _density_callable(data_tab, "data")
+    name = cfg.get("name", kind)
+    model = cfg.get("model", {})
+    if kind == "cnf":
+        return cnf_problem(grid, data, lam=model.get("lam", 1.0), T=tt.get("T", 1.0), nt=tt.get("nt", 32),
+                           tail_tol=model.get("tail_tol", 1e-4), name=name)
+    if kind == "score_mfg":
+        return score_mfg_problem(grid, lambda *xs: np.log(np.maximum(data(*xs), 1e-300)), nu=model.get("nu", 1.0),
+                                 T=tt.get("T", 1.0), nt=tt.get("nt", 32), name=name)
+    if kind == "score":
+        raise ConfigError("preset = 'score' is a score-model reference, not an MFG to solve: check a model "
+                          "against it with `mfgpde validate CONFIG --model MOD:FN --kind score --out DIR`, or "
+                          "study its convergence with `mfgpde wellposed CONFIG --refine N 2N 4N --out DIR`")
+    raise AssertionError(f"preset {kind!r} is in PRESET_KEYS but has no builder")

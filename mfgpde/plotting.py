@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .io import atomic_write
+
 
 def _mpl():
     import matplotlib
@@ -16,8 +18,6 @@ def _mpl():
 
 def save_figure(fig, path):
     """Save a figure atomically and close it."""
-    from .result import atomic_write
-
     fmt = str(path).rsplit(".", 1)[-1]
     atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight"), "." + fmt)
     _mpl().close(fig)

@@ -174,6 +174,22 @@ class MFGProblem:
                 if isinstance(term, PotentialCoupling):
                     _warn_if_not_periodic("coupling potential", term.field(grid), grid)
 
+    def replace(self, **changes) -> MFGProblem:
+        """The same problem with ``changes`` (constructor parameters, e.g. ``nu=0.1``), rebuilt
+        and validated by the constructor (a shallow copy with an edited attribute skips the checks
+        and keeps derived data, such as m0 on the old grid, stale).
+        """
+        args = dict(grid=self.grid, T=self.T, nt=self.nt, nu=self.nu, hamiltonian=self.hamiltonian, m0=self.m0_source,
+                    coupling=self.coupling, terminal=self.terminal,
+                    drift=None if self.drift is None else self.drift.b, normalize=self.normalize, name=self.name)
+        unknown = sorted(set(changes) - set(args))
+        if unknown:
+            raise TypeError(f"MFGProblem.replace: unknown parameter(s) {unknown} (allowed: {sorted(args)})")
+        args.update(changes)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # this problem's data warned once already
+            return MFGProblem(**args)
+
     @property
     def dt(self) -> float:
         return self.T / self.nt

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .result import atomic_write
+from .io import atomic_write
 
 
 def markdown_table(headers, rows, fmt="{:.3g}"):

@@ -165,9 +165,9 @@ def _small_lq(tmp_path):
 def test_solve_output_folder_is_replaced_as_a_whole(tmp_path, monkeypatch):
     """A rerun with --no-plot removes the earlier plot; a failed rerun leaves a summary that
     says it failed and no solution of the earlier run beside it."""
-    import sys
+    import importlib
 
-    solve_mod = sys.modules["mfgpde.solve"]
+    solve_mod = importlib.import_module("mfgpde.solver")
 
     cfg, out = _small_lq(tmp_path), tmp_path / "out"
     assert cli.main(["solve", cfg, "--out", str(out)]) == 0
@@ -190,9 +190,9 @@ def test_solve_output_folder_is_replaced_as_a_whole(tmp_path, monkeypatch):
     (lambda p: p.joinpath("afile").write_text("x") and p / "afile" / "sub", "is not a folder"),
 ])
 def test_unwritable_out_is_refused_before_solving(make_out, message, tmp_path, capsys, monkeypatch):
-    import sys
+    import importlib
 
-    solve_mod = sys.modules["mfgpde.solve"]
+    solve_mod = importlib.import_module("mfgpde.solver")
 
     monkeypatch.setattr(solve_mod, "solve", lambda *a, **k: pytest.fail("solved before checking --out"))
     assert cli.main(["solve", _small_lq(tmp_path), "--out", str(make_out(tmp_path))]) == 1

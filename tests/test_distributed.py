@@ -269,8 +269,8 @@ def test_distributed_preconditioner_steps_approximate_the_exact_sweep(monkeypatc
 
     import mfgpde as mp
     import mfgpde.fd.distributed as fdd
+    from mfgpde.fd.krylov import BlockTriangularPreconditioner
     from mfgpde.fd.scheme import FDScheme
-    from mfgpde.iterations.krylov import BlockTriangularPreconditioner
 
     g = mp.TensorGrid([(0, 1), (0, 1)], (24, 20), ("periodic", "noflux"))
     p = mp.MFGProblem(g, 0.5, 6, 0.1, mp.QuadraticHamiltonian(), lambda x, y: 1 + 0.5 * np.cos(2 * np.pi * x) * y,
@@ -328,3 +328,34 @@ def test_distributed_requests_are_checked_before_any_work():
         mp.solve(mp.MFGProblem(g, nu=0.1, **base), petsc_options={"step_pc_type": "gamg"}, max_iter=1)
     with pytest.raises(ValueError, match="mfgpde_fem_step_"):
         mp.solve(mp.MFGProblem(g, nu=0.1, **base), backend="fem", petsc_options={"step_pc_type": "gamg"})
+
+
+def test_a_nested_scheme_cannot_remove_the_users_petsc_options():
+    """Grid sequencing nests a second distributed scheme inside the first: creating it with the same
+    options and destroying it must leave the first scheme's options intact, so the user's
+    ``step_pc_type`` reaches the fine solve's step KSP (it used to be deleted from the global options
+    database by the nested destroy()). Nothing is left in the database afterwards."""
+    from mpi4py import MPI
+    from petsc4py import PETSc
+
+    import mfgpde as mp
+    from mfgpde.fd.distributed import DistributedFDScheme
+
+    g = mp.TensorGrid([(0, 1), (0, 1)], (12, 12), "periodic")
+    p = mp.MFGProblem(g, 0.5, 4, 0.1, mp.QuadraticHamiltonian(), lambda x, y: 1 + 0.5 * np.cos(2 * np.pi * x))
+    opts = {"step_pc_type": "jacobi", "sweep_ksp_type": "bcgs"}
+    fine = DistributedFDScheme(p, MPI.COMM_SELF, petsc_options=opts)
+    try:
+        coarse = DistributedFDScheme(p, MPI.COMM_SELF, petsc_options=opts)
+        coarse.destroy()
+        step = fine._step
+        step.pc_A = step._matrix()
+        ksp = step._ksp(step.pc_A, 1e-3, "step_")
+        sweep_ksp = step._ksp(step._matrix(), 1e-3, "sweep_")
+        assert ksp.getPC().getType() == "jacobi" and sweep_ksp.getType() == "bcgs"
+        ksp.destroy()
+        sweep_ksp.destroy()
+    finally:
+        fine.destroy()
+    db = PETSc.Options()
+    assert not db.hasName("mfgpde_step_pc_type") and not db.hasName("mfgpde_sweep_ksp_type")

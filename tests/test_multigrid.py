@@ -6,10 +6,10 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import mfgpde as mp
+from mfgpde.fd.krylov import BlockTriangularPreconditioner
 from mfgpde.fd.multigrid import Hierarchy
 from mfgpde.fd.scheme import FDScheme
 from mfgpde.fd.steps import stencil_csc, stencil_matrix
-from mfgpde.iterations.krylov import BlockTriangularPreconditioner
 
 GRIDS = [
     ([(0, 1), (0, 1)], (24, 20), "periodic"),

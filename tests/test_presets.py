@@ -14,7 +14,7 @@ from helpers import normal_log_pdf
 
 import mfgpde as mp
 from mfgpde.closed_forms import CNFGaussian
-from mfgpde.config import ConfigError
+from mfgpde.config import ConfigError, problem_from_preset
 from mfgpde.generative import energies as E
 from mfgpde.generative.densities import gaussian
 from mfgpde.generative.presets import (
@@ -23,7 +23,6 @@ from mfgpde.generative.presets import (
     data_on_grid,
     jko_chain,
     jko_step_problem,
-    problem_from_preset,
     score_mfg_problem,
     standard_normal_log_density,
 )

@@ -46,7 +46,13 @@ TINY = {
 }
 
 
-@pytest.mark.parametrize("script", sorted(TINY))
+#: studies that take minutes even at their tiny size: run by `make test-slow` (CI runs it); the
+#: well-posedness study's controls are also tested in tests/test_studies.py
+SLOW_STUDIES = {"cnf_wellposedness.py"}
+
+
+@pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW_STUDIES else s
+                                    for s in sorted(TINY)])
 def test_validation_studies_run_end_to_end_at_a_tiny_size(script, tmp_path):
     """Each study runs whole (solves, JSON, figure, report) at a tiny size, as a module: a study
     that no longer runs against the package fails here, not on the next person's cluster job."""

@@ -175,12 +175,12 @@ def test_bad_order_is_refused(order):
 def test_order_two_without_a_ladder_is_refused_before_any_work(monkeypatch):
     import importlib
 
-    solve_module = importlib.import_module("mfgpde.solve")
+    solve_module = importlib.import_module("mfgpde.fd.solve")
 
     def no_work(*a, **k):
         raise AssertionError("a solve ran before the refusal")
 
-    monkeypatch.setattr(solve_module, "_solve_fd", no_work)
+    monkeypatch.setattr(solve_module, "solve_fd", no_work)
     for shape, nt in ((30, 32), (32, 30), (16, 16)):
         g = mp.TensorGrid([(-2.0, 2.0)], shape, "noflux")
         p = mp.MFGProblem(g, 1.0, nt, 0.1, mp.QuadraticHamiltonian(), lambda x: np.exp(-x**2 / 0.32), normalize=True)

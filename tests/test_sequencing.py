@@ -1,7 +1,7 @@
 """Grid sequencing changes Newton's start, not the discrete solution."""
 
+import importlib
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -101,19 +101,19 @@ def test_a_failing_coarse_level_falls_back_to_the_default_start(monkeypatch):
     the diagnostics say what happened on the coarse grid."""
     import importlib
 
-    solve_module = importlib.import_module("mfgpde.solve")  # the module (mfgpde.solve is the function)
+    solve_module = importlib.import_module("mfgpde.fd.solve")
 
     p = _log2d(32, 40)
-    real = solve_module._solve_fd
+    real = solve_module.solve_fd
 
-    def failing(problem, **kw):
+    def failing(problem, *args, **kw):
         if problem.grid.shape == (16, 16):
             raise FloatingPointError("coarse trouble")
-        return real(problem, **kw)
+        return real(problem, *args, **kw)
 
-    monkeypatch.setattr(solve_module, "_solve_fd", failing)
+    monkeypatch.setattr(solve_module, "solve_fd", failing)
     # (no error estimate: its ladder would solve the 16^2 level itself)
-    r = solve_module.solve(p, tol=1e-10, verbose=False, error_estimate=False)
+    r = mp.solve(p, tol=1e-10, verbose=False, error_estimate=False)
     assert r.converged
     seq = r.diagnostics["grid_sequencing"]
     assert seq["coarse_status"] == "error" and "coarse trouble" in seq["coarse_message"]
@@ -143,8 +143,9 @@ def test_sequenced_viscosity_continuation_reaches_the_same_first_order_solution(
 
     g = mp.TensorGrid([(-5, 5)], 400, "noflux")
     p = cnf_problem(g, gaussian([1.0], 0.25), lam=0.1, T=1.0, nt=100)
-    plain = mp.solve(p, tol=1e-9, grid_sequencing=False, verbose=False)
-    seq = mp.solve(p, tol=1e-9, verbose=False)
+    # (no error estimates: their ladder would solve the 200 x 50 and 100 x 25 levels twice more)
+    plain = mp.solve(p, tol=1e-9, grid_sequencing=False, verbose=False, error_estimate=False)
+    seq = mp.solve(p, tol=1e-9, verbose=False, error_estimate=False)
     assert plain.converged and seq.converged and seq.diagnostics["residual"] <= 1e-9
     steps = seq.diagnostics["continuation"]["steps"]
     assert steps[0]["grid"] == [200] and steps[0]["nt"] == 50 and steps[0]["status"] == "converged"
@@ -168,23 +169,23 @@ def test_sequenced_continuation_falls_back_to_every_stage_on_the_fine_grid(monke
     monkeypatch.setattr(sequencing, "MIN_POINTS", 1000)          # sequence a small problem
     p = cnf_problem(mp.TensorGrid([(-5, 5)], 60, "noflux"), gaussian([1.0], 0.25), lam=0.3, T=1.0, nt=20)
     plain = mp.solve(p, tol=1e-9, grid_sequencing=False, verbose=False)
-    module = sys.modules["mfgpde.solve"]
+    module = importlib.import_module("mfgpde.fd.solve")
     if failure == "coarse":  # the coarse continuation (the call with ``until``) raises
-        real = module._viscosity_continuation
+        real = module.viscosity_continuation
 
         def broken(*args, until=None, **kwargs):
             if until is not None:
                 raise ValueError("planted coarse failure")
             return real(*args, until=until, **kwargs)
-        monkeypatch.setattr(module, "_viscosity_continuation", broken)
+        monkeypatch.setattr(module, "viscosity_continuation", broken)
     else:  # the fine solve of the hand-off stage from the coarse start (a pair of arrays) fails
-        real = module._solve_fd  # the stage solve
+        real = module.solve_fd  # the stage solve
 
-        def flaky(problem, initial=None, **kwargs):
+        def flaky(problem, options, initial=None, **kwargs):
             if isinstance(initial, tuple):
-                kwargs["max_iter"] = 0
-            return real(problem, initial=initial, **kwargs)
-        monkeypatch.setattr(module, "_solve_fd", flaky)
+                options = options.replace(max_iter=0)
+            return real(problem, options, initial=initial, **kwargs)
+        monkeypatch.setattr(module, "solve_fd", flaky)
     r = mp.solve(p, tol=1e-9, verbose=False, error_estimate=False)
     steps = r.diagnostics["continuation"]["steps"]
     assert steps[0]["grid"] == [30]
@@ -209,16 +210,16 @@ def test_a_failing_first_fine_stage_retries_the_handoff_stage(monkeypatch):
     monkeypatch.setattr(sequencing, "MIN_POINTS", 1000)
     p = cnf_problem(mp.TensorGrid([(-5, 5)], 60, "noflux"), gaussian([1.0], 0.25), lam=0.3, T=1.0, nt=20)
     plain = mp.solve(p, tol=1e-9, grid_sequencing=False, verbose=False)
-    module = sys.modules["mfgpde.solve"]
-    real, handoff = module._solve_fd, {}  # the stage solve
+    module = importlib.import_module("mfgpde.fd.solve")
+    real, handoff = module.solve_fd, {}  # the stage solve
 
-    def flaky(problem, initial=None, **kwargs):
+    def flaky(problem, options, initial=None, **kwargs):
         # only the first solve from the coarse start (a pair of arrays) fails
         if isinstance(initial, tuple) and not handoff:
             handoff["nu"] = problem.nu
-            kwargs["max_iter"] = 0
-        return real(problem, initial=initial, **kwargs)
-    monkeypatch.setattr(module, "_solve_fd", flaky)
+            options = options.replace(max_iter=0)
+        return real(problem, options, initial=initial, **kwargs)
+    monkeypatch.setattr(module, "solve_fd", flaky)
     r = mp.solve(p, tol=1e-9, verbose=False, error_estimate=False)
     steps = r.diagnostics["continuation"]["steps"]
     nu_h = steps[0]["value"]

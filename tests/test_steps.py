@@ -5,9 +5,9 @@ import pytest
 import scipy.sparse.linalg as spla
 
 import mfgpde as mp
+from mfgpde.fd.krylov import BlockTriangularPreconditioner
 from mfgpde.fd.scheme import FDScheme
 from mfgpde.fd.steps import SpectralInverse, StepOperator, stencil_csc, step_inverses
-from mfgpde.iterations.krylov import BlockTriangularPreconditioner
 
 GRIDS = [
     ([(0, 1)], 17, "periodic"),

@@ -50,7 +50,7 @@ def e1(n):
     return p, lambda r: float(g.integrate(np.abs(r.m - mex))), "m_L1", "L1 error of m"
 
 
-CASES = {"C3 2D (LQ, nu = 0.1, nt = n)": (c3_2d, [32, 64, 128], [16, 32]),
+CASES = {"C3 2D (LQ, nu = 0.1, nt = n)": (c3_2d, [32, 64, 128], [32, 64]),
          "C1 1D (CNF, nu = 0, nt = n/4)": (c1, [96, 192, 384], [64, 128]),
          "E1 1D (ergodic LQ, log coupling)": (e1, [64, 128, 256], [32, 64])}
 

@@ -21,7 +21,7 @@ What is distributed, and by whom:
 * the Newton systems: PETSc FGMRES on a shell matrix (the matrix-free linearisation of
   :mod:`mfgpde.fd.linearisation` on each patch) with a shell preconditioner, the same
   block-triangular backward-HJB / forward-FP sweep as the serial solver
-  (:mod:`mfgpde.iterations.krylov`);
+  (:mod:`mfgpde.fd.krylov`);
 * the spatial step solves of that sweep: by default two V-cycles of the serial aggregation
   multigrid (:mod:`mfgpde.fd.multigrid`) on every rank's ghosted patch, of which the owned values
   are kept (a restricted additive Schwarz step with the patch as overlapping subdomain: one
@@ -45,17 +45,22 @@ all of m on every rank); every rank's box must be at least two points wide along
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..grid import TensorGrid
 from ..iterations.base import ConvergenceError
 from ..iterations.implicit_step import MAX_NEWTON, check_sweep_data, round_off_tolerance, solve_implicit_step
-from ..iterations.krylov import MG_CONTRACTION_LIMIT, MG_CYCLES, block_triangular_sweep
 from ..iterations.petsc_krylov import ShellNewtonSystem
+from ..iterations.preconditioner import block_triangular_sweep
+from ..options import SolveOptions
 from ..problem import _Drift
 from . import kernels
+from .krylov import MG_CONTRACTION_LIMIT, MG_CYCLES
 from .linearisation import Linearisation
 from .scheme import FDScheme
+from .solve import solve_fd
 
 #: Ghost layers the discrete system needs (see the module docstring for why two).
 GHOST = 2
@@ -220,10 +225,10 @@ class DistributedFDScheme:
         self.local = FDScheme(_LocalProblem(problem, self.patch), linear_solver="direct")
         self.m0 = self.local.problem.m0.ravel()[self.owned]
         self._stack_das = {}
-        db = PETSc.Options()
-        for key, value in options.items():  # removed again by destroy()
-            db[key] = value
-            self._options[key] = value
+        # kept here, not in the global options database: each KSP pushes the options of its prefix
+        # just before its setFromOptions and removes them right after (options_scope), so a nested
+        # scheme (the coarse level of grid sequencing) cannot delete the options of this one
+        self._options = dict(options)
         self._step = _StepSolver(self)
         self._krylov = None
         # the preconditioner's step solves: patch multigrid unless the user configured PETSc's
@@ -233,8 +238,28 @@ class DistributedFDScheme:
 
     # ------------------------------------------------------------------ PETSc plumbing
 
+    @contextlib.contextmanager
+    def options_scope(self, prefix):
+        """The PETSc options of this solve under ``prefix`` in the options database, for one
+        ``setFromOptions``: pushed on entry, removed on exit (a value the database held before,
+        e.g. from the command line, is restored). The DOLFINx pattern: options live in the
+        object that owns them, so two schemes alive at once cannot remove each other's.
+        """
+        db = self.PETSc.Options()
+        mine = {k: v for k, v in self._options.items() if k.startswith(prefix)}
+        before = {k: db.getString(k) for k in mine if db.hasName(k)}
+        for key, value in mine.items():
+            db[key] = value
+        try:
+            yield
+        finally:
+            for key in mine:
+                db.delValue(key)
+                if key in before:
+                    db[key] = before[key]
+
     def destroy(self):
-        """Free the PETSc objects and remove the options this solve set."""
+        """Free the PETSc objects."""
         if getattr(self, "_step", None) is not None:
             self._step.destroy()
         if getattr(self, "_krylov", None) is not None:
@@ -245,10 +270,6 @@ class DistributedFDScheme:
             da[1].destroy()
             da[2].destroy()
         self._stack_das = {}
-        opts = self.PETSc.Options()
-        for key in getattr(self, "_options", {}):
-            opts.delValue(key)
-        self._options = {}
         if getattr(self, "da", None) is not None:
             self.da.destroy()
             self.da = None
@@ -332,15 +353,16 @@ class DistributedFDScheme:
     def solve_newton_system(self, lin, rhs, rtol, maxiter=400, step_solver=None, reuse=None, lag_budget=None):
         """FGMRES (PETSc) on ``J dz = rhs`` with the block-triangular sweep preconditioner.
 
-        Same signature and returns as :func:`mfgpde.iterations.krylov.solve_newton_system`
+        Same signature and returns as :func:`mfgpde.fd.krylov.solve_newton_system`
         (``reuse`` is ignored: the step solves have no factorisation worth lagging).
         """
         if self._krylov is None:
             n = 2 * (self.nt + 1)
             # FGMRES: the preconditioner's step solves are Krylov solves to PC_STEP_RTOL, so it varies
             # a little between applications; restart 30 (each vector pair is 2 (N_t + 1) N_owned x 16 B)
-            self._krylov = ShellNewtonSystem(self.pcomm, n * self.N, self._matvec, self._sweep,
-                                             OPTIONS_PREFIX + "newton_", "fgmres", 30, n_global=n * self.grid.size)
+            with self.options_scope(OPTIONS_PREFIX + "newton_"):
+                self._krylov = ShellNewtonSystem(self.pcomm, n * self.N, self._matvec, self._sweep,
+                                                 OPTIONS_PREFIX + "newton_", "fgmres", 30, n_global=n * self.grid.size)
         return self._krylov.solve(lin, rhs, rtol, maxiter)
 
     def _split(self, z, points):
@@ -529,7 +551,8 @@ class _StepSolver:
         ksp.getPC().setType(PETSc.PC.Type.BJACOBI)
         ksp.setTolerances(rtol=rtol, atol=0.0, max_it=2000)
         ksp.setOperators(A)
-        ksp.setFromOptions()
+        with self.scheme.options_scope(OPTIONS_PREFIX + prefix):
+            ksp.setFromOptions()
         return ksp
 
     def _run(self, ksp, b, x, rhs, what):
@@ -609,9 +632,7 @@ def solve_distributed(problem, comm, tol=1e-10, max_iter=50, verbose=None, petsc
                                      petsc_options=petsc_options)
         except _TooSmall:
             # a coarse grid too small to split: every rank solves it alone (cheap, identical)
-            from ..solve import solve
-
-            rc = solve(coarse, tol=coarse_tol, max_iter=max_iter, verbose=False, error_estimate=False)
+            rc = solve_fd(coarse, SolveOptions(tol=coarse_tol, max_iter=max_iter, verbose=False))
             rc.diagnostics["ranks"] = 1
             return rc
 

@@ -2,7 +2,7 @@
 
 Every implicit step of the scheme solves ``A x = r`` with ``A = I/dt + L_n + A_n`` (HJB) or its
 transpose (FP): an M-matrix on the ``1 + 2d`` point stencil of the tensor grid. Newton's sweep
-preconditioner (:mod:`mfgpde.iterations.krylov`) needs ``2 N_t`` of these solves per Krylov
+preconditioner (:mod:`mfgpde.fd.krylov`) needs ``2 N_t`` of these solves per Krylov
 iteration, one after the other.
 
 Why this solver

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 from ..iterations.implicit_step import MAX_NEWTON, check_sweep_data, round_off_tolerance, solve_implicit_step
 from . import kernels
+from .krylov import solve_newton_system
 from .linear import ITERATIVE_RTOL, solve_stencil
 from .linearisation import Linearisation
 from .multigrid import Hierarchy
@@ -226,6 +227,18 @@ class FDScheme:
     def linearisation(self, U, M):
         """The Jacobian at ``(U, M)`` as stencils, applied matrix-free (:mod:`.linearisation`)."""
         return Linearisation(self, U, M)
+
+    #: the space-time Jacobian can be assembled, so Newton may factorise it (``linear="direct"``)
+    assembles_jacobian = True
+
+    def solve_newton_system(self, lin, rhs, rtol, maxiter=400, step_solver="auto", sweeps=3, reuse=None,
+                            lag_budget=None):
+        """``J dz = rhs`` by GMRES with the block-triangular sweep preconditioner
+        (:func:`mfgpde.fd.krylov.solve_newton_system`, whose signature and returns every scheme's
+        ``solve_newton_system`` shares).
+        """
+        return solve_newton_system(lin, rhs, rtol, maxiter=maxiter, step_solver=step_solver, sweeps=sweeps,
+                                   reuse=reuse, lag_budget=lag_budget)
 
     def spectral_inverse(self, workers=None):
         """FFT/DCT inverse of ``a I + nu(-Lap_h)`` on this grid (cached; see :mod:`.steps`)."""

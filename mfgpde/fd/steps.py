@@ -7,7 +7,7 @@ Every implicit time step of the scheme solves one spatial system with a stencil 
 (HJB steps) or its transpose (FP steps). ``A`` is an M-matrix: a positive diagonal that
 dominates, non-positive neighbours. A Newton step of the coupled system needs ``2 N_t`` such
 solves per Krylov iteration (the block-triangular sweep preconditioner of
-:mod:`mfgpde.iterations.krylov`), a sweep of the fixed point ``N_t`` of them.
+:mod:`mfgpde.fd.krylov`), a sweep of the fixed point ``N_t`` of them.
 
 Why a spectral preconditioner and not sparse LU
 -----------------------------------------------

@@ -24,11 +24,28 @@ ghosted PETSc vector (:meth:`MeshDomain.exchange`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
 
 from . import require_dolfinx
+
+
+@contextlib.contextmanager
+def gmsh_session():
+    """Gmsh initialised (quietly) for the block; finalised afterwards if this block started it."""
+    import gmsh
+
+    init = not gmsh.isInitialized()
+    if init:
+        gmsh.initialize()
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        yield gmsh
+    finally:
+        if init:
+            gmsh.finalize()
 
 
 class MeshDomain:
@@ -417,8 +434,6 @@ def _read_msh(path, comm, gdim):
 
 def _msh_dimension(path):
     """Geometric dimension of a gmsh file: 3 if any z coordinate is non-zero, else 2 (or 1)."""
-    from .geometry import gmsh_session
-
     try:
         with gmsh_session() as gmsh:
             gmsh.open(path)

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 from ..couplings import ZeroCoupling
 from ..ergodic import ErgodicResult, solve_ergodic
+from ..io import save_netcdf
 from ..iterations.pseudo_transient import bordered_solve, pseudo_time_matrix
 from .scheme import FEMScheme
 
@@ -162,8 +163,6 @@ class ErgodicMeshResult(ErgodicResult):
     def save(self, path):
         """NetCDF with one ``vertex`` dimension: u, m and the coordinates (atomic write)."""
         import xarray as xr
-
-        from ..result import save_netcdf
 
         names = ["x", "y", "z"][: self.coords.shape[1]]
         data = {"u": ("vertex", self.u), "m": ("vertex", self.m)}

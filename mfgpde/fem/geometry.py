@@ -8,29 +8,14 @@ stiffness matrix is (nearly) an M-matrix; the rare obtuse pairs are stabilised b
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 
 import numpy as np
 
+from ..io import atomic_write
 from . import require_dolfinx
-
-
-@contextlib.contextmanager
-def gmsh_session():
-    """Gmsh initialised (quietly) for the block; finalised afterwards if this block started it."""
-    import gmsh
-
-    init = not gmsh.isInitialized()
-    if init:
-        gmsh.initialize()
-    try:
-        gmsh.option.setNumber("General.Terminal", 0)
-        yield gmsh
-    finally:
-        if init:
-            gmsh.finalize()
+from .domain import MeshDomain, gmsh_session
 
 
 def room_msh(path, width=2.0, height=1.0, obstacles=((1.0, 0.5, 0.2),), h=0.02):
@@ -48,8 +33,6 @@ def room_msh(path, width=2.0, height=1.0, obstacles=((1.0, 0.5, 0.2),), h=0.02):
         Target mesh size (``h = 0.0105`` gives about 20,000 vertices for the default room).
     """
     import gmsh
-
-    from ..result import atomic_write
 
     width, height, h = float(width), float(height), float(h)
     if not (width > 0 and height > 0):
@@ -92,7 +75,6 @@ def room(width=2.0, height=1.0, obstacles=((1.0, 0.5, 0.2),), h=0.02, comm=None,
     require_dolfinx()
     from mpi4py import MPI
 
-    from .domain import MeshDomain
 
     comm = MPI.COMM_WORLD if comm is None else comm
     tmpdir = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..iterations.krylov import block_triangular_sweep
+from ..iterations.preconditioner import block_triangular_sweep
 
 
 class FEMLinearisation:
@@ -104,7 +104,7 @@ def jacobian_product(lin, x):
 
 
 def sweep(lin, r):
-    """The block-triangular preconditioner (:func:`mfgpde.iterations.krylov.block_triangular_sweep`):
+    """The block-triangular preconditioner (:func:`mfgpde.iterations.preconditioner.block_triangular_sweep`):
     backward HJB sweep with the ``B_n``, then the forward FP sweep with the ``E_n`` and the
     U -> m coupling ``G_n`` of the new U correction (block Gauss-Seidel in time).
     """

@@ -9,7 +9,8 @@ import tempfile
 
 import numpy as np
 
-from ..result import SolutionBase, atomic_write, base_diagnostics
+from ..io import atomic_write
+from ..result import SolutionBase, base_diagnostics
 
 
 class FEMResult(SolutionBase):

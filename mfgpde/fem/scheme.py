@@ -385,7 +385,7 @@ class FEMScheme:
     def solve_newton_system(self, lin, rhs, rtol, maxiter=300, step_solver=None, reuse=None, lag_budget=None):
         """PETSc GMRES on ``J dz = rhs`` with the block-triangular sweep preconditioner.
 
-        Same signature and returns as :func:`mfgpde.iterations.krylov.solve_newton_system`
+        Same signature and returns as :func:`mfgpde.fd.krylov.solve_newton_system`
         (``reuse`` is ignored: the step LUs are refactorised once per Newton step).
         """
         if self._newton is None:

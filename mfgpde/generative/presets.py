@@ -17,6 +17,7 @@ from ..couplings import gaussian_log_density
 from ..grid import TensorGrid
 from ..hamiltonians import QuadraticHamiltonian
 from ..problem import MFGProblem, density_on_grid
+from ..solver import solve
 from .densities import density_from_samples
 from .energies import KL, CrossEntropy, Energy
 from .transport import evolve_density, grid_gradient
@@ -223,8 +224,6 @@ def jko_chain(grid, rho0, energy, tau, steps, nt=8, tol=1e-9, verbose=False):
     densities : ndarray (steps + 1,) + grid.shape
     results : list of MFGResult
     """
-    from ..solve import solve
-
     rho = density_on_grid(rho0, grid, "rho0", normalize=True)
     dens, results, prev = [rho], [], None
     for k in range(steps):
@@ -243,50 +242,3 @@ def jko_chain(grid, rho0, energy, tau, steps, nt=8, tol=1e-9, verbose=False):
         results.append(r)
         prev = r
     return tau * np.arange(steps + 1), np.array(dens), results
-
-
-#: keys of the preset configurations: per preset, the [model] keys and extra top-level tables
-PRESET_KEYS = {"cnf": {"model": {"lam", "tail_tol"}}, "score_mfg": {"model": {"nu"}},
-               "score": {"model": set(), "": {"sde"}}}
-
-
-def problem_from_preset(cfg):
-    """Build a preset problem from a configuration with ``preset = "cnf" | "score_mfg"`` (``"score"`` is
-    a reference for ``mfgpde validate``, refused here with what to run instead).
-    """
-    from ..config import SECTION_KEYS, SOLVER_KEYS, ConfigError, _density_callable, _get, check_keys
-
-    kind = cfg["preset"]
-    if kind not in PRESET_KEYS:
-        import difflib
-
-        close = difflib.get_close_matches(str(kind), sorted(PRESET_KEYS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"preset = {kind!r} is unknown{hint}; allowed: cnf, score_mfg (and score, a reference "
-                          "for `mfgpde validate`); JKO chains are run from Python (mfgpde.generative.presets.jko_chain)")
-    if kind in PRESET_KEYS:
-        # a misspelt key of a preset (lamda, nt in [model]) was ignored and its default used
-        check_keys(cfg, {"name", "preset", "grid", "time", "model", "data", "solver"} | PRESET_KEYS[kind].get("", set()),
-                   "top level")
-        for sec, keys in (("grid", SECTION_KEYS["grid"]), ("time", SECTION_KEYS["time"]),
-                          ("model", PRESET_KEYS[kind]["model"]), ("solver", SOLVER_KEYS)):
-            if sec in cfg:
-                check_keys(cfg[sec], keys, sec)
-    gt = _get(cfg, "grid", "top level", required=True)
-    grid = TensorGrid(gt["bounds"], gt["shape"], gt.get("boundary", "noflux"))
-    tt = cfg.get("time", {})
-    data_tab = _get(cfg, "data", "top level", required=True)
-    data = _density_callable(data_tab, "data")
-    name = cfg.get("name", kind)
-    model = cfg.get("model", {})
-    if kind == "cnf":
-        return cnf_problem(grid, data, lam=model.get("lam", 1.0), T=tt.get("T", 1.0), nt=tt.get("nt", 32),
-                           tail_tol=model.get("tail_tol", 1e-4), name=name)
-    if kind == "score_mfg":
-        return score_mfg_problem(grid, lambda *xs: np.log(np.maximum(data(*xs), 1e-300)), nu=model.get("nu", 1.0),
-                                 T=tt.get("T", 1.0), nt=tt.get("nt", 32), name=name)
-    if kind == "score":
-        raise ConfigError("preset = 'score' is a score-model reference, not an MFG to solve: check a model "
-                          "against it with `mfgpde validate CONFIG --model MOD:FN --kind score --out DIR`, or "
-                          "study its convergence with `mfgpde wellposed CONFIG --refine N 2N 4N --out DIR`")
-    raise AssertionError(f"preset {kind!r} is in PRESET_KEYS but has no builder")

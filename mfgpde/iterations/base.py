@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 
 import numpy as np
+
+from ..logs import enable as enable_logging
+
+logger = logging.getLogger(__name__)
 
 
 class ConvergenceError(FloatingPointError):
@@ -19,8 +23,10 @@ class IterationLog:
     ----------
     method : str
     verbose : bool or None
-        Print one line per iteration to stderr. ``None`` prints only when the solve has
-        lasted more than two seconds (long solves), so short solves stay quiet.
+        Log one line per iteration (logger ``mfgpde.iterations.base``, level INFO; ``True``
+        attaches a stderr handler when logging is not configured, see :mod:`mfgpde.logs`).
+        ``None`` logs only once the solve has lasted more than two seconds (long solves), so
+        short solves stay quiet.
     """
 
     def __init__(self, method, verbose=None):
@@ -41,9 +47,11 @@ class IterationLog:
         self.records.append(rec)
         show = self.verbose if self.verbose is not None else rec["time_s"] > 2.0
         if show:
+            if self.verbose:
+                enable_logging(min(logging.getLogger("mfgpde").getEffectiveLevel(), logging.INFO))
             more = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items())
-            print(f"[mfgpde {self.method}] it {iteration:4d}  residual {rec['residual']:.3e}  "
-                  f"(HJB {hjb:.2e}, FP {fp:.2e})  {more}  t={rec['time_s']:.2f}s", file=sys.stderr, flush=True)
+            logger.info("%s it %4d  residual %.3e  (HJB %.2e, FP %.2e)  %s  t=%.2fs", self.method, iteration,
+                        rec["residual"], hjb, fp, more, rec["time_s"])
         return rec["residual"]
 
     def summary_tail(self):

@@ -7,12 +7,13 @@ a mesh. :class:`Discretisation` is what the damped fixed point / fictitious play
 :class:`mfgpde.fd.scheme.FDScheme` and :class:`mfgpde.fem.scheme.FEMScheme` implement it, so
 one fixed point serves both backends. :class:`NewtonKrylovDiscretisation` adds what the one Newton-Krylov driver
 (:func:`mfgpde.iterations.newton`) consumes: a matrix-free linearisation whose per-step solves
-build the block-triangular sweep preconditioner. The serial FD scheme solves the Newton systems
-with SciPy (:mod:`mfgpde.iterations.krylov`, or a sparse LU of its assembled ``jacobian``); a
-backend with its own linear algebra and distributed data adds ``solve_newton_system`` (same
-signature as :func:`mfgpde.iterations.krylov.solve_newton_system`) and ``allreduce(value, op)``
-for the driver's scalar reductions: the distributed FD scheme and the FEM scheme, both on
-PETSc (:class:`mfgpde.iterations.petsc_krylov.ShellNewtonSystem`).
+build the block-triangular sweep preconditioner, and ``solve_newton_system`` (the signature of
+:func:`mfgpde.fd.krylov.solve_newton_system`): each scheme brings its own linear algebra, so the
+iterations import nothing from :mod:`mfgpde.fd` or :mod:`mfgpde.fem`. The serial FD scheme
+solves with SciPy (:mod:`mfgpde.fd.krylov`) and, as it sets ``assembles_jacobian``, may instead
+factorise its assembled ``jacobian``; the distributed FD scheme and the FEM scheme solve on PETSc
+(:class:`mfgpde.iterations.petsc_krylov.ShellNewtonSystem`) and add ``allreduce(value, op)`` for
+the driver's scalar reductions.
 
 For stacked unknowns ``U, M`` of shape ``(N_t + 1, N)`` (``N`` points or owned dofs):
 
@@ -60,3 +61,6 @@ class NewtonKrylovDiscretisation(Discretisation, Protocol):
 
     def linearisation(self, U, M):
         """The Jacobian at ``(U, M)`` applied matrix-free, with per-step operators for the preconditioner."""
+
+    def solve_newton_system(self, lin, rhs, rtol, maxiter=400, step_solver=None, reuse=None, lag_budget=None):
+        """``(dz, iterations, converged, preconditioner to reuse)`` for ``J dz = rhs`` to ``rtol``."""

@@ -22,7 +22,7 @@ model needs it (positive for a Hamiltonian singular at m = 0). The globalisation
 
 Both end with the same statuses (:mod:`mfgpde.iterations`): ``converged``, ``max_iter``,
 ``stagnated`` and ``singular_jacobian``. The linear algebra of a step is the system's: GMRES
-with the sweep preconditioner of :mod:`mfgpde.iterations.krylov`, PETSc
+with the sweep preconditioner of :mod:`mfgpde.fd.krylov`, PETSc
 (:class:`~mfgpde.iterations.petsc_krylov.ShellNewtonSystem`), a sparse LU, or the bordered
 solve of :mod:`mfgpde.iterations.pseudo_transient`.
 """
@@ -34,7 +34,6 @@ import scipy.sparse.linalg as spla
 
 from .base import IterationLog, residual_norms
 from .fixed_point import damped_sweeps
-from .krylov import solve_newton_system
 
 #: below this many unknowns (U and m together) 2D/3D Newton systems are solved by sparse LU
 DIRECT_MAX_UNKNOWNS = 6000
@@ -160,9 +159,9 @@ class SpaceTimeSystem:
         self.scheme, self.shape, self.n, self.tol = scheme, shape, int(np.prod(shape)), tol
         # the backend's linear algebra where it has its own (PETSc for the distributed scheme), and
         # its reductions: every rank must take the same step
-        self.system = getattr(scheme, "solve_newton_system", solve_newton_system)
+        self.system = scheme.solve_newton_system
         self.allreduce = getattr(scheme, "allreduce", lambda value, op="sum": value)
-        if self.system is not solve_newton_system:
+        if not getattr(scheme, "assembles_jacobian", False):
             linear = "krylov"
         if linear == "auto" and scheme.grid.dim > 1 and 2 * self.n <= DIRECT_MAX_UNKNOWNS:
             linear = "direct"
@@ -253,7 +252,7 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=MIN_ST
     linear : {"auto", "direct", "krylov"}
         Linear solver of the Newton systems: sparse LU of the space-time matrix, or GMRES
         with the block-triangular (backward HJB / forward FP sweep) preconditioner of
-        :mod:`mfgpde.iterations.krylov`. ``"auto"`` picks Krylov, except for 2D/3D systems of
+        :mod:`mfgpde.fd.krylov`. ``"auto"`` picks Krylov, except for 2D/3D systems of
         at most ``DIRECT_MAX_UNKNOWNS`` unknowns: there one sparse LU of the space-time
         Jacobian costs milliseconds, while far from the solution of a first-order problem
         GMRES can run to its iteration cap at every step (a 10^2 x 4 CNF from a random start:

@@ -66,7 +66,7 @@ class ShellNewtonSystem:
         """``(dz, krylov_iterations, converged, None)`` for ``J dz = rhs`` at the linearisation ``lin``.
 
         The last item stands for the reusable preconditioner of the SciPy path
-        (:func:`mfgpde.iterations.krylov.solve_newton_system`); here nothing is lagged.
+        (:func:`mfgpde.fd.krylov.solve_newton_system`); here nothing is lagged.
         """
         self.lin = lin
         try:

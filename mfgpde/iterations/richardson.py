@@ -45,14 +45,20 @@ Validation in Computational Science and Engineering" (1998), ch. 5 (grid converg
 
 from __future__ import annotations
 
+import logging
+import time
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-#: The allowed values of ``order``.
-ORDERS = (1, 2)
+from ..grid import TensorGrid
+from ..options import ORDERS
+from ..problem import ErgodicMFGProblem, MFGProblem
+
+logger = logging.getLogger(__name__)
+
 #: Points per axis, and time steps, that the coarsest level of a ladder must keep.
 MIN_LEVEL_POINTS = 8
 MIN_LEVEL_STEPS = 2
@@ -181,9 +187,6 @@ def coarsen(problem, factor):
     presets) is interpolated cubically and rescaled to the fine mass. Raises ``ValueError`` for
     data that cannot be moved to another grid (a drift given as an array, a problem subclass).
     """
-    from ..grid import TensorGrid
-    from ..problem import ErgodicMFGProblem, MFGProblem
-
     if factor == 1:
         return problem
     if type(problem) not in (MFGProblem, ErgodicMFGProblem):
@@ -268,8 +271,13 @@ class RichardsonLadder:
             return res
         problems = [coarsen(problem, 2 ** k) for k in range(levels)]
         results, coarser = [None] * levels, None
-        for k in reversed(range(levels)):
+        t0 = time.perf_counter()
+        for done, k in enumerate(reversed(range(levels)), start=1):
             coarser = results[k] = solve_level(problems[k], coarser)
+            logger.info("Richardson ladder: level %d of %d (%s%s) %s, %.2f s elapsed", done, levels,
+                        "x".join(map(str, problems[k].grid.shape)),
+                        f" x {problems[k].nt} steps" if hasattr(problems[k], "nt") else "", coarser.status,
+                        time.perf_counter() - t0)
         fine = results[0]
         if not all(r.converged for r in results):
             bad = [list(problems[k].grid.shape) for k, r in enumerate(results) if not r.converged]

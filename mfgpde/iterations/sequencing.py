@@ -19,12 +19,17 @@ solved without sequencing.
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
 import scipy.sparse as sp
 
+from ..grid import TensorGrid
+from ..problem import MFGProblem
 from .newton import newton
+
+logger = logging.getLogger(__name__)
 
 #: Coarsen only while every axis keeps at least this many points and the coarse time grid
 #: this many steps: below that the coarse solution says little about the fine one.
@@ -52,9 +57,6 @@ def coarse_problem(problem):
     Returns ``None`` when the grid is too small to coarsen or the problem's data cannot be
     evaluated on another grid (arrays instead of functions, a subclass with extra state).
     """
-    from ..grid import TensorGrid
-    from ..problem import MFGProblem
-
     grid = problem.grid
     if getattr(grid, "is_mesh", False) or type(problem) is not MFGProblem:
         return None
@@ -253,8 +255,8 @@ def _coarse_start(problem, coarse_solve, tol, verbose):
         if key in rc.diagnostics:
             info[name] = rc.diagnostics[key]
     if verbose:
-        print(f"[mfgpde] grid sequencing: {'x'.join(map(str, coarse.grid.shape))} x {coarse.nt} steps, "
-              f"{rc.status} in {rc.iterations} Newton iterations, {info['coarse_time_s']:.2f} s", flush=True)
+        logger.info("grid sequencing: %s x %d steps, %s in %d Newton iterations, %.2f s",
+                    "x".join(map(str, coarse.grid.shape)), coarse.nt, rc.status, rc.iterations, info["coarse_time_s"])
     if rc.converged:
         info["start"] = prolong(coarse, problem, rc.U.reshape(coarse.nt + 1, -1), rc.m.reshape(coarse.nt + 1, -1))
     return info

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from .. import config
-from ..result import atomic_write, write_json
+from ..io import atomic_write, write_json
 
 
 def _comm():
@@ -83,7 +83,7 @@ def run_member(cfg, assignment, solve_opts):
     A member that fails is a row with ``status = "error"`` and the message, not an exception, so
     the other members go on.
     """
-    from ..solve import solve
+    from ..solver import solve
 
     t0 = time.perf_counter()
     row = dict(assignment)

@@ -11,6 +11,8 @@ import os
 import sys
 import time
 
+from ..io import write_json
+
 #: what the verb does with each kind of configuration (printed by ``--help``)
 SUPPORT = """\
 time-dependent finite-difference MFGs (plain, cnf and score_mfg presets): positive/negative
@@ -131,7 +133,6 @@ def _figure(report, path):
 def _wellposed(args):
     from .. import config
     from ..problem import ErgodicMFGProblem
-    from ..result import write_json
     from . import wellposedness as W
 
     if args.starts < 2:

@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from ..problem import MFGProblem
-from ..solve import solve
+from ..solver import solve
 
 
 def _smooth_random_field(grid, rng, modes=3):

@@ -12,7 +12,7 @@ def build_reference(cfg):
     from .. import config
     from ..generative.presets import ScoreModel
     from ..grid import TensorGrid
-    from ..solve import solve
+    from ..solver import solve
 
     if cfg.get("preset") == "score":
         config.check_keys(cfg, {"name", "preset", "grid", "time", "sde", "data"}, "top level")

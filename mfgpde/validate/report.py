@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
+from ..io import write_json
 from ..plotting import _mpl, save_figure
-from ..result import write_json
 
 
 def _show(ax, field, grid, title, cmap="viridis"):
