@@ -87,6 +87,7 @@ def test_reverse_fp_with_exact_score_regenerates_data():
     assert observed_order(12.0 / np.array([100, 200, 400]), errs) > 1.5, errs
 
 
+@pytest.mark.slow  # 40 s of JKO steps; C4 stays in the default suite through tests/test_score_hjb.py
 def test_c4_jko_chain_approaches_fokker_planck_in_tau():
     """C4: the JKO chain of KL(. || N(0, 1)) tends to the OU Fokker-Planck flow as tau -> 0.
 

@@ -133,6 +133,7 @@ def test_interpolation_matrix_is_numpy_interp_and_sparse(period, rng):
     np.testing.assert_allclose(P @ v, np.interp(xt, xs, v, period=period), rtol=0, atol=1e-14)
 
 
+@pytest.mark.slow  # 45 s: two 400 x 100 CNF continuations (the fall-back tests below run in the default suite)
 def test_sequenced_viscosity_continuation_reaches_the_same_first_order_solution():
     """nu = 0 (a CNF, 400 x 100): the viscous stages nu >= 1e-3 L^2/T run on the 200 x 50 grid and
     the fine grid starts below the last of them; every later stage and the target are fine solves,

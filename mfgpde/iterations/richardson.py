@@ -378,9 +378,10 @@ def _centred_gradient(F, grid):
 def error_norms(problem, a, m, ca, cm, rho=None, crho=None):
     """The estimated errors: the validation norms evaluated on ``(a, m) - (ca, cm)``.
 
-    Time-dependent (``a = U``): ``m_L1_final`` (int |dm(T)|), ``m_L1_max`` (max over t),
-    ``m_max_rel_final`` (max |dm(T)| / max m(T)), ``U_max_support`` (max |dU| where
-    ``m > 1e-3 max m`` at that time), ``grad_U_weighted`` (``sqrt((1/T) int int m |d grad U|^2)``).
+    Time-dependent (``a = U``), with ``dm = m - cm`` and ``dU = a - ca``: ``m_L1_final``
+    (``int |dm(T)|``), ``m_L1_max`` (its max over t), ``m_max_rel_final``
+    (``max |dm(T)| / max m(T)``), ``U_max_support`` (``max |dU|`` where ``m > 1e-3 max m`` at that
+    time), ``grad_U_weighted`` (``sqrt((1/T) int int m |grad dU|^2)``).
     Ergodic (``a = u``): ``m_L1``, ``m_max_rel``, ``u_max_support`` (u compared up to a constant:
     the mean difference on the support is removed), ``grad_u_weighted``, ``rho``.
     """
