@@ -90,10 +90,23 @@ def _publish(out, write):
 
 
 def _solve(args):
+    check_output_folder(args.out)
+    try:
+        return _solve_checked(args)
+    except (ValueError, TypeError, FloatingPointError, RuntimeError, MemoryError, ImportError, OSError) as exc:
+        if _rank() == 0 and os.path.isdir(args.out):
+            # an earlier run's results must not stand beside this failure, whatever failed (a bad
+            # configuration as well as a diverging solve): the folder says it failed
+            failed = {"converged": False, "status": "error", "error": f"{type(exc).__name__}: {exc}",
+                      "config": os.path.abspath(args.config)}
+            _publish(args.out, lambda d: write_json(os.path.join(d, "summary.json"), failed))
+        raise
+
+
+def _solve_checked(args):
     from . import config
     from .solver import solve
 
-    check_output_folder(args.out)
     cfg = config.load(args.config)
     problem = config.build_problem(cfg)
     opts = config.solver_options(cfg)
@@ -121,15 +134,7 @@ def _solve(args):
               + (f" on {world.size} ranks" if "comm" in opts else ""),
               file=sys.stderr)
     t0 = time.perf_counter()
-    try:
-        result = solve(problem, verbose=False if args.quiet else (True if args.verbose else None), **opts)
-    except (ValueError, FloatingPointError, RuntimeError, MemoryError) as exc:
-        if rank == 0 and os.path.isdir(args.out):
-            # an earlier run's results must not stand beside this failure: the folder says it failed
-            failed = {"converged": False, "status": "error", "error": f"{type(exc).__name__}: {exc}",
-                      "config": os.path.abspath(args.config)}
-            _publish(args.out, lambda d: write_json(os.path.join(d, "summary.json"), failed))
-        raise
+    result = solve(problem, verbose=False if args.quiet else (True if args.verbose else None), **opts)
     summary = result.summary()
     summary["wall_time_s"] = result.diagnostics["wall_time_s"]
     summary["config"] = os.path.abspath(args.config)

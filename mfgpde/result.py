@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from .io import atomic_write, save_netcdf, write_json  # noqa: F401  (the writers' old home)
+from .io import atomic_write, load_netcdf, save_netcdf, write_json  # noqa: F401  (the writers' old home)
 
 
 def base_diagnostics(log, status, method, wall_time, mass_error, min_density):
@@ -120,11 +120,11 @@ class MFGResult(SolutionBase):
 
     @staticmethod
     def load_dataset(path):
-        """Open a saved solution as an ``xarray.Dataset``."""
-        import xarray as xr
-
-        with xr.open_dataset(path) as ds:
-            return ds.load()
+        """Open a saved solution as an ``xarray.Dataset``, verified against the per-variable
+        checksums written with it (:func:`mfgpde.io.load_netcdf`): a truncated or corrupted file
+        raises ``ValueError`` instead of loading zeros.
+        """
+        return load_netcdf(path)
 
     def plot(self, path=None, snapshots=4):
         """Density snapshots (or space-time map), value function and convergence history.

@@ -11,6 +11,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from ..io import write_json
 
 #: what the verb does with each kind of configuration (printed by ``--help``)
@@ -40,6 +42,10 @@ def _resize(cfg, shape, nt):
             raise ValueError(f"--nt must be an integer >= 1, got {nt}")
         cfg.setdefault("time", {})["nt"] = int(nt)
     return cfg
+
+
+#: the loosest --tol a well-posedness verdict accepts
+MAX_STUDY_TOL = 1e-6
 
 
 def _score_refinement(cfg, sizes):
@@ -130,18 +136,34 @@ def _figure(report, path):
     save_figure(fig, path)
 
 
+def _check_arguments(args):
+    """Refuse ``wellposed`` settings that cannot support a verdict, before any work; the refinement sizes."""
+    if args.starts < 2:
+        raise ValueError(f"--starts must be >= 2 (a multi-start needs two starts), got {args.starts}")
+    # a verdict needs starts solved far below the distance between solutions it reports: with a
+    # loose tolerance every start "converges" where it begins (--tol inf: at iteration 0, residual
+    # 1e3) and the spread of the starts reads as several solutions
+    if not (np.isfinite(args.tol) and 0 < args.tol <= MAX_STUDY_TOL):
+        raise ValueError(f"--tol must be in (0, {MAX_STUDY_TOL:g}] for a well-posedness verdict (the starts must be "
+                         f"solved far below the spread they are compared by), got {args.tol}")
+    try:
+        sizes = [int(s) for s in args.refine]
+    except ValueError:
+        raise ValueError(f"--refine expects integer grid sizes (e.g. 50 100 200), got {args.refine}") from None
+    if any(s < 2 for s in sizes):
+        raise ValueError(f"--refine sizes must be integers >= 2, got {sizes}")
+    if sizes and (len(sizes) < 2 or sorted(set(sizes)) != sizes):
+        raise ValueError(f"--refine needs at least two increasing grid sizes to measure an order (e.g. 50 100 200), "
+                         f"got {sizes}")
+    return sizes
+
+
 def _wellposed(args):
     from .. import config
     from ..problem import ErgodicMFGProblem
     from . import wellposedness as W
 
-    if args.starts < 2:
-        raise ValueError(f"--starts must be >= 2 (a multi-start needs two starts), got {args.starts}")
-    if not args.tol > 0:
-        raise ValueError(f"--tol must be > 0, got {args.tol}")
-    sizes = [int(s) for s in args.refine]
-    if any(s < 2 for s in sizes):
-        raise ValueError(f"--refine sizes must be integers >= 2, got {sizes}")
+    sizes = _check_arguments(args)
     cfg = _resize(config.load(args.config), args.shape, args.nt)
     preset = cfg.get("preset")
     if args.lambdas and preset != "cnf":

@@ -107,8 +107,14 @@ class CheckedModel:
         self.eval_time_s = 0.0
         self.calls = 0
 
+    #: outputs beyond this magnitude overflow the metrics (squares of 1e155 are inf): refused
+    MAX_ABS = 1e150
+
     def __call__(self, x, t):
-        x = np.ascontiguousarray(x, dtype=np.float64)
+        # every call gets its own copy: a model that writes into its input must not change the
+        # grid points later calls (and the metrics) see
+        x = np.array(x, dtype=np.float64, order="C", copy=True)
+        given = x.copy()
         targ = np.full((x.shape[0], 1), float(t)) if self.time_as_column else float(t)
         t0 = time.perf_counter()
         alarm = (self.timeout is not None and hasattr(signal, "setitimer")
@@ -121,9 +127,12 @@ class CheckedModel:
             previous = signal.signal(signal.SIGALRM, expired)
             signal.setitimer(signal.ITIMER_REAL, float(self.timeout))
         try:
-            out = self.fn(x, targ)
+            out = self.fn(given, targ)
         except ModelError:
             raise
+        except SystemExit as exc:  # sys.exit() in a model must not end the validation with exit 0
+            raise ModelError(f"{self.name}: the {self.kind} model called sys.exit({exc.code!r}) at t = {float(t):.6g}"
+                             f" on {x.shape[0]} points") from None
         except Exception as exc:  # report the user's error with where it happened
             raise ModelError(f"{self.name}: the {self.kind} model raised {type(exc).__name__}: {exc} "
                              f"(called at t = {float(t):.6g} on {x.shape[0]} points, first point {x[0].tolist()})") from exc
@@ -149,6 +158,12 @@ class CheckedModel:
             i = int(np.argwhere(bad)[0][0])
             raise ModelError(f"{self.name}: the {self.kind} model returned a non-finite value at t = {float(t):.6g}, "
                              f"point {x[i].tolist()} (index {i})")
+        big = np.abs(arr) > self.MAX_ABS
+        if big.any():
+            i = int(np.argwhere(big)[0][0])
+            raise ModelError(f"{self.name}: the {self.kind} model returned {float(np.abs(arr).max()):.3g} at "
+                             f"t = {float(t):.6g}, point {x[i].tolist()} (index {i}): beyond {self.MAX_ABS:g}, its "
+                             "metrics would overflow to infinity")
         return arr
 
     def on_grid(self, grid, times):
@@ -191,6 +206,8 @@ def load_model(spec):
                          f"{exc.lineno})") from None
     except ImportError as exc:
         raise ValueError(f"--model: cannot import module {mod_name!r}: {exc}") from None
+    except SystemExit as exc:
+        raise ValueError(f"--model: importing module {mod_name!r} called sys.exit({exc.code!r})") from None
     except Exception as exc:
         raise ValueError(f"--model: importing module {mod_name!r} raised {type(exc).__name__}: {exc}") from None
     finally:
@@ -205,6 +222,8 @@ def load_model(spec):
             raise ValueError(f"--model: {spec} is named make_* but is not callable")
         try:
             obj = obj()
+        except SystemExit as exc:
+            raise ValueError(f"--model: the factory {spec}() called sys.exit({exc.code!r})") from None
         except Exception as exc:
             raise ValueError(f"--model: the factory {spec}() raised {type(exc).__name__}: {exc}") from None
     return obj
