@@ -219,6 +219,12 @@ CONFIG_CASES = [
     ("--method foo", BASE, ["--method", "foo"], "refused", "method"),
     ("--petsc-option without a key", BASE, ["--petsc-option", "=3"], "refused", "petsc-option"),
     ("--petsc-option on a serial solve", BASE, ["--petsc-option", "step_pc_type=gamg"], "warned", "petsc_options"),
+    # order 2 and the error estimate (the sharp-references issue)
+    ("--order 3", BASE, ["--order", "3"], "refused", "order"),
+    ("[solver] order = 3", add("solver", "order = 3"), [], "refused", "order"),
+    ("[solver] order = true", add("solver", "order = true"), [], "refused", "order"),
+    ("order 2 on a grid without a ladder (24 cells, 6 steps)", BASE, ["--order", "2"], "refused", "ladder"),
+    ("[solver] error_estimate = yes", add("solver", 'error_estimate = "yes"'), [], "refused", "error_estimate"),
 ]
 
 
@@ -287,6 +293,12 @@ def api_cases():
     g2 = mp.TensorGrid([(-1, 1), (-1, 1)], 8, "noflux")
     return [
         ("solve('problem')", lambda: mp.solve("problem"), "refused", "problem"),
+        ("solve order=3", lambda: mp.solve(p, order=3), "refused", "order"),
+        ("solve order=True", lambda: mp.solve(p, order=True), "refused", "order"),
+        ("solve order=2 without a ladder", lambda: mp.solve(p, order=2), "refused", "ladder"),
+        ("solve error_estimate='no'", lambda: mp.solve(p, error_estimate="no"), "refused", "error_estimate"),
+        ("MFGProblem.replace(nu=-1)", lambda: p.replace(nu=-1.0), "refused", "nu"),
+        ("MFGProblem.replace(bogus=1)", lambda: p.replace(bogus=1), "refused", "bogus"),
         ("solve max_iter=-1", lambda: mp.solve(p, max_iter=-1), "refused", "max_iter"),
         ("solve max_iter=2.5", lambda: mp.solve(p, max_iter=2.5), "refused", "max_iter"),
         ("solve max_iter=0", lambda: mp.solve(p, max_iter=0), "ran", ""),
