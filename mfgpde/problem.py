@@ -80,6 +80,40 @@ def _warn_if_not_periodic(name, values, grid):
                           "use a periodic function or a no-flux boundary", UserWarning, stacklevel=4)
 
 
+def source_on_grid(spec, grid, times, name):
+    """A source term of the HJB or FP equation at every time level, shape ``(len(times), N)``.
+
+    ``spec``: a callable ``s(t, x1, ..., xd)`` (broadcast to the grid), an array of
+    ``grid.shape`` (constant in time) or of ``(len(times),) + grid.shape``. Refused unless finite.
+    """
+    shape = tuple(grid.shape)
+    if callable(spec):
+        coords = grid.coordinates()
+        try:
+            with np.errstate(all="ignore"):  # non-finite values are refused below, with where they are
+                levels = [np.broadcast_to(np.asarray(spec(float(t), *coords), float), shape) for t in times]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name}: s(t, x) must return a number or an array of the grid's shape {shape} "
+                             f"({type(exc).__name__}: {exc})") from None
+        out = np.array(levels).reshape(len(times), -1)
+    else:
+        try:
+            arr = np.asarray(spec, float)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a callable s(t, x) or an array, got {type(spec).__name__}") from None
+        if arr.shape == shape:
+            out = np.tile(arr.ravel(), (len(times), 1))
+        elif arr.shape == (len(times),) + shape:
+            out = arr.reshape(len(times), -1).copy()
+        else:
+            raise ValueError(f"{name}: array of shape {arr.shape}, expected {shape} or {(len(times),) + shape}")
+    bad = ~np.isfinite(out)
+    if bad.any():
+        n = int(np.argwhere(bad)[0][0])
+        raise ValueError(f"{name} is not finite on the grid ({int(bad.sum())} values, first at t = {times[n]:.6g})")
+    return out
+
+
 class _Drift:
     """A drift field ``b(t, x)`` evaluated on the grid, shape ``(d,) + grid.shape``."""
 
@@ -136,6 +170,17 @@ class MFGProblem:
         Rescale m0 to unit mass.
     name : str
         Label used in files and plots.
+    hjb_source, fp_source : callable or ndarray, optional
+        Source terms ``s_U`` and ``s_m`` added to the right-hand sides,
+
+            -dU/dt - nu Lap U - b . grad U + H(x, grad U, m) = f[m] + s_U(t, x),
+             dm/dt - nu Lap m + div(m (b - dH/dp)) = s_m(t, x),
+
+        as callables ``s(t, x1, ..., xd)`` or arrays of ``grid.shape`` or
+        ``(nt + 1,) + grid.shape``; the HJB step n takes ``s_U(t_n)``, the FP step to n + 1
+        ``s_m(t_{n+1})``. For code verification by manufactured solutions
+        (:mod:`mfgpde.manufactured`) and for models with exogenous forcing. An FP source changes
+        the mass by ``int s_m`` per unit time (discretely too). Finite differences on one process.
     """
 
     kind = "evolutive"
@@ -143,7 +188,8 @@ class MFGProblem:
     def __init__(self, grid: TensorGrid, T: float, nt: int, nu: float, hamiltonian: Hamiltonian,
                  m0: Callable | np.ndarray, coupling: Coupling | None = None,
                  terminal: Coupling | Callable | np.ndarray | None = None, drift: Callable | np.ndarray | None = None,
-                 normalize: bool = False, name: str = "mfg") -> None:
+                 normalize: bool = False, name: str = "mfg", hjb_source: Callable | np.ndarray | None = None,
+                 fp_source: Callable | np.ndarray | None = None) -> None:
         if not getattr(grid, "is_mesh", False):
             _check_instance("grid", grid, TensorGrid)
         self.grid = grid
@@ -164,6 +210,9 @@ class MFGProblem:
         self.m0 = density_on_grid(m0, grid, "m0", normalize=normalize)
         self.drift = None if drift is None else _Drift(drift, grid)
         self.name = str(name)
+        self.hjb_source_spec, self.fp_source_spec = hjb_source, fp_source
+        self.hjb_source = None if hjb_source is None else source_on_grid(hjb_source, grid, self.times, "hjb_source")
+        self.fp_source = None if fp_source is None else source_on_grid(fp_source, grid, self.times, "fp_source")
         if isinstance(self.terminal, PotentialCoupling):
             g = self.terminal.field(grid)  # evaluate now so that a bad g fails before any work
             if not getattr(grid, "is_mesh", False):
@@ -181,7 +230,8 @@ class MFGProblem:
         """
         args = dict(grid=self.grid, T=self.T, nt=self.nt, nu=self.nu, hamiltonian=self.hamiltonian, m0=self.m0_source,
                     coupling=self.coupling, terminal=self.terminal,
-                    drift=None if self.drift is None else self.drift.b, normalize=self.normalize, name=self.name)
+                    drift=None if self.drift is None else self.drift.b, normalize=self.normalize, name=self.name,
+                    hjb_source=self.hjb_source_spec, fp_source=self.fp_source_spec)
         unknown = sorted(set(changes) - set(args))
         if unknown:
             raise TypeError(f"MFGProblem.replace: unknown parameter(s) {unknown} (allowed: {sorted(args)})")
@@ -207,6 +257,7 @@ class MFGProblem:
             "name": self.name, "kind": self.kind, "grid": self.grid.describe(), "T": self.T, "nt": self.nt,
             "nu": self.nu, "hamiltonian": self.hamiltonian.describe(), "coupling": self.coupling.describe(),
             "terminal": self.terminal.describe(), "drift": self.drift is not None,
+            "sources": [k for k in ("hjb_source", "fp_source") if getattr(self, k) is not None],
         }
 
 

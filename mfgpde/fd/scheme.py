@@ -148,12 +148,16 @@ class FDScheme:
         Lv = self.linear_stencils(nt)
         RU = np.empty_like(U)
         RU[:-1] = (Un - U[1:]) / dt + kernels.apply_stencil(Lv, self.grid, Un) + phi - self.f(Mn1)
+        if self.problem.hjb_source is not None:
+            RU[:-1] -= self.problem.hjb_source[:-1]
         RU[-1] = U[-1] - self.g(M[-1])
         A = kernels.dS_stencil(ap, bm, self.grid, phiS)
         Rm = np.empty_like(M)
         Rm[0] = M[0] - self.problem.m0.ravel()
         Rm[1:] = (Mn1 - M[:-1]) / dt + kernels.apply_stencil(Lv, self.grid, Mn1, transpose=True) \
             + kernels.apply_stencil(A, self.grid, Mn1, transpose=True)
+        if self.problem.fp_source is not None:
+            Rm[1:] -= self.problem.fp_source[1:]
         return RU, Rm
 
     # ----------------------------------------------------------------- Jacobian
@@ -276,6 +280,8 @@ class FDScheme:
         U = np.empty((nt + 1, N))
         U[-1] = self.g(M[-1])
         F = self.f(M[1:])
+        if self.problem.hjb_source is not None:
+            F = F + self.problem.hjb_source[:-1]  # level n sees s_U(t_n), as in the residual
         check_sweep_data(U[-1], F)
         rtol = LOOSE_RTOL_FACTOR * tol if tol >= 1e-6 else None
         total = 0
@@ -340,14 +346,18 @@ class FDScheme:
         nt, dt = self.nt, self.dt
         M = np.empty((nt + 1, self.N))
         M[0] = self.problem.m0.ravel()
+        source = self.problem.fp_source
         for n in range(nt):
             lag = M[n] if M_lag is None else M_lag[n + 1]
-            m = self.step_solve(self.fp_stencil(U[n], lag, n), M[n] / dt, transpose=True, rtol=rtol)
+            rhs = M[n] / dt if source is None else M[n] / dt + source[n + 1]
+            m = self.step_solve(self.fp_stencil(U[n], lag, n), rhs, transpose=True, rtol=rtol)
             if self.grid.dim > 1:
                 # an iterative solve conserves mass only to its tolerance (~1e-13); the exact
-                # solution conserves it to round-off, so restore it (a relative change ~1e-13)
+                # solution conserves it (plus dt int s_m with a source: the columns of the FP
+                # matrix sum to 1/dt) to round-off, so restore it (a relative change ~1e-13)
                 total = m.sum()
-                if total > 0:
-                    m *= M[n].sum() / total
+                target = M[n].sum() + (0.0 if source is None else dt * source[n + 1].sum())
+                if total > 0 and target > 0:
+                    m *= target / total
             M[n + 1] = m
         return M

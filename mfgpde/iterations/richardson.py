@@ -204,6 +204,13 @@ def coarsen(problem, factor):
         warnings.simplefilter("ignore")  # the fine problem has warned already
         if isinstance(problem, ErgodicMFGProblem):
             return ErgodicMFGProblem(coarse, problem.nu, problem.hamiltonian, problem.coupling, drift=drift, name=name)
+        sources = {}
+        for key in ("hjb_source", "fp_source"):
+            spec = getattr(problem, key + "_spec", None)
+            if spec is not None and not callable(spec):
+                raise ValueError(f"the {key} is given as a grid array; a ladder of grids needs it as a function "
+                                 "s(t, x)")
+            sources[key] = spec
         m0 = problem.m0_source
         if not callable(m0):
             m0 = interpolate(problem.m0, grid, coarse)
@@ -211,7 +218,7 @@ def coarsen(problem, factor):
             m0 *= grid.integrate(problem.m0) / coarse.integrate(m0)
         p = MFGProblem(coarse, problem.T, problem.nt // factor, problem.nu, problem.hamiltonian, m0,
                        coupling=problem.coupling, terminal=problem.terminal, drift=drift,
-                       normalize=problem.normalize, name=name)
+                       normalize=problem.normalize, name=name, **sources)
         # evaluate the couplings once: data given as fine-grid arrays fail here, before any solve
         m = np.tile(p.m0.ravel(), (2, 1)).reshape((2,) + coarse.shape)
         try:

@@ -69,6 +69,9 @@ def coarse_problem(problem):
             return None
         drift = problem.drift.b
     shape, nt_c = level
+    sources = {key: getattr(problem, key + "_spec", None) for key in ("hjb_source", "fp_source")}
+    if any(spec is not None and not callable(spec) for spec in sources.values()):
+        return None  # a source given as a fine-grid array: no coarse problem
     try:
         with warnings.catch_warnings():
             # the fine problem has warned already (a potential that jumps across a periodic seam)
@@ -82,7 +85,7 @@ def coarse_problem(problem):
                 m0 *= grid.integrate(problem.m0) / coarse.integrate(m0)
             p = MFGProblem(coarse, problem.T, nt_c, problem.nu, problem.hamiltonian, m0,
                            coupling=problem.coupling, terminal=problem.terminal, drift=drift,
-                           normalize=problem.normalize, name=f"{problem.name} (coarse)")
+                           normalize=problem.normalize, name=f"{problem.name} (coarse)", **sources)
             # evaluate the couplings once: data given as fine-grid arrays fail here, not mid-solve
             m = np.tile(p.m0.ravel(), (2, 1))
             for term in (p.coupling, p.terminal):
