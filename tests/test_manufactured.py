@@ -95,14 +95,22 @@ def test_each_coupling_converges_at_first_order(name):
     assert 0.8 < oU < 1.3 and 0.8 < om < 1.3, (name, eU, em)
 
 
-def test_drift_and_kl_terminal_cost():
-    """A time-dependent drift b(t, x) in both equations and the KL terminal cost g = log m - log pi + 1."""
+@pytest.mark.parametrize("terminal", ["kl_terminal", "KLCoupling", "KLCoupling eps=0"])
+def test_drift_and_kl_terminal_cost(terminal):
+    """A time-dependent drift b(t, x) in both equations and the KL terminal cost: ``kl_terminal``
+    (g = log m - log pi + 1) and the CNF preset's ``KLCoupling`` (g = log(m + eps pi) - log pi + 1)."""
+    from mfgpde.couplings import KLCoupling
+
     U, m = fields_1d()
     log_pi = -sp.cos(TWO_PI * x) / 2
     b = [sp.sin(TWO_PI * x) * (1 + t) / 3]
+    eps = 0.0 if terminal.endswith("eps=0") else 0.05
+    g = (lambda m_: sp.log(m_) - log_pi + 1) if terminal != "KLCoupling" else \
+        (lambda m_: sp.log(m_ + eps * sp.exp(log_pi)) - log_pi + 1)
     case = Manufactured([x], t, U=U, m=m, H=HAMILTONIANS["quadratic"][0], f=lambda m_: sp.log(m_), nu=0.05,
-                        drift=b, g=lambda m_: sp.log(m_) - log_pi + 1)
-    kl = mp.kl_terminal(lambda x_: -0.5 * np.cos(2 * np.pi * x_))
+                        drift=b, g=g)
+    log_pi_np = lambda x_: -0.5 * np.cos(2 * np.pi * x_)
+    kl = mp.kl_terminal(log_pi_np) if terminal == "kl_terminal" else KLCoupling(log_pi_np, eps=eps)
     oU, om, eU, em = orders(case, periodic_1d(hamiltonian=HAMILTONIANS["quadratic"][1], coupling=mp.LogCoupling(),
                                               terminal=kl), SIZES_1D)
     assert 0.8 < oU < 1.3 and 0.8 < om < 1.3, (eU, em)
