@@ -83,7 +83,7 @@ class ErgodicResult(SolutionBase):
 def _scheme(problem):
     proxy = SimpleNamespace(grid=problem.grid, nt=1, T=1.0, dt=1.0, nu=problem.nu, drift=problem.drift,
                             hamiltonian=problem.hamiltonian, coupling=problem.coupling, terminal=ZeroCoupling(),
-                            m0=np.ones(problem.grid.shape))
+                            m0=np.ones(problem.grid.shape), hjb_source=None, fp_source=None)
     return FDScheme(proxy)
 
 

@@ -359,3 +359,48 @@ def test_a_nested_scheme_cannot_remove_the_users_petsc_options():
         fine.destroy()
     db = PETSc.Options()
     assert not db.hasName("mfgpde_step_pc_type") and not db.hasName("mfgpde_sweep_ksp_type")
+
+
+@pytest.mark.mpi
+def test_order_two_and_the_error_estimate_under_mpiexec(tmp_path):
+    """``--order 2`` on 2 ranks: every level of the Richardson ladder is a distributed solve, and the
+    extrapolated fields, the order and the error estimate are the serial ones."""
+    cfg = tmp_path / "lq.toml"
+    cfg.write_text("""
+name = "lq2d"
+normalize_m0 = true
+[grid]
+bounds = [[-2.0, 2.0], [-2.0, 2.0]]
+shape = [32, 32]
+boundary = "noflux"
+[time]
+T = 1.0
+nt = 16
+[model]
+nu = 0.1
+[hamiltonian]
+type = "quadratic"
+[[coupling]]
+type = "potential"
+expr = "0.5 * (x**2 + y**2)"
+[terminal]
+type = "potential"
+expr = "0.5 * (x**2 + y**2)"
+[m0]
+type = "gaussian"
+mean = [0.0, 0.0]
+cov = [[0.16, 0.0], [0.0, 0.16]]
+[solver]
+tol = 1e-11
+order = 2
+""")
+    runs = {}
+    for ranks in (1, 2):
+        run_cli(cfg, tmp_path / f"o{ranks}", ranks)
+        runs[ranks] = load(tmp_path / f"o{ranks}")
+    (s1, d1), (s2, d2) = runs[1], runs[2]
+    assert s1["order"] == s2["order"] == 2 and s2["ranks"] == 2
+    assert np.abs(d1["m"].values - d2["m"].values).max() < 1e-9
+    assert np.abs(d1["U"].values - d2["U"].values).max() < 1e-9
+    for key in ("m_L1_final", "grad_U_weighted"):
+        assert s2["error_estimate"][key] == pytest.approx(s1["error_estimate"][key], rel=1e-6, abs=1e-12)

@@ -144,6 +144,8 @@ class _LocalProblem:
         b = None if problem.drift is None else problem.drift.b
         self.drift = None if b is None else _Drift(b if callable(b) else grid.restrict(np.asarray(b, float)), grid)
         self.name = problem.name
+        # sources are discretised by the serial scheme only (the distributed backend refuses them)
+        self.hjb_source = self.fp_source = None
 
 
 class _TooSmall(ValueError):

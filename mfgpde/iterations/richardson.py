@@ -29,9 +29,14 @@ same ladder estimates the error of the lower one:
 Every estimate is reported in the norms the validation metrics use (the L1 error of m(T),
 density-weighted errors of grad U, ...) by evaluating that norm on the pair (result, companion),
 where the companion is the lower-order field. The estimate is trustworthy when the solution
-is smooth on the coarsest grid of the ladder (resolved fronts, no kinks): a non-smooth solution
-(a density with a jump, the kinks of a nu = 0 value function) breaks expansion (1) and the
-estimate then only indicates the size of the error.
+is smooth and resolved on the coarsest grid of the ladder (resolved fronts, no kinks): a
+non-smooth solution (a density with a jump, the kinks of a nu = 0 value function) breaks
+expansion (1) and the estimate then only indicates the size of the error. Measured where it is
+not: C3 in 3D on 32^3 (coarsest level 8^3, a Gaussian of width 0.4 on a spacing of 0.5) gave an
+order-2 estimate 4.7 times below the true error (order 1: 1.1 times above). The ratio of
+successive ladder differences does not reveal this (0.50 there, as on resolved cases and on B1's
+discontinuous data), so no such check is offered: refine until the order-1 and order-2
+estimates agree with the expected gain.
 
 Mass: every level conserves mass exactly and the coefficients of (2)-(3) sum to one; each
 interpolated density slice is rescaled to its level's mass, so the extrapolated density carries
