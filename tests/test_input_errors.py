@@ -134,16 +134,15 @@ def test_missing_fem_extra_is_a_clear_message(monkeypatch):
 def test_sizes_beyond_memory_are_refused_before_allocating(edit, tmp_path, capsys):
     """A grid or horizon that cannot fit is refused at once with the estimate and what is
     available (it used to be a MemoryError traceback or the OOM killer), and no folder is left."""
-    import time
-
     from mfgpde import cli
 
     cfg = edited_config(tmp_path, "lst_case1.toml", *edit)
-    t0 = time.perf_counter()
+    # (no wall-clock assertion, which failed on loaded machines: the memory estimate's message is
+    # printed before anything is allocated, and no folder is created)
     assert cli.main(["solve", str(cfg), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "needs at least" in err and "GiB is available" in err and "Traceback" not in err
-    assert time.perf_counter() - t0 < 10 and not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_grid_beyond_memory_is_refused_from_python():
@@ -270,18 +269,21 @@ def test_a_stopped_viscosity_continuation_says_which_nu_its_fields_belong_to():
 
 def test_validate_model_timeout_stops_a_hanging_model(tmp_path, monkeypatch, capsys):
     """A model that hangs is stopped after --model-timeout with a message (exit 3), no report."""
-    import time
 
     from mfgpde import cli
 
     (tmp_path / "slowmodel_x.py").write_text("import time\ndef f(x, t):\n    time.sleep(30)\n    return x\n")
     monkeypatch.chdir(tmp_path)
-    t0 = time.perf_counter()
-    rc = cli.main(["validate", os.path.join(ROOT, "solvers", "cnf_gaussian_1d.toml"), "--model", "slowmodel_x:f",
+    text = open(os.path.join(ROOT, "solvers", "cnf_gaussian_1d.toml")).read()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text.replace("shape = [200]", "shape = [64]").replace("nt = 48", "nt = 16"))
+    rc = cli.main(["validate", str(cfg), "--model", "slowmodel_x:f",
                    "--kind", "velocity", "--out", str(tmp_path / "out"), "--model-timeout", "0.5"])
     err = capsys.readouterr().err
+    # (no wall-clock assertion: an unstopped model would sleep through every call and end with
+    # exit 0 and a report; the exit code 3, the message and the missing report say it was stopped)
     assert rc == 3 and "longer than the timeout of 0.5 s" in err, err
-    assert time.perf_counter() - t0 < 25 and not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("name, edit, message", [
