@@ -304,3 +304,25 @@ def test_validate_against_a_reference_without_estimate_says_so():
     r = mp.solve(p, tol=1e-9, error_estimate=False)
     metrics, _ = validate_flow(r, lambda x, t: CNFGaussian(1.0, 0.5, 1.0).velocity(t, x))
     assert metrics["reference_error"] is None and "without an error estimate" in metrics["reference_error_unavailable"]
+
+
+def test_a_failing_coarse_level_leaves_the_result_without_an_estimate(monkeypatch):
+    """The estimate's coarse level may fail where the problem does not (a grid too small for the
+    ranks): the fine result comes back, without an estimate and with the reason; order 2 raises."""
+    import importlib
+
+    fd_solve = importlib.import_module("mfgpde.fd.solve")
+    real = fd_solve.solve_fd
+
+    def coarse_fails(problem, *args, **kw):
+        if problem.grid.shape == (16, 16):
+            raise ValueError("grid (16, 16) is too small for 4 ranks")
+        return real(problem, *args, **kw)
+
+    monkeypatch.setattr(fd_solve, "solve_fd", coarse_fails)
+    p = lq_problem(32)
+    r = mp.solve(p, tol=1e-10)
+    assert r.converged and r.error_estimate is None
+    assert "coarse level [16, 16] failed" in r.diagnostics["error_estimate_unavailable"]
+    with pytest.raises(ValueError, match="too small"):
+        mp.solve(p, tol=1e-10, order=2)

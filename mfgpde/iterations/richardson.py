@@ -285,7 +285,19 @@ class RichardsonLadder:
         results, coarser = [None] * levels, None
         t0 = time.perf_counter()
         for done, k in enumerate(reversed(range(levels)), start=1):
-            coarser = results[k] = solve_level(problems[k], coarser)
+            try:
+                coarser = results[k] = solve_level(problems[k], coarser)
+            except (ArithmeticError, ValueError, RuntimeError) as exc:
+                if self.order == 2 or k == 0:
+                    raise
+                # the estimate's coarse level failed where the problem itself may not (a grid too
+                # small to split over the ranks, a coupling singular at a coarse density): the
+                # result goes on without an estimate and says why
+                res = solve_level(problem, None)
+                res.diagnostics["error_estimate"] = None
+                res.diagnostics["error_estimate_unavailable"] = (
+                    f"the coarse level {list(problems[k].grid.shape)} failed: {type(exc).__name__}: {exc}")
+                return res
             logger.info("Richardson ladder: level %d of %d (%s%s) %s, %.2f s elapsed", done, levels,
                         "x".join(map(str, problems[k].grid.shape)),
                         f" x {problems[k].nt} steps" if hasattr(problems[k], "nt") else "", coarser.status,
