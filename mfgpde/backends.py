@@ -127,10 +127,10 @@ class DistributedFDBackend:
         return not _on_mesh(problem) and requested in ("auto", "fd") and _distributed(comm)
 
     def check(self, problem, options, comm, initial):
-        from .fd import distributed  # petsc4py: the optional fem extra
+        from .fd.petsc import INSTALL_HINT, petsc_available  # petsc4py: the optional fem extra
 
-        if not distributed.petsc_available():
-            raise ImportError(distributed.INSTALL_HINT)
+        if not petsc_available():
+            raise ImportError(INSTALL_HINT)
         if not isinstance(problem, MFGProblem):
             raise ValueError("a distributed finite-difference solve (mpiexec -n N, or comm=) is for time-dependent "
                              "problems; the ergodic problem on a grid is solved on one rank (on a mesh, backend='fem' "

@@ -141,7 +141,7 @@ class TensorGrid:
 
     def restrict(self, values):
         """A field given on this grid, as seen by this grid (the identity; a distributed
-        rank's :class:`~mfgpde.fd.distributed.PatchGrid` cuts global arrays to its patch).
+        rank's :class:`~mfgpde.fd.patch.PatchGrid` cuts global arrays to its patch).
         """
         return values
 

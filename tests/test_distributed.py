@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from mfgpde.fd.distributed import petsc_available
+from mfgpde.fd.petsc import petsc_available
 
 if os.environ.get("MFGPDE_REQUIRE_FEM") and not petsc_available():
     # CI sets this: there the distributed tests must run, never be skipped

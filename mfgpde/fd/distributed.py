@@ -9,7 +9,7 @@ Where the boxes are wide enough the halo has :data:`OVERLAP` layers: the patch i
 overlapping subdomain of the preconditioner's multigrid step solves.
 
 On its ghosted patch every rank runs the serial Numba kernels unchanged
-(:class:`mfgpde.fd.scheme.FDScheme` on a :class:`PatchGrid`, whose stencil stops at the patch
+(:class:`mfgpde.fd.scheme.FDScheme` on a :class:`mfgpde.fd.patch.PatchGrid`, whose stencil stops at the patch
 edge), and keeps only the values at its owned points: those are exact, the values on the
 outermost ghost layer are not and are never used. So the discrete system is the serial one,
 point for point, and a distributed solve reaches the serial solution to the solver tolerance.
@@ -50,15 +50,16 @@ import contextlib
 import numpy as np
 
 from ..grid import TensorGrid
-from ..iterations.base import ConvergenceError
 from ..iterations.implicit_step import MAX_NEWTON, check_sweep_data, round_off_tolerance, solve_implicit_step
 from ..iterations.petsc_krylov import ShellNewtonSystem
 from ..iterations.preconditioner import block_triangular_sweep
 from ..options import SolveOptions
-from ..problem import _Drift
 from . import kernels
 from .krylov import MG_CONTRACTION_LIMIT, MG_CYCLES
 from .linearisation import Linearisation
+from .patch import LocalProblem, PatchGrid
+from .petsc import OPTIONS_PREFIX, STEP_RTOL, StepSolver, check_options
+from .petsc import _petsc as petsc_module
 from .scheme import FDScheme
 from .solve import solve_fd
 
@@ -72,80 +73,6 @@ GHOST = 2
 #: (9-13), the serial solver 20.9-22.8 s (9-13); CUBE3D 32^3 with 2 / 4 / 8 layers 7.7 / 9.8 /
 #: 15.5 s (a 16 x 32 x 32 box: 8 layers make its patch 4.5 times the box).
 OVERLAP = {1: 8, 2: 4, 3: 2}
-#: Relative tolerance of the accurate step solves (half-sweeps); the serial iterative step
-#: solves run to 1e-13 (:mod:`mfgpde.fd.linear`).
-STEP_RTOL = 1e-12
-#: Relative tolerance of the preconditioner's step solves: the serial preconditioner applies
-#: two V-cycles (a contraction of ~0.04); FGMRES tolerates an inexact, varying preconditioner.
-PC_STEP_RTOL = 1e-3
-OPTIONS_PREFIX = "mfgpde_"
-INSTALL_HINT = ("a distributed finite-difference solve needs petsc4py (and mpi4py): pip install 'mfgpde[fem]' "
-                "(PETSc through dolfinx-solver-real, Python >= 3.12)")
-
-
-def _petsc():
-    try:
-        from mpi4py import MPI  # noqa: F401  (initialises MPI before PETSc)
-        from petsc4py import PETSc
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise ImportError(INSTALL_HINT) from exc
-    return PETSc
-
-
-def petsc_available() -> bool:
-    """True when petsc4py and mpi4py can be imported (without importing them)."""
-    import importlib.util
-
-    return importlib.util.find_spec("petsc4py") is not None and importlib.util.find_spec("mpi4py") is not None
-
-
-class PatchGrid(TensorGrid):
-    """A rank's ghosted box of a :class:`TensorGrid`, as a grid of its own.
-
-    Its spacing and coordinates are those of the global grid (periodic ghosts carry the wrapped
-    coordinates); its stencil ends at the patch edge (no-flux there), which only the outermost
-    ghost layer sees. Fields given as arrays on the global grid are cut to the patch
-    (:meth:`restrict`).
-
-    Attributes
-    ----------
-    global_shape : tuple
-    index : tuple of ndarray
-        Global index of the patch's points along each axis.
-    """
-
-    def __init__(self, parent, starts, stops):
-        index = tuple(np.arange(a, b) % n for a, b, n in zip(starts, stops, parent.shape))
-        object.__setattr__(self, "bounds", parent.bounds)
-        object.__setattr__(self, "shape", tuple(len(i) for i in index))
-        object.__setattr__(self, "boundary", ("noflux",) * parent.dim)
-        object.__setattr__(self, "h", parent.h)
-        object.__setattr__(self, "axes", tuple(ax[i] for ax, i in zip(parent.axes, index)))
-        object.__setattr__(self, "global_shape", parent.shape)
-        object.__setattr__(self, "index", index)
-
-    def restrict(self, values):
-        values = np.asarray(values)
-        if values.shape[values.ndim - self.dim:] == tuple(self.global_shape):
-            return values[(Ellipsis,) + np.ix_(*self.index)]
-        return values
-
-
-class _LocalProblem:
-    """The data of an :class:`MFGProblem` on one rank's patch (what :class:`FDScheme` reads)."""
-
-    def __init__(self, problem, grid):
-        self.grid = grid
-        self.T, self.nt, self.nu, self.dt = problem.T, problem.nt, problem.nu, problem.dt
-        self.hamiltonian, self.coupling, self.terminal = problem.hamiltonian, problem.coupling, problem.terminal
-        self.m0 = grid.restrict(problem.m0)
-        # a drift callable is evaluated on the patch (its periodic ghosts carry wrapped coordinates),
-        # not on the global grid at every step; a drift array is cut to the patch
-        b = None if problem.drift is None else problem.drift.b
-        self.drift = None if b is None else _Drift(b if callable(b) else grid.restrict(np.asarray(b, float)), grid)
-        self.name = problem.name
-        # sources are discretised by the serial scheme only (the distributed backend refuses them)
-        self.hjb_source = self.fp_source = None
 
 
 class _TooSmall(ValueError):
@@ -170,7 +97,7 @@ class DistributedFDScheme:
     """
 
     def __init__(self, problem, comm, petsc_options=None):
-        PETSc = _petsc()
+        PETSc = petsc_module()
         self.PETSc = PETSc
         self.problem = problem
         self.comm = comm
@@ -189,7 +116,7 @@ class DistributedFDScheme:
         self.grid = g
         self.nt, self.dt = problem.nt, problem.dt
         self._options = {}
-        options = _check_options(petsc_options or {})
+        options = check_options(petsc_options or {})
         self.pcomm = PETSc.Comm(comm)
         d = g.dim
         bt = PETSc.DM.BoundaryType
@@ -224,14 +151,14 @@ class DistributedFDScheme:
         sub = np.ix_(*[np.arange(o, o + w) for o, w in zip(off, widths)])
         self.owned = np.arange(self.patch.size).reshape(self.patch.shape)[sub].ravel()
         self.N = int(self.owned.size)
-        self.local = FDScheme(_LocalProblem(problem, self.patch), linear_solver="direct")
+        self.local = FDScheme(LocalProblem(problem, self.patch), linear_solver="direct")
         self.m0 = self.local.problem.m0.ravel()[self.owned]
         self._stack_das = {}
         # kept here, not in the global options database: each KSP pushes the options of its prefix
         # just before its setFromOptions and removes them right after (options_scope), so a nested
         # scheme (the coarse level of grid sequencing) cannot delete the options of this one
         self._options = dict(options)
-        self._step = _StepSolver(self)
+        self._step = StepSolver(self)
         self._krylov = None
         # the preconditioner's step solves: patch multigrid unless the user configured PETSc's
         # (``step_...`` options). The half-sweeps keep PETSc's GMRES / ILU: as its preconditioner
@@ -382,7 +309,7 @@ class DistributedFDScheme:
     def _sweep(self, lin, r):
         """The block-triangular preconditioner: the backward HJB sweep, the coupling block, the
         forward FP sweep, each step a patch multigrid step (:meth:`_patch_steps`) or a
-        distributed KSP solve (:class:`_StepSolver`).
+        distributed KSP solve (:class:`mfgpde.fd.petsc.StepSolver`).
         """
         solve_u, solve_m = self._patch_steps(lin)
         return block_triangular_sweep(r, self.nt, self.dt, solve_u,
@@ -487,120 +414,10 @@ class DistributedFDScheme:
         return M
 
 
-def _check_options(options):
-    """``petsc_options`` -> ``{"mfgpde_<key>": value}``, refusing keys outside the three solvers."""
-    if not isinstance(options, dict):
-        raise TypeError(f"petsc_options must be a dict, got {type(options).__name__}")
-    out = {}
-    for key, value in options.items():
-        key = str(key).lstrip("-")
-        if key.startswith(OPTIONS_PREFIX):
-            key = key[len(OPTIONS_PREFIX):]
-        if not key.startswith(("step_", "sweep_", "newton_")):
-            raise ValueError(f"petsc_options: {key!r} must start with 'step_' (the step solves of the Newton "
-                             "preconditioner), 'sweep_' (the accurate step solves of the half-sweeps) or 'newton_' "
-                             "(the Newton systems' FGMRES)")
-        out[OPTIONS_PREFIX + key] = "" if value is None else str(value)
-    return out
-
-
 def _mpi_min():
     from mpi4py import MPI
 
     return MPI.MIN
-
-
-class _StepSolver:
-    """Distributed solves of one step operator given as a stencil on the ghosted patch.
-
-    AIJ matrices preallocated once from the stencil pattern (local indices, COO), whose values are
-    replaced per step: one with its KSP for the accurate half-sweep steps (prefix
-    ``mfgpde_sweep_``), one for the preconditioner's steps (prefix ``mfgpde_step_``).
-    """
-
-    def __init__(self, scheme):
-        PETSc = scheme.PETSc
-        self.PETSc, self.scheme = PETSc, scheme
-        cols = scheme.patch.stencil[0]
-        _, hm, hp = scheme.patch.stencil
-        own = scheme.owned
-        rows = np.repeat(own, cols.shape[1]).astype(PETSc.IntType)
-        c = cols[own].copy()
-        for k in range(scheme.grid.dim):  # neighbours across a wall (or the patch edge) carry no entry
-            c[~hm[k][own], 1 + 2 * k] = -1
-            c[~hp[k][own], 2 + 2 * k] = -1
-        self.rows, self.cols = rows, c.ravel().astype(PETSc.IntType)
-        self.lgmap = scheme.da.getLGMap()
-        self.A, self.ksp = self._matrix(), None
-        self.x, self.b = self.A.createVecs()
-        self.pc_A = self.pc_ksp = None
-
-    def _matrix(self):
-        PETSc, s = self.PETSc, self.scheme
-        A = PETSc.Mat().create(comm=s.pcomm)
-        A.setSizes(((s.N, s.grid.size), (s.N, s.grid.size)))
-        A.setType(PETSc.Mat.Type.AIJ)
-        A.setLGMap(self.lgmap, self.lgmap)
-        # (PETSc maps the index arrays to global indices in place: hand it copies)
-        A.setPreallocationCOOLocal(self.rows.copy(), self.cols.copy())
-        return A
-
-    def _ksp(self, A, rtol, prefix):
-        PETSc = self.PETSc
-        ksp = PETSc.KSP().create(comm=self.scheme.pcomm)
-        ksp.setOptionsPrefix(OPTIONS_PREFIX + prefix)
-        ksp.setType(PETSc.KSP.Type.GMRES)
-        ksp.getPC().setType(PETSc.PC.Type.BJACOBI)
-        ksp.setTolerances(rtol=rtol, atol=0.0, max_it=2000)
-        ksp.setOperators(A)
-        with self.scheme.options_scope(OPTIONS_PREFIX + prefix):
-            ksp.setFromOptions()
-        return ksp
-
-    def _run(self, ksp, b, x, rhs, what):
-        b.getArray()[:] = rhs
-        x.set(0.0)
-        ksp.solve(b, x)
-        reason = ksp.getConvergedReason()
-        if reason < 0 and reason != self.PETSc.KSP.ConvergedReason.DIVERGED_ITS:
-            raise ConvergenceError(f"{what}: the distributed step solve failed (PETSc KSP reason {reason}, "
-                                   f"{ksp.getIterationNumber()} iterations)")
-        out = x.getArray(readonly=True).copy()
-        return out
-
-    def solve(self, vals, rhs, rtol):
-        """Solve ``A x = rhs`` for one stencil operator ``vals`` (N_patch, s); x at owned points."""
-        own = self.scheme.owned
-        self.A.setValuesCOO(np.ascontiguousarray(vals[own]).ravel())
-        if self.ksp is None:
-            self.ksp = self._ksp(self.A, rtol, "sweep_")
-        else:
-            self.ksp.setOperators(self.A)
-        self.ksp.setTolerances(rtol=rtol)
-        x = self._run(self.ksp, self.b, self.x, rhs, "half-sweep")
-        if not np.all(np.isfinite(x)):
-            raise ConvergenceError("half-sweep: the distributed step solve produced non-finite values")
-        return x
-
-    def apply(self, vals, rhs):
-        """One step of the Newton preconditioner: ``A x = rhs`` to ``PC_STEP_RTOL``.
-
-        One matrix and one KSP serve every step: the values are replaced (same pattern) instead of
-        keeping 2 N_t matrices, their preconditioners and Krylov work vectors (gigabytes at
-        128^2 x 128).
-        """
-        if self.pc_ksp is None:
-            self.pc_A = self._matrix()
-            self.pc_ksp = self._ksp(self.pc_A, PC_STEP_RTOL, "step_")
-        self.pc_A.setValuesCOO(np.ascontiguousarray(vals[self.scheme.owned]).ravel())
-        self.pc_ksp.setOperators(self.pc_A)
-        return self._run(self.pc_ksp, self.b, self.x, rhs, "Newton preconditioner")
-
-    def destroy(self):
-        for obj in (self.ksp, self.A, self.pc_ksp, self.pc_A, self.x, self.b):
-            if obj is not None:
-                obj.destroy()
-        self.ksp = self.A = self.pc_ksp = self.pc_A = self.x = self.b = None
 
 
 def solve_distributed(problem, comm, tol=1e-10, max_iter=50, verbose=None, petsc_options=None, grid_sequencing=True):
