@@ -157,3 +157,28 @@ def test_a_failed_rerun_with_a_bad_configuration_marks_the_folder(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "error" and "nu" in summary["error"]
     assert sorted(os.listdir(out)) == ["summary.json"]
+
+
+@pytest.mark.parametrize("where", ["import", "factory"])
+def test_model_timeout_covers_import_and_factory(where, tmp_path, monkeypatch, capsys):
+    """A module or a make_* factory that hangs is stopped by --model-timeout (exit 3) before the
+    reference is solved; the default limit is finite (600 s), so nothing waits forever."""
+    name = f"sleepy_{where}"
+    body = ("import time\ntime.sleep(30)\ndef v(x, t):\n    return x\n" if where == "import"
+            else "import time\ndef make_v():\n    time.sleep(30)\n")
+    (tmp_path / f"{name}.py").write_text(body)
+    monkeypatch.chdir(tmp_path)
+    spec = f"{name}:" + ("v" if where == "import" else "make_v")
+    rc = cli.main(["validate", os.path.join(ROOT, "solvers", "cnf_gaussian_1d.toml"), "--model", spec,
+                   "--out", str(tmp_path / "o"), "--model-timeout", "0.5"])
+    err = capsys.readouterr().err
+    assert rc == 3 and "took longer than the timeout of 0.5 s" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "1e20", "0", "-1", "nan"])
+def test_model_timeout_out_of_range_is_refused(value, capsys):
+    rc = cli.main(["validate", os.path.join(ROOT, "solvers", "cnf_gaussian_1d.toml"), "--model", "x:y",
+                   "--out", "/nonexistent/o", "--model-timeout", value])
+    err = capsys.readouterr().err
+    assert rc == 1 and "--model-timeout must be in (0, 86400]" in err and "Traceback" not in err, err

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
+
+#: The default limit of one model call, and of the model's import and ``make_*`` factory, in
+#: seconds (``--model-timeout``): a model that hangs must not hold a cluster allocation forever.
+DEFAULT_TIMEOUT = 600.0
+#: the longest --model-timeout (a day; setitimer overflows on inf or 1e20)
+MAX_TIMEOUT = 86400.0
 
 
 def build_reference(cfg):
@@ -41,9 +48,14 @@ def _validate(args):
     from .validator import validate_flow, validate_score
 
     cfg = config.load(args.config)
-    if args.model_timeout is not None and not args.model_timeout > 0:
-        raise ValueError(f"--model-timeout must be > 0 seconds, got {args.model_timeout}")
-    model = load_model(args.model)  # fails before any expensive work
+    if not (math.isfinite(args.model_timeout) and 0 < args.model_timeout <= MAX_TIMEOUT):
+        # (inf or 1e20 overflowed setitimer with a traceback)
+        raise ValueError(f"--model-timeout must be in (0, {MAX_TIMEOUT:g}] seconds, got {args.model_timeout}")
+    try:
+        model = load_model(args.model, timeout=args.model_timeout)  # fails before any expensive work
+    except ModelError as exc:
+        print(f"mfgpde validate: model error: {exc}", file=sys.stderr)
+        return 3
     t0 = time.perf_counter()
     ref = build_reference(cfg)
     t_ref = time.perf_counter() - t0
@@ -90,6 +102,7 @@ def register(sub):
                         "score-potential: a log-density phi(x, t) with s = grad phi, against a score reference. "
                         "Score reports include the log-density HJB residual")
     p.add_argument("--out", required=True)
-    p.add_argument("--model-timeout", type=float, default=None, metavar="SECONDS",
-                   help="stop with a clear message when one model call takes longer (default: no limit)")
+    p.add_argument("--model-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help="stop with a clear message (exit 3) when the model's import, its make_* factory or one "
+                        f"call takes longer (default {DEFAULT_TIMEOUT:g} s, at most {MAX_TIMEOUT:g})")
     p.set_defaults(func=_validate)

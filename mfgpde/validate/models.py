@@ -15,6 +15,7 @@ tensor with the module's dtype, and its output moved back to NumPy; a JAX functi
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
@@ -181,7 +182,28 @@ def as_model(obj, kind, dim, **kw):
     return obj if isinstance(obj, CheckedModel) else CheckedModel(obj, kind, dim, **kw)
 
 
-def load_model(spec):
+@contextlib.contextmanager
+def time_limit(seconds, what):
+    """Raise :class:`ModelError` when the block runs longer than ``seconds`` (main thread, POSIX;
+    elsewhere, or with ``None``, no limit).
+    """
+    if seconds is None or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise ModelError(f"{what} took longer than the timeout of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def load_model(spec, timeout=None):
     """Import ``package.module:attribute``; if the attribute is a zero-argument factory named
     ``make_*`` it is called.
 
@@ -200,7 +222,10 @@ def load_model(spec):
     if added:
         sys.path.insert(0, cwd)
     try:
-        mod = importlib.import_module(mod_name)
+        with time_limit(timeout, f"--model: importing module {mod_name!r}"):
+            mod = importlib.import_module(mod_name)
+    except ModelError:
+        raise
     except SyntaxError as exc:
         raise ValueError(f"--model: module {mod_name!r} has a syntax error: {exc.msg} ({exc.filename}, line "
                          f"{exc.lineno})") from None
@@ -221,7 +246,10 @@ def load_model(spec):
         if not callable(obj):
             raise ValueError(f"--model: {spec} is named make_* but is not callable")
         try:
-            obj = obj()
+            with time_limit(timeout, f"--model: the factory {spec}()"):
+                obj = obj()
+        except ModelError:
+            raise
         except SystemExit as exc:
             raise ValueError(f"--model: the factory {spec}() called sys.exit({exc.code!r})") from None
         except Exception as exc:
