@@ -28,3 +28,15 @@ def edited_config(tmp_path, name, old, new):
     path = tmp_path / name
     path.write_text(src.replace(old, new))
     return str(path)
+
+
+def lq_config(dim, shape, nt, solver=""):
+    """The TOML text of the linear-quadratic MFG C3 (q = g0 = 1, nu = 0.1, s0 = 0.4, [-2, 2]^dim no-flux,
+    T = 1) with ``solver`` lines appended to its ``[solver]`` table."""
+    names = ["x", "y", "z"][:dim]
+    quad = "0.5 * (" + " + ".join(f"{v}**2" for v in names) + ")"
+    cov = 0.16 if dim == 1 else [[0.16 if i == j else 0.0 for j in range(dim)] for i in range(dim)]
+    return (f'name = "lq{dim}d"\nnormalize_m0 = true\n[grid]\nbounds = {[[-2.0, 2.0]] * dim}\nshape = {[shape] * dim}\n'
+            f'boundary = "noflux"\n[time]\nT = 1.0\nnt = {nt}\n[model]\nnu = 0.1\n[hamiltonian]\ntype = "quadratic"\n'
+            f'[[coupling]]\ntype = "potential"\nexpr = "{quad}"\n[terminal]\ntype = "potential"\nexpr = "{quad}"\n'
+            f'[m0]\ntype = "gaussian"\nmean = {[0.0] * dim}\ncov = {cov}\n[solver]\n{solver}\n')

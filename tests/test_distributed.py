@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import lq_config
 
 from mfgpde.fd.petsc import petsc_available
 
@@ -366,34 +367,7 @@ def test_order_two_and_the_error_estimate_under_mpiexec(tmp_path):
     """``--order 2`` on 2 ranks: every level of the Richardson ladder is a distributed solve, and the
     extrapolated fields, the order and the error estimate are the serial ones."""
     cfg = tmp_path / "lq.toml"
-    cfg.write_text("""
-name = "lq2d"
-normalize_m0 = true
-[grid]
-bounds = [[-2.0, 2.0], [-2.0, 2.0]]
-shape = [32, 32]
-boundary = "noflux"
-[time]
-T = 1.0
-nt = 16
-[model]
-nu = 0.1
-[hamiltonian]
-type = "quadratic"
-[[coupling]]
-type = "potential"
-expr = "0.5 * (x**2 + y**2)"
-[terminal]
-type = "potential"
-expr = "0.5 * (x**2 + y**2)"
-[m0]
-type = "gaussian"
-mean = [0.0, 0.0]
-cov = [[0.16, 0.0], [0.0, 0.16]]
-[solver]
-tol = 1e-11
-order = 2
-""")
+    cfg.write_text(lq_config(2, 32, 16, "tol = 1e-11\norder = 2"))
     runs = {}
     for ranks in (1, 2):
         run_cli(cfg, tmp_path / f"o{ranks}", ranks)

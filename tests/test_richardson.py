@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import observed_order
+from helpers import lq_config, observed_order
 
 import mfgpde as mp
 from mfgpde.closed_forms import CNFGaussian, ErgodicLQ, LinearQuadratic
@@ -231,32 +231,7 @@ def test_cli_order_two_prints_and_writes_the_estimate(tmp_path, capsys):
     from mfgpde import cli
 
     cfg = tmp_path / "lq.toml"
-    cfg.write_text("""
-name = "lq"
-[grid]
-bounds = [[-2.0, 2.0]]
-shape = 64
-boundary = "noflux"
-[time]
-T = 1.0
-nt = 32
-[model]
-nu = 0.1
-[hamiltonian]
-type = "quadratic"
-[[coupling]]
-type = "potential"
-expr = "0.5 * x**2"
-[terminal]
-type = "potential"
-expr = "0.5 * x**2"
-[m0]
-type = "gaussian"
-mean = [0.0]
-cov = 0.16
-[solver]
-order = 2
-""")
+    cfg.write_text(lq_config(1, 64, 32, "order = 2"))
     assert cli.main(["solve", str(cfg), "--out", str(tmp_path / "o"), "--no-plot"]) == 0
     err = capsys.readouterr().err
     assert "order 2, estimated error: m(T) L1" in err
