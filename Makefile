@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make setup   create .venv (Python >= 3.12 when available, so the FEM extra can join) and install everything
-#   make test    run the whole test suite
+#   make test    run the test suite in parallel (make test-slow: the few long studies; CI runs both)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
