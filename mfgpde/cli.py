@@ -10,6 +10,7 @@ import sys
 import time
 
 from .io import write_json
+from .logs import enable as enable_logging
 
 
 def _rank():
@@ -214,8 +215,6 @@ def main(argv=None):
     p.set_defaults(func=_solve)
     _register_extra_verbs(sub)
     args = parser.parse_args(argv)
-    from .logs import enable as enable_logging
-
     # long solves log their progress (INFO, rank 0); -q keeps warnings only
     enable_logging(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     previous = _terminate_as_exception()
