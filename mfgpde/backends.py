@@ -213,6 +213,7 @@ class ErgodicMeshBackend:
 
     def check(self, problem, options, comm, initial):
         _check_fem_request(comm, options)
+        _refuse_sources(problem, self.name)
         if not _on_mesh(problem):
             raise ValueError("backend='fem' for an ergodic problem needs a mesh (mfgpde.fem.MeshDomain); "
                              "this one is on a TensorGrid: use backend='fd'")

@@ -95,6 +95,10 @@ def _residual(sc, problem, u, m, rho):
     Ru = rho + kernels.apply_stencil(L, g, u[None])[0] + phi[0] - f
     A = kernels.dS_stencil(ap, bm, g, phiS)
     Rm = kernels.apply_stencil(L, g, m[None], transpose=True)[0] + kernels.apply_stencil(A, g, m[None], transpose=True)[0]
+    if getattr(problem, "hjb_source", None) is not None:
+        Ru = Ru - problem.hjb_source
+    if getattr(problem, "fp_source", None) is not None:
+        Rm = Rm - problem.fp_source
     Rm[-1] = g.cell_volume * m.sum() - 1.0
     Rc = g.cell_volume * u.sum()
     return np.concatenate([Ru, Rm, [Rc]])

@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .couplings import Coupling, PotentialCoupling
-from .problem import MFGProblem
+from .problem import ErgodicMFGProblem, MFGProblem
 
 
 def _sympy():
@@ -132,6 +132,27 @@ class Manufactured:
             drift = lambda t, *xs: [self._full(bk, t, xs) for bk in self._drift]
         return MFGProblem(grid, T, nt, self.nu, hamiltonian, lambda *xs: self.m_exact(0.0, *xs), coupling=coupling,
                           terminal=term, drift=drift, name=name, hjb_source=self.hjb_source, fp_source=self.fp_source)
+
+    def ergodic_problem(self, grid, hamiltonian, coupling: Coupling | None = None, rho: float = 0.0,
+                        name="manufactured ergodic") -> ErgodicMFGProblem:
+        """The stationary MFG whose exact solution is ``(u*, m*, rho)`` (``U`` and ``m`` given
+        without ``t``; ``int m* = 1`` and, since the solver fixes the constant, ``int u* = 0``):
+        the HJB source is ``rho + s_U``.
+        """
+        drift = None
+        if self._drift is not None:
+            drift = lambda t, *xs: [self._full(bk, t, xs) for bk in self._drift]
+        return ErgodicMFGProblem(grid, self.nu, hamiltonian, coupling, drift=drift, name=name,
+                                 hjb_source=lambda t, *xs: float(rho) + self.hjb_source(0.0, *xs),
+                                 fp_source=lambda t, *xs: self.fp_source(0.0, *xs))
+
+    def ergodic_errors(self, result, rho):
+        """``{"u": max |u - u*|, "m": int |m - m*|, "rho": |rho - rho*|}`` of an ergodic result."""
+        g = result.grid
+        X = g.coordinates()
+        return {"u": float(np.abs(result.u - self.U_exact(0.0, *X)).max()),
+                "m": float(g.integrate(np.abs(result.m - self.m_exact(0.0, *X)))),
+                "rho": float(abs(result.rho - rho))}
 
     def errors(self, result, support=None):
         """``{"U": max_n max_x |U - U*|, "m": max_n int |m - m*|}`` of a result on a grid."""

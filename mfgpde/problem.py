@@ -275,12 +275,18 @@ class ErgodicMFGProblem:
     drift : ndarray or callable, optional
         Time-independent drift ``b(x)`` (a callable receives ``t = 0``).
     name : str
+    hjb_source, fp_source : callable or ndarray, optional
+        Sources ``rho - nu Lap u - b . grad u + H = f[m] + s_u(x)`` and
+        ``-nu Lap m + div(m (b - dH/dp)) = s_m(x)`` (a callable receives ``t = 0``), for
+        manufactured solutions (:mod:`mfgpde.manufactured`); ``int s_m = 0`` for a stationary density.
+        Finite differences.
     """
 
     kind = "ergodic"
 
     def __init__(self, grid: TensorGrid, nu: float, hamiltonian: Hamiltonian, coupling: Coupling | None = None,
-                 drift: Callable | np.ndarray | None = None, name: str = "ergodic") -> None:
+                 drift: Callable | np.ndarray | None = None, name: str = "ergodic",
+                 hjb_source: Callable | np.ndarray | None = None, fp_source: Callable | np.ndarray | None = None) -> None:
         if not getattr(grid, "is_mesh", False):
             _check_instance("grid", grid, TensorGrid)
         self.grid = grid
@@ -289,7 +295,11 @@ class ErgodicMFGProblem:
         self.coupling = ZeroCoupling() if coupling is None else _check_instance("coupling", coupling, Coupling)
         self.drift = None if drift is None else _Drift(drift, grid)
         self.name = str(name)
+        self.hjb_source_spec, self.fp_source_spec = hjb_source, fp_source
+        self.hjb_source = None if hjb_source is None else source_on_grid(hjb_source, grid, [0.0], "hjb_source")[0]
+        self.fp_source = None if fp_source is None else source_on_grid(fp_source, grid, [0.0], "fp_source")[0]
 
     def describe(self) -> dict:
         return {"name": self.name, "kind": self.kind, "grid": self.grid.describe(), "nu": self.nu,
-                "hamiltonian": self.hamiltonian.describe(), "coupling": self.coupling.describe()}
+                "hamiltonian": self.hamiltonian.describe(), "coupling": self.coupling.describe(),
+                "sources": [k for k in ("hjb_source", "fp_source") if getattr(self, k) is not None]}

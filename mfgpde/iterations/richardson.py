@@ -207,8 +207,6 @@ def coarsen(problem, factor):
     name = f"{problem.name} (ladder 1/{factor})"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fine problem has warned already
-        if isinstance(problem, ErgodicMFGProblem):
-            return ErgodicMFGProblem(coarse, problem.nu, problem.hamiltonian, problem.coupling, drift=drift, name=name)
         sources = {}
         for key in ("hjb_source", "fp_source"):
             spec = getattr(problem, key + "_spec", None)
@@ -216,6 +214,9 @@ def coarsen(problem, factor):
                 raise ValueError(f"the {key} is given as a grid array; a ladder of grids needs it as a function "
                                  "s(t, x)")
             sources[key] = spec
+        if isinstance(problem, ErgodicMFGProblem):
+            return ErgodicMFGProblem(coarse, problem.nu, problem.hamiltonian, problem.coupling, drift=drift, name=name,
+                                     **sources)
         m0 = problem.m0_source
         if not callable(m0):
             m0 = interpolate(problem.m0, grid, coarse)
