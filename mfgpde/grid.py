@@ -192,3 +192,21 @@ class TensorGrid:
     def describe(self) -> dict:
         """JSON-friendly description."""
         return {"bounds": [list(b) for b in self.bounds], "shape": list(self.shape), "boundary": list(self.boundary)}
+
+
+def centred_gradient(F, grid):
+    """Centred differences of a grid function (one-sided at no-flux walls, wrapped on periodic axes).
+
+    ``F`` has shape ``lead + grid.shape`` (any leading axes, e.g. time); returns
+    ``(d,) + F.shape``.
+    """
+    F = np.asarray(F, float)
+    lead = F.ndim - grid.dim
+    out = []
+    for k, h in enumerate(grid.h):
+        ax = k + lead
+        if grid.boundary[k] == "periodic":
+            out.append((np.roll(F, -1, axis=ax) - np.roll(F, 1, axis=ax)) / (2 * h))
+        else:
+            out.append(np.gradient(F, h, axis=ax, edge_order=1))
+    return np.stack(out)

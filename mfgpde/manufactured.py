@@ -154,7 +154,7 @@ class Manufactured:
                 "m": float(g.integrate(np.abs(result.m - self.m_exact(0.0, *X)))),
                 "rho": float(abs(result.rho - rho))}
 
-    def errors(self, result, support=None):
+    def errors(self, result):
         """``{"U": max_n max_x |U - U*|, "m": max_n int |m - m*|}`` of a result on a grid."""
         g = result.grid
         X = g.coordinates()

@@ -118,8 +118,7 @@ def solve(problem: MFGProblem | ErgodicMFGProblem, method: str = "newton", tol: 
             res.diagnostics["error_estimate"] = None
             res.diagnostics["error_estimate_unavailable"] = f"the {chosen.name} backend has no ladder of nested meshes"
         return res
-    ladder = RichardsonLadder(order=options.order, estimate=estimate)
-    ladder.check(problem)  # an impossible order=2 is refused here, before any solve
+    ladder = RichardsonLadder(order=options.order, estimate=estimate)  # (run() refuses an impossible order=2 first)
     coarse_options = options.replace(verbose=False)
 
     def solve_level(p, coarser):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fd.scheme import FDScheme
+from ..grid import centred_gradient
 from ..hamiltonians import QuadraticHamiltonian
 from ..problem import MFGProblem, density_on_grid
 
@@ -93,11 +94,7 @@ def evolve_density(grid, m0, velocity, T, nt, nu=0.0, scheme="upwind"):
 
 
 def grid_gradient(field, grid):
-    """Centred differences (one-sided at no-flux walls) of a field on the grid, shape ``(d,) + grid.shape``."""
-    out = []
-    for k, h in enumerate(grid.h):
-        if grid.boundary[k] == "periodic":
-            out.append((np.roll(field, -1, axis=k) - np.roll(field, 1, axis=k)) / (2 * h))
-        else:
-            out.append(np.gradient(field, h, axis=k, edge_order=1))
-    return np.stack(out)
+    """Centred differences (one-sided at no-flux walls) of a field on the grid, shape ``(d,) + grid.shape``
+    (:func:`mfgpde.grid.centred_gradient`).
+    """
+    return centred_gradient(field, grid)
