@@ -1,5 +1,10 @@
+import os
+
 import numpy as np
 import pytest
+
+# pytest-xdist already runs one test per core: `wellposed` runs its starts one after the other
+os.environ.setdefault("MFGPDE_WORKERS", "1")
 
 import mfgpde as mp
 

@@ -129,9 +129,16 @@ def test_validate_cli_with_an_exiting_model_exits_non_zero(tmp_path, monkeypatch
 @pytest.mark.parametrize("extra, message", [
     (["--tol", "inf"], r"--tol must be in \(0, 1e-06\]"),
     (["--tol", "1e-3"], r"--tol must be in \(0, 1e-06\]"),
-    (["--refine", "50"], "at least two increasing grid sizes"),
-    (["--refine", "100", "50"], "at least two increasing grid sizes"),
+    (["--refine", "50"], "at least two grid sizes, each twice the one before"),
+    (["--refine", "100", "50"], "at least two grid sizes, each twice the one before"),
+    (["--refine", "50", "120"], "at least two grid sizes, each twice the one before"),
     (["--refine", "abc", "20"], "expects integer grid sizes"),
+    (["--starts", "1"], "--starts must be >= 2"),
+    (["--lambdas", "1", "0"], "--lambdas must be positive"),
+    (["--lambdas", "-0.1"], "--lambdas must be positive"),
+    (["--time-limit", "0"], "--time-limit must be a positive number"),
+    (["--time-limit", "nan"], "--time-limit must be a positive number"),
+    (["--workers", "0"], "--workers must be an integer >= 1"),
 ])
 def test_wellposed_refuses_settings_that_cannot_support_a_verdict(extra, message, tmp_path, capsys):
     rc = cli.main(["wellposed", os.path.join(ROOT, "solvers", "lst_case1.toml"), "--out", str(tmp_path / "w")]

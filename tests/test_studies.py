@@ -55,6 +55,8 @@ def test_multi_start_detects_several_solutions_and_one_in_the_monotone_twin():
     assert max(ctl["positive"]["mirror_residuals"]) < 1e-8
     assert neg["converged"] == 4 and neg["verdict"] == "unique" and neg["spread_m"] < 1e-9
     assert neg["start_spread"] > 0.3 and min(r["moved_m"] for r in neg["runs"]) > 0.1
+    # the monotone verdict rests on a deflated search from every start, all failed
+    assert neg["deflated_searches"] == 4 and not any(r["found"] for r in neg["deflation"])
     assert ctl["positive"]["passed"] and ctl["negative"]["passed"]
 
 
@@ -83,11 +85,12 @@ def test_cnf_with_positive_lambda_is_unique_from_distinct_starts():
     assert row["spread_m"] < 1e-8 and row["start_spread"] > 0.3
 
 
-def test_small_lambda_cnf_multi_start_is_conclusive_through_fictitious_play():
-    """lambda = 0.003 at nu = 0: Newton from a random start stalls on the semismooth residual and
-    the Newton homotopy stopped short (the study was inconclusive below lambda = 0.03). Each start
-    now goes through fictitious play at the target problem, from its own density path, then Newton:
-    all three end at one solution, and they were still distinct when Newton took over."""
+def test_small_lambda_cnf_multi_start_is_conclusive_through_the_viscous_homotopy():
+    """lambda = 0.003 at nu = 0: Newton from a random start stalls on the semismooth residual (the
+    study was inconclusive below lambda = 0.03 with the plain homotopy). Each start goes from its
+    consistent start along R_s(z) = (1 - s) R_0(z0), R_s at viscosity (1 - s) nu_0: all three end
+    at one solution, they were still distinct when the last stage began, and the deflated searches
+    from each of them find no other solution."""
     from mfgpde.generative.presets import cnf_problem
 
     g = mp.TensorGrid([(-5, 5)], 40, "noflux")
@@ -95,10 +98,80 @@ def test_small_lambda_cnf_multi_start_is_conclusive_through_fictitious_play():
     ms = W.multi_start(p, starts=3, tol=1e-9, max_iter=80, amplitude=0.3)
     assert ms["converged"] == 3 and ms["verdict"] == "unique", ms
     assert ms["spread_m"] < 1e-8 and ms["start_spread"] > 0.3
-    fp = [r for r in ms["runs"] if r["path"] == "fictitious_play"]
-    assert len(fp) >= 2 and all(r["residual"] <= 1e-9 and r["played"] >= 100 for r in fp)
-    # the hand-off points differ by far more than the final spread: the agreement is not inherited
-    assert ms["handoff_spread_m"] > 1e-3 > 1e5 * ms["spread_m"]
+    assert all(r["path"] == "viscous_homotopy" and r["residual"] <= 1e-9 for r in ms["runs"])
+    # the launch points of the last stage differ by far more than the final spread: not inherited
+    assert ms["launch_spread"] > 1e-3 > 1e5 * ms["spread_m"]
+    assert ms["deflated_searches"] == 3 and not any(r["found"] for r in ms["deflation"])
+    assert "3 deflated searches" in ms["evidence"]
+
+
+def test_deflated_direction_is_the_newton_step_of_the_deflated_residual():
+    """dz = d / (1 - g.d / M) solves (M J + F g^T) dz = -M F, the Newton step of G = M F (checked
+    against G's Jacobian by central differences on a small nonlinear system)."""
+    from mfgpde.iterations.deflation import Deflation
+
+    rng = np.random.default_rng(1)
+    n = 6
+    A = rng.standard_normal((n, n)) + 4 * np.eye(n)
+
+    def F(z):
+        return A @ z + 0.3 * z**3 - 1.0
+
+    def J(z):
+        return A + np.diag(0.9 * z**2)
+
+    known = [rng.standard_normal(n), rng.standard_normal(n)]
+    defl = Deflation(known, blocks=2)
+    z = rng.standard_normal(n)
+    G = lambda x: defl.factor(x) * F(x)
+    eps = 1e-6
+    JG = np.column_stack([(G(z + eps * e) - G(z - eps * e)) / (2 * eps) for e in np.eye(n)])
+    expected = np.linalg.solve(JG, -G(z))
+    d = np.linalg.solve(J(z), -F(z))
+    dz, tau = defl.direction(z, d)
+    assert np.allclose(dz, expected, rtol=1e-6, atol=1e-9) and tau != 1.0
+    # far from every known solution each factor tends to the shift: Newton unchanged there
+    far = 1e6 * np.ones(n)
+    assert abs(defl.factor(far) - defl.shift ** 2) < 1e-9
+    assert abs(defl.direction(far, d)[1] - 1.0) < 1e-9
+
+
+def test_deflation_from_one_start_finds_the_uniform_and_both_mirror_solutions():
+    """The positive control from a single start: the first solve, then Newton with the solutions
+    found so far deflated, restarted until every launch fails. Three solutions: the uniform one
+    (J = -alpha T / 2 = -0.8) and two concentrated ones, mirror images of each other."""
+    p = W.aggregation_control(64, 40, alpha=0.4)
+    (U0, M0), = W.initial_guesses(p, 1, seed=1, amplitude=0.3)
+    sols, records = W.deflated_solutions(p, U0, M0)
+    J = sorted(W._aggregation_potential(p, U, M, 0.4) for U, M in sols)
+    assert len(sols) == 3, J
+    assert abs(J[2] + 0.8) < 1e-9 and abs(J[0] - J[1]) < 1e-9 and J[0] < -0.8 - 0.1
+    concentrated = [M for U, M in sols if np.ptp(M[-1]) > 1]
+    assert np.abs(concentrated[0][:, ::-1] - concentrated[1]).max() < 1e-6 * concentrated[0].max()
+    assert sum(r["status"] == "converged" for r in records) == 3 and records[-1]["found"] is False
+
+
+def test_deflation_finds_no_second_solution_of_the_monotone_control():
+    p = W.aggregation_control(64, 40, alpha=-0.4)
+    (U0, M0), = W.initial_guesses(p, 1, seed=1, amplitude=0.3)
+    sols, records = W.deflated_solutions(p, U0, M0)
+    assert len(sols) == 1 and len(records) == 3 and not any(r.get("found") for r in records[1:])
+
+
+def test_multi_start_past_its_deadline_runs_nothing_and_says_so():
+    import time
+
+    ms = W.multi_start(log_problem(), starts=3, deadline=time.monotonic() - 1)
+    assert ms["incomplete"] and ms["not_run"] == ["start 0", "start 1", "start 2"]
+    assert ms["verdict"] == "inconclusive" and ms["converged"] == 0
+
+
+def test_parallel_starts_give_the_serial_verdict_and_solutions():
+    serial = W.multi_start(log_problem(), starts=3, tol=1e-10, return_solutions=True)
+    parallel = W.multi_start(log_problem(), starts=3, tol=1e-10, return_solutions=True, workers=2)
+    assert serial["verdict"] == parallel["verdict"] == "unique"
+    assert [r["iterations"] for r in serial["runs"]] == [r["iterations"] for r in parallel["runs"]]
+    assert np.abs(serial["solutions"][0][1] - parallel["solutions"][0][1]).max() < 1e-12
 
 
 def test_sparse_jacobian_condition_matches_dense_svd_and_follows_lambda():
@@ -135,6 +208,10 @@ def test_refinement_study_observes_first_order():
     # differences grows towards 2, i.e. the order towards 1. Bands +-0.1 around the record.
     assert 0.6 < ref["order_m"] < 0.8, ref
     assert 0.57 < ref["order_U"] < 0.77, ref
+    # m > 0 everywhere here: the support is the whole box and the two sup norms agree
+    assert ref["differences_U_support"] == ref["differences_U"]
+    assert all(w <= s for w, s in zip(ref["differences_U_weighted"], ref["differences_U"]))
+    assert set(ref["norms"]) == {"m", "U_support", "U_weighted", "U"}
     d = ref["differences_m"]
     ratios = [a / b for a, b in zip(d[:-1], d[1:])]
     assert ratios == sorted(ratios) and ratios[-1] > 1.6

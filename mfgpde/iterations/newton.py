@@ -76,6 +76,10 @@ def newton_iteration(system, z, tol, max_iter, log, pseudo_dt=None, min_step=MIN
     z, status, message
     """
     reduce, sweep = system.allreduce, getattr(system, "sweep", None)
+    # deflated Newton (mfgpde.iterations.deflation): the direction rescaled, the merit M(z) |R|_2
+    deflation = getattr(system, "deflation", None)
+    merit = (lambda z_, R_: system.norm2(R_)) if deflation is None else \
+        (lambda z_, R_: deflation.factor(z_) * system.norm2(R_))
     R, hjb, fp = system.residual(z)
     step, dtau = 1.0, pseudo_dt
     best, best_at, stalled = np.inf, 0, False
@@ -91,10 +95,12 @@ def newton_iteration(system, z, tol, max_iter, log, pseudo_dt=None, min_step=MIN
             best, best_at = res, k
         elif dtau is not None and k - best_at >= 30:     # no tenfold progress in 30 steps: round-off or a stall
             return z, "stagnated", f"no tenfold decrease of the residual in 30 iterations (best {best:.2e})"
-        J, norm = system.linearise(z), system.norm2(R)
+        J, norm = system.linearise(z), merit(z, R)
         while True:
             try:
                 dz, info = system.direction(J, R, res, dtau)
+                if deflation is not None:
+                    dz, info["deflation_tau"] = deflation.direction(z, dz)
                 log.records[-1].update(info)
             except RuntimeError as exc:  # an exactly singular factor
                 log.records[-1]["message"] = str(exc)
@@ -107,7 +113,7 @@ def newton_iteration(system, z, tol, max_iter, log, pseudo_dt=None, min_step=MIN
                 zc = z + step * dz
                 with np.errstate(all="ignore"):
                     Rc, hc, fc = system.residual(zc)
-                    nc = system.norm2(Rc)
+                    nc = merit(zc, Rc)
                 # the line search asks for descent; a pseudo-time step only for bounded growth
                 if dtau is not None or (np.isfinite(nc) and nc <= (1.0 - 1e-4 * step) * norm):
                     break
@@ -227,7 +233,7 @@ class SpaceTimeSystem:
 
 
 def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=MIN_STEP, linear="auto",
-           globalize=True, small_step=0.1, sweeps=4, damping=0.5, step_solver=None):
+           globalize=True, small_step=0.1, sweeps=4, damping=0.5, step_solver=None, deflation=None):
     """Newton iteration on the time-dependent system ``R(U, m) = 0`` (line-search globalisation).
 
     Parameters
@@ -260,6 +266,11 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=MIN_ST
     step_solver : {"auto", "lu", "spectral", "bicgstab"}, optional
         Step solves of the preconditioner (:func:`mfgpde.fd.steps.step_inverses`); default
         ``scheme.step_solver`` (from the scheme's ``linear_solver``).
+    deflation : Deflation, optional
+        Known solutions to deflate (:class:`~mfgpde.iterations.deflation.Deflation`, serial
+        schemes): the iteration cannot converge back to them. The convergence test stays on the
+        undeflated residual; the fixed-point sweeps of ``globalize`` stay available (they move
+        the iterate; the deflated line search decides whether Newton's next step is accepted).
 
     Returns
     -------
@@ -267,7 +278,12 @@ def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=MIN_ST
     """
     log = IterationLog("newton", verbose)
     U0 = np.asarray(U0, float)
+    if deflation is not None and len(deflation):
+        if hasattr(scheme, "allreduce"):
+            raise ValueError("deflation: serial schemes only (the distance to a known solution is not reduced "
+                             "across ranks)")
     system = SpaceTimeSystem(scheme, U0.shape, tol, linear, step_solver, globalize, sweeps, damping)
+    system.deflation = deflation if deflation is not None and len(deflation) else None
     z = np.concatenate([U0.ravel(), np.asarray(M0, float).ravel()])
     z, status, message = newton_iteration(system, z, tol, max_iter, log, min_step=min_step, small_step=small_step)
     if message:

@@ -2,11 +2,14 @@
 
 Each stage is written to ``wellposed.json`` as soon as it finishes (atomically), so a stage
 that fails later leaves the finished ones, its own message and the figure in ``DIR``; the
-exit code is then 1.
+exit code is then 1. With ``--time-limit`` the stages not begun by then (and the starts and
+searches of a running multi-start) are marked ``incomplete``; the exit code is then 2.
+Progress goes through the package's logging (stage, starts, elapsed time).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -46,6 +49,23 @@ def _resize(cfg, shape, nt):
 
 #: the loosest --tol a well-posedness verdict accepts
 MAX_STUDY_TOL = 1e-6
+
+log = logging.getLogger(__name__)
+
+
+def default_workers():
+    """The default of ``--workers``: ``MFGPDE_WORKERS`` if set (a batch job's share of a node, a
+    test run whose workers already fill the cores), else the cores this process may run on.
+    """
+    value = os.environ.get("MFGPDE_WORKERS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"MFGPDE_WORKERS must be an integer >= 1, got {value!r}")
+        return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _score_refinement(cfg, sizes):
@@ -113,10 +133,11 @@ def _figure(report, path):
         ax[1].set(yscale="log", title="spread of m over the starts", ylabel="max pairwise sup distance / max m")
         ax[1].axhline(ms.get("agree", 1e-6), color="k", lw=0.8, ls="--")
     ref = report.get("refinement", {})
-    for key, label in (("differences_m", "m"), ("differences_U", "U"), ("differences_p", "p_t"),
-                       ("differences_score", "score")):
+    for key, label in (("differences_m", "m (L1)"), ("differences_U_support", "U (sup on supp m)"),
+                       ("differences_U_weighted", "U (L2, m-weighted)"), ("differences_U", "U (sup, whole box)"),
+                       ("differences_p", "p_t"), ("differences_score", "score")):
         if key in ref:
-            order = ref.get("order_" + key.split("_")[1], float("nan"))
+            order = ref.get("order_" + key.split("_", 1)[1], float("nan"))
             ax[2].loglog(ref["h"], ref[key], "o-", label=f"{label}, order {order:.2f}")
     if "h" in ref:
         ax[2].set(xlabel="h", title="Cauchy differences under refinement")
@@ -152,10 +173,26 @@ def _check_arguments(args):
         raise ValueError(f"--refine expects integer grid sizes (e.g. 50 100 200), got {args.refine}") from None
     if any(s < 2 for s in sizes):
         raise ValueError(f"--refine sizes must be integers >= 2, got {sizes}")
-    if sizes and (len(sizes) < 2 or sorted(set(sizes)) != sizes):
-        raise ValueError(f"--refine needs at least two increasing grid sizes to measure an order (e.g. 50 100 200), "
-                         f"got {sizes}")
+    if sizes and (len(sizes) < 2 or any(b != 2 * a for a, b in zip(sizes[:-1], sizes[1:]))):
+        raise ValueError(f"--refine needs at least two grid sizes, each twice the one before (nested grids; e.g. 50 "
+                         f"100 200), got {sizes}")
+    if any(not (np.isfinite(lam) and lam > 0) for lam in args.lambdas):
+        raise ValueError(f"--lambdas must be positive numbers (the kinetic weight; lambda = 0 is the ill-posed "
+                         f"limit the study approaches), got {args.lambdas}")
+    if args.time_limit is not None and not (np.isfinite(args.time_limit) and args.time_limit > 0):
+        raise ValueError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be an integer >= 1, got {args.workers}")
     return sizes
+
+
+def _incomplete(stage):
+    """Whether a stage's report (or a part of it) ran out of time."""
+    if isinstance(stage, dict):
+        return bool(stage.get("incomplete")) or any(_incomplete(v) for v in stage.values())
+    if isinstance(stage, list):
+        return any(_incomplete(v) for v in stage)
+    return False
 
 
 def _wellposed(args):
@@ -168,21 +205,33 @@ def _wellposed(args):
     preset = cfg.get("preset")
     if args.lambdas and preset != "cnf":
         raise ValueError("--lambdas is the CNF lambda study: it needs a configuration with preset = 'cnf'")
-    report = {"config": os.path.abspath(args.config), "stages_failed": []}
+    report = {"config": os.path.abspath(args.config), "stages_failed": [], "incomplete": []}
     out_json = os.path.join(args.out, "wellposed.json")
+    began = time.monotonic()
+    deadline = None if args.time_limit is None else began + args.time_limit
+    workers = default_workers() if args.workers is None else args.workers
 
     def stage(name, fn):
-        """Run one stage; keep what finished, record a failure with its message."""
-        print(f"mfgpde wellposed: {name}", file=sys.stderr, flush=True)
+        """Run one stage; keep what finished, record a failure with its message, skip it past the limit."""
+        if deadline is not None and time.monotonic() > deadline:
+            report[name] = {"incomplete": True, "message": f"not run: --time-limit {args.time_limit:g} s reached"}
+            report["incomplete"].append(name)
+            log.warning("wellposed: %s not run (time limit reached)", name)
+            write_json(out_json, report)
+            return
+        log.info("wellposed: %s (elapsed %.1f s)", name, time.monotonic() - began)
         t0 = time.perf_counter()
         try:
             report[name] = fn()
         except (ValueError, RuntimeError, FloatingPointError, MemoryError, NotImplementedError) as exc:
             report[name] = {"error": f"{type(exc).__name__}: {exc}"}
             report["stages_failed"].append(name)
-            print(f"mfgpde wellposed: stage {name!r} failed: {exc}", file=sys.stderr)
+            log.error("wellposed: stage %r failed: %s", name, exc)
         if isinstance(report[name], dict):
             report[name]["wall_time_s"] = time.perf_counter() - t0
+            if _incomplete(report[name]):
+                report["incomplete"].append(name)
+        log.info("wellposed: %s done in %.1f s", name, time.perf_counter() - t0)
         write_json(out_json, report)
 
     if preset == "score":
@@ -206,8 +255,10 @@ def _wellposed(args):
         os.makedirs(args.out, exist_ok=True)
         report["problem"] = problem.describe()
         if args.controls:
-            stage("controls", lambda: W.run_controls(starts=args.starts, tol=args.tol))
-        stage("multi_start", lambda: W.multi_start(problem, starts=args.starts, tol=args.tol))
+            stage("controls", lambda: W.run_controls(starts=args.starts, tol=args.tol, workers=workers,
+                                                     deadline=deadline))
+        stage("multi_start", lambda: W.multi_start(problem, starts=args.starts, tol=args.tol, workers=workers,
+                                                   deadline=deadline))
         terms = [("coupling", problem.coupling), ("terminal", problem.terminal)]
         stage("lasry_lions", lambda: {name: W.lasry_lions_check(c, problem.grid) for name, c in terms})
         if sizes:
@@ -222,7 +273,8 @@ def _wellposed(args):
             stage("refinement", lambda: W.refinement(make, sizes, tol=args.tol))
         if args.lambdas:
             stage("cnf_lambda", lambda: W.cnf_lambda_study(problem.grid, problem.m0, args.lambdas, T=problem.T,
-                                                           nt=problem.nt, starts=args.starts, tol=args.tol))
+                                                           nt=problem.nt, starts=args.starts, tol=args.tol,
+                                                           workers=workers, deadline=deadline))
     try:
         _figure(report, os.path.join(args.out, "wellposed.png"))
     except Exception as exc:
@@ -231,12 +283,16 @@ def _wellposed(args):
         write_json(out_json, report)
     ms = report.get("multi_start", {})
     if "verdict" in ms:
-        print(f"mfgpde wellposed: {ms['converged']}/{ms['starts']} starts converged, {ms['distinct_solutions']} "
-              f"distinct solution(s): {ms['verdict']} (spread(m) = {ms['spread_m']:.2e})", file=sys.stderr)
+        print(f"mfgpde wellposed: {ms['verdict']}: {ms['evidence']} (spread(m) = {ms['spread_m']:.2e})",
+              file=sys.stderr)
     if report["stages_failed"]:
         print(f"mfgpde wellposed: failed stages {report['stages_failed']} (messages in {out_json}); the finished "
               f"ones are kept", file=sys.stderr)
         return 1
+    if report["incomplete"]:
+        print(f"mfgpde wellposed: --time-limit {args.time_limit:g} s reached: incomplete stages "
+              f"{report['incomplete']} (what finished is in {out_json})", file=sys.stderr)
+        return 2
     print(f"mfgpde wellposed: -> {args.out}", file=sys.stderr)
     return 0
 
@@ -257,4 +313,9 @@ def register(sub):
     p.add_argument("--nt", type=int, default=None, help="study the configuration with this many time steps")
     p.add_argument("--no-controls", dest="controls", action="store_false",
                    help="skip the positive/negative controls (aggregating and monotone 1D problems, ~3 s)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes that solve the starts side by side (default: the cores available)")
+    p.add_argument("--time-limit", dest="time_limit", type=float, default=None, metavar="SECONDS",
+                   help="stop starting new stages, starts and searches after this many seconds; what did not run "
+                        "is marked incomplete in wellposed.json and the exit code is 2")
     p.set_defaults(func=_wellposed)

@@ -26,12 +26,15 @@ What each study measures, and why:
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
 
 from ..problem import MFGProblem
 from ..solver import solve
+
+log = logging.getLogger(__name__)
 
 
 def _smooth_random_field(grid, rng, modes=3):
@@ -67,30 +70,87 @@ def _relative_distance(a, b):
 
 #: multi-start runs with at most this many unknowns take exact Newton steps (see solve_from_start)
 EXACT_NEWTON_MAX_UNKNOWNS = 200_000
+#: the viscous homotopy's added viscosity at s = 0, in units of L^2 / T (L the longest side of the box)
+VISCOUS_HOMOTOPY_C = 1e-3
+#: Newton iterations per stage of the homotopies of :func:`solve_from_start`
+STAGE_MAX_ITER = 15
+#: iterations of a deflated search (:func:`deflated_search`): as many as a stage of a start's homotopy
+DEFLATED_MAX_ITER = 15
+
+
+def _linear(problem, method="newton"):
+    """The linear solver of a start's Newton steps: exact below ``EXACT_NEWTON_MAX_UNKNOWNS``.
+
+    Exact Newton steps (sparse LU of the space-time Jacobian) make which solution a start reaches
+    a property of Newton's path from it, not of the Krylov solver's tolerance. With inexact steps
+    (GMRES to 1e-2 far from a solution) the path, and so the basin, depends on the Krylov method:
+    on the aggregation control, scipy's left-preconditioned GMRES took 27 iterations per early
+    step and its starts reached 2-3 of the solutions, a right-preconditioned GMRES stopped after
+    1-3 and every start reached the uniform one. Above the threshold: the Newton-Krylov of
+    :func:`mfgpde.solve` (its fast path; B2 from a random start: 11-15 iterations).
+    """
+    return "direct" if 2 * (problem.nt + 1) * problem.grid.size <= EXACT_NEWTON_MAX_UNKNOWNS else "auto"
+
+
+def consistent_start(scheme, U0, M0):
+    """``U = HJB(M0)``, then ``m = FP(U)``: a start that solves the HJB and the FP exactly.
+
+    Its residual is only the coupling's mismatch ``f(M0) - f(m)`` (and ``g`` at the final time),
+    so a homotopy from it starts on the family of MFG systems. It depends on the random path
+    ``M0`` through ``U`` (a different density path, a different value function, a different flow).
+    """
+    U, _ = scheme.solve_hjb(np.asarray(M0, float))
+    return U, scheme.solve_fp(U)
+
+
+def _viscous_family(problem):
+    """``s -> FDScheme`` of the problem at viscosity ``nu + (1 - s) nu_0``, ``nu_0 = c L^2 / T``."""
+    from ..fd.scheme import FDScheme
+
+    L = max(b - a for a, b in problem.grid.bounds)
+    nu0 = VISCOUS_HOMOTOPY_C * L * L / problem.T
+    cache = {}
+
+    def at(s):
+        if s not in cache:
+            cache.clear()   # one stage alive at a time
+            cache[s] = FDScheme(problem.replace(nu=problem.nu + (1.0 - s) * nu0))
+        return cache[s]
+
+    return at, nu0
+
+
+def _paths(problem, method):
+    """The cascade of :func:`solve_from_start`, ordered by what succeeds (measured in its docstring)."""
+    if method != "newton":
+        return ("direct",)
+    if problem.nu == 0:
+        return ("viscous_homotopy", "fictitious_play", "homotopy")
+    return ("direct", "viscous_homotopy", "fictitious_play", "homotopy")
 
 
 def solve_from_start(problem, U0, M0, method="newton", tol=1e-9, max_iter=60):
     """Solve ``problem`` from the start ``(U0, M0)`` without any stage common to all starts.
 
-    Three paths, each at the target problem or along a path of the start's own, tried in turn:
+    The paths, each at the target problem or along a path of the start's own, in the order in
+    which they succeed (:func:`_paths`):
 
-    1. ``"direct"``: Newton at the target problem from the start (its usual line search and
-       fixed-point globalisation; exact linear solves up to ``EXACT_NEWTON_MAX_UNKNOWNS``
-       unknowns), or the fixed point for the other methods.
-    2. ``"fictitious_play"``: when Newton does not converge there (a first-order problem far
-       from its solution: at nu = 0 and small lambda the Newton residual is only semismooth,
-       and from a random start the line search stalls), fictitious play at the target
-       problem from the start's density path, in rounds of ``FP_ROUNDS`` iterations, each
-       followed by Newton from the averaged iterate. Fictitious play converges for monotone
-       (potential) problems (Cardaliaguet & Hadikhanloo 2017) and may settle on different
-       equilibria of a non-monotone one; its iterates depend on the start, whose weight in
-       the average falls like 1/k, not on any common auxiliary problem. Measured on the C1
-       CNF at 40 cells x 16 steps from 3 starts: with the homotopy alone the multi-start was
-       inconclusive for lambda <= 0.01 (1 of 3 starts at 0.01, 0 of 3 at 0.001); with this
-       path 3 of 3 converge to one solution for lambda = 0.03, 0.01, 0.003 and 0.001 (2-7 s
-       for all three starts), their densities still 1.5-5 % apart when Newton took over.
-    3. ``"homotopy"``: the Newton homotopy ``R(z) = (1 - s) R(z_0)``
-       (:func:`mfgpde.iterations.homotopy.newton_homotopy`).
+    1. ``"direct"`` (``nu > 0``, or a method other than Newton): Newton at the target problem
+       from the start (line search and fixed-point globalisation; exact linear solves up to
+       ``EXACT_NEWTON_MAX_UNKNOWNS`` unknowns, the Newton-Krylov of :func:`mfgpde.solve` above).
+       B2 (2D, 50^2 x 50) from random starts: 11-15 iterations; the aggregation control: 6-12.
+    2. ``"viscous_homotopy"`` (first for ``nu = 0``): from the :func:`consistent_start` of the
+       start, the two-way homotopy ``R_s(z) = (1 - s) R_0(z_0)`` with ``R_s`` the problem at
+       viscosity ``nu + (1 - s) nu_0``, ``nu_0 = VISCOUS_HOMOTOPY_C L^2 / T``
+       (:func:`mfgpde.iterations.homotopy.newton_homotopy`). Each stage is viscous (smooth) and
+       carries the start's own shift, so the path is the start's. At ``nu = 0`` Newton at the
+       target from a random start does not converge (C1, 200 x 48: 60 iterations, residual 1e3);
+       this path reached the solution from four random starts in 3-5 stages, 39-59 iterations
+       (``nu_0 = 0.1``; 1e-3 and 3e-3 L^2 / T took twice as many or stalled).
+    3. ``"fictitious_play"``: fictitious play at the target problem from the start's density
+       path, in rounds of ``FP_ROUNDS`` iterations, each followed by Newton from the averaged
+       iterate (converges for monotone potential problems, Cardaliaguet & Hadikhanloo 2017).
+    4. ``"homotopy"``: the Newton homotopy ``R(z) = (1 - s) R(z_0)`` from the start itself.
 
     Viscosity continuation is never used: its first stage is one uniquely solvable problem
     shared by every start, which would erase the starts' differences before the target
@@ -101,57 +161,67 @@ def solve_from_start(problem, U0, M0, method="newton", tol=1e-9, max_iter=60):
     U, M : ndarray (N_t + 1, N) or None
         The solution (``None`` when no path converged).
     record : dict
-        ``path`` (``"direct"``, ``"fictitious_play"`` or ``"homotopy"``), ``converged``,
-        ``status``, ``iterations``, ``residual``, ``message``; for fictitious play
-        ``played`` (its iterations) and ``handoff_residual`` (where Newton took over), and
-        ``handoff`` (the iterate then, for the pairwise distances of :func:`multi_start`;
-        removed there); for the homotopy ``reached`` (the last ``s``).
+        ``path``, ``converged``, ``status``, ``iterations``, ``residual``, ``message``; the
+        paths tried before it and why they failed (by name); ``launch``, the iterate from which
+        the final Newton solve started (the start of a deflated search along the same path, and
+        of the pairwise distances of :func:`multi_start`; removed there); for fictitious play
+        ``played`` and ``handoff_residual``; for the homotopies ``stages`` and ``reached``.
     """
     from ..fd.scheme import FDScheme
     from ..iterations.homotopy import newton_homotopy
+    from ..iterations.newton import newton
 
     shape = (problem.nt + 1, problem.grid.size)
-    rec = {"path": "direct"}
-    try:
-        if method == "newton" and 2 * shape[0] * shape[1] <= EXACT_NEWTON_MAX_UNKNOWNS:
-            # exact Newton steps (sparse LU of the space-time Jacobian): which solution a start
-            # reaches is then a property of Newton's path from it, not of the Krylov solver's
-            # tolerance. With inexact steps (GMRES to 1e-2 far from a solution) the path, and
-            # so the basin, depends on the Krylov method: on the aggregation control, scipy's
-            # left-preconditioned GMRES took 27 iterations per early step and its starts
-            # reached 2-3 of the solutions, a right-preconditioned GMRES stopped after 1-3
-            # and every start reached the uniform one
-            from ..iterations.newton import newton
-
-            U, M, log, status = newton(FDScheme(problem), np.reshape(U0, shape), np.reshape(M0, shape), tol=tol,
-                                       max_iter=max_iter, linear="direct")
-            converged = status == "converged"
-            iterations, residual = int(log.records[-1]["iteration"]), float(log.records[-1]["residual"])
-            rec["linear"] = "exact (sparse LU)"
-        else:
-            r = solve(problem, method=method, tol=tol, max_iter=max_iter, initial=(U0, M0), verbose=False,
-                      viscosity_continuation=False)
-            U, M, status, converged = r.U.reshape(shape), r.m.reshape(shape), r.status, bool(r.converged)
-            iterations, residual = int(r.iterations), float(r.diagnostics["residual"])
-        rec.update(status=status, converged=converged, iterations=iterations, residual=residual, message="")
-        if converged or method != "newton":
-            return ((U, M) if converged else (None, None)), rec
-        rec["direct"] = f"Newton at the target problem ended {status!r} after {iterations} iterations"
-    except (FloatingPointError, RuntimeError, np.linalg.LinAlgError) as exc:
-        if method != "newton":
-            rec.update(status="error", converged=False, iterations=None, residual=None, message=str(exc))
-            return (None, None), rec
-        rec["direct"] = f"Newton at the target problem failed: {exc}"
-    sol, fp_rec = _fictitious_play_path(problem, np.reshape(U0, shape), np.reshape(M0, shape), tol, max_iter)
-    if sol is not None:
-        rec.update(fp_rec)
-        return sol, rec
-    rec["fictitious_play"] = fp_rec["message"]
-    U, M, info = newton_homotopy(FDScheme(problem), np.reshape(U0, shape), np.reshape(M0, shape), tol=tol)
-    rec.update(path="homotopy", status="converged" if info["converged"] else "homotopy_stopped",
-               converged=info["converged"], iterations=info["iterations"], residual=info["residual"],
-               reached=info["reached"], stages=info["stages"], message=info["message"])
-    return ((U, M) if info["converged"] else (None, None)), rec
+    U0, M0 = np.reshape(U0, shape), np.reshape(M0, shape)
+    rec = {}
+    errors = (FloatingPointError, RuntimeError, np.linalg.LinAlgError)
+    for path in _paths(problem, method):
+        rec["path"] = path
+        try:
+            if path == "direct" and method == "newton":
+                U, M, log, status = newton(FDScheme(problem), U0, M0, tol=tol, max_iter=max_iter, verbose=False,
+                                           linear=_linear(problem))
+                its, res = int(log.records[-1]["iteration"]), float(log.records[-1]["residual"])
+                rec.update(status=status, converged=status == "converged", iterations=its, residual=res,
+                           message="", launch=(U0, M0))
+            elif path == "direct":
+                r = solve(problem, method=method, tol=tol, max_iter=max_iter, initial=(U0, M0), verbose=False,
+                          viscosity_continuation=False, error_estimate=False)
+                U, M, status = r.U.reshape(shape), r.m.reshape(shape), r.status
+                rec.update(status=status, converged=bool(r.converged), iterations=int(r.iterations),
+                           residual=float(r.diagnostics["residual"]), message="", launch=(U0, M0))
+                return ((U, M) if r.converged else (None, None)), rec
+            elif path == "fictitious_play":
+                sol, fp_rec = _fictitious_play_path(problem, U0, M0, tol, max_iter)
+                if sol is not None:
+                    rec.update(fp_rec)
+                    return sol, rec
+                rec[path] = fp_rec["message"]
+                continue
+            else:
+                scheme = FDScheme(problem)
+                family, start = None, (U0, M0)
+                if path == "viscous_homotopy":
+                    family, nu0 = _viscous_family(problem)
+                    start = consistent_start(family(0.0), U0, M0)
+                    rec["nu0"] = nu0
+                U, M, info = newton_homotopy(scheme, *start, tol=tol, max_iter=STAGE_MAX_ITER, family=family,
+                                             linear=_linear(problem))
+                status = "converged" if info["converged"] else "homotopy_stopped"
+                rec.update(status=status, converged=info["converged"], iterations=info["iterations"],
+                           residual=info["residual"], reached=info["reached"], stages=info["stages"],
+                           message=info["message"], launch=info["launch"])
+        except errors as exc:
+            rec[path] = f"failed: {exc}"
+            continue
+        if rec["converged"]:
+            return (U, M), rec
+        rec[path] = f"ended {rec['status']!r} after {rec['iterations']} iterations (residual {rec['residual']:.2e})"
+    rec.update(converged=False, status=rec.get("status", "error"), message="no path converged")
+    rec.setdefault("iterations", None)
+    rec.setdefault("residual", None)
+    rec.pop("launch", None)
+    return (None, None), rec
 
 
 #: fictitious-play iterations before each Newton attempt of :func:`solve_from_start` (1400 in all)
@@ -165,6 +235,7 @@ def _fictitious_play_path(problem, U0, M0, tol, max_iter):
     """
     from ..fd.scheme import FDScheme
     from ..iterations.fixed_point import fixed_point
+    from ..iterations.newton import newton
 
     scheme = FDScheme(problem)
     U, M, played = U0, M0, 0
@@ -177,34 +248,213 @@ def _fictitious_play_path(problem, U0, M0, tol, max_iter):
             return None, {"message": f"fictitious play failed after {played} iterations: {exc}"}
         played += len(log.records) - 1
         handoff = log.records[-1]["residual"]
+        rec = {"path": "fictitious_play", "played": played, "handoff_residual": float(handoff), "launch": (U, M),
+               "message": ""}
         if status == "converged":
-            return (U, M), {"path": "fictitious_play", "status": "converged", "converged": True, "played": played,
-                            "iterations": 0, "residual": float(handoff), "handoff_residual": float(handoff),
-                            "handoff": (U, M), "message": ""}
+            rec.update(status="converged", converged=True, iterations=0, residual=float(handoff))
+            return (U, M), rec
         try:
-            r = solve(problem, method="newton", tol=tol, max_iter=max_iter, initial=(U, M), verbose=False,
-                      viscosity_continuation=False)
+            Un, Mn, nlog, status = newton(scheme, U, M, tol=tol, max_iter=max_iter, linear=_linear(problem), verbose=False)
         except (FloatingPointError, RuntimeError, np.linalg.LinAlgError) as exc:
             message = f"Newton after {played} fictitious-play iterations failed: {exc}"
             continue
-        if r.converged:
-            return ((r.U.reshape(U.shape), r.m.reshape(U.shape)),
-                    {"path": "fictitious_play", "status": r.status, "converged": True, "played": played,
-                     "iterations": int(r.iterations), "residual": float(r.diagnostics["residual"]),
-                     "handoff_residual": float(handoff), "handoff": (U, M), "message": ""})
-        message = f"Newton after {played} fictitious-play iterations ended {r.status!r}"
+        if status == "converged":
+            rec.update(status=status, converged=True, iterations=len(nlog.records) - 1,
+                       residual=float(nlog.records[-1]["residual"]))
+            return (Un, Mn), rec
+        message = f"Newton after {played} fictitious-play iterations ended {status!r}"
     return None, {"message": message}
 
 
-def multi_start(problem, starts=4, seed=0, method="newton", tol=1e-9, max_iter=60, amplitude=1.0, agree=1e-6,
-                guesses=None, return_solutions=False):
-    """Solve from ``starts`` distinct initial guesses and count the distinct solutions found.
+def deflated_search(problem, launch, known, tol=1e-9, max_iter=DEFLATED_MAX_ITER, agree=1e-6, globalize=True):
+    """Newton at the target problem from ``launch`` with the ``known`` solutions deflated.
 
-    Each start is solved by :func:`solve_from_start`: at the target problem, or along its own
-    homotopy path, never through a problem common to all starts, so agreement at the end is
-    evidence of uniqueness and disagreement evidence of several solutions. For each start the
+    :class:`~mfgpde.iterations.deflation.Deflation` (``p = 2``, shift 1) makes every known
+    solution repel the iteration, so a converged search is a new solution; it is checked as a
+    solution of the undeflated system (the convergence test is on the undeflated residual) and
+    against the known ones (relative sup distance above ``agree``). ``globalize``: the fixed-point
+    sweeps of :func:`~mfgpde.iterations.newton.newton` when the line search stalls (on the
+    aggregation control they let repeated deflation from one start find all three solutions
+    more often; without them a failing search stops sooner).
+
+    Returns
+    -------
+    (U, M) or None, record
+        ``status``, ``iterations``, ``residual``, ``found`` and, when found, ``distance`` (the
+        relative sup distance, m and U, to the nearest known solution).
+    """
+    from ..fd.scheme import FDScheme
+    from ..iterations.deflation import Deflation
+    from ..iterations.newton import newton
+
+    defl = Deflation([np.concatenate([U.ravel(), M.ravel()]) for U, M in known])
+    rec = {"deflated": len(known)}
+    try:
+        U, M, log, status = newton(FDScheme(problem), *launch, tol=tol, max_iter=max_iter, deflation=defl,
+                                   verbose=False, globalize=globalize, linear=_linear(problem))
+    except (FloatingPointError, RuntimeError, np.linalg.LinAlgError) as exc:
+        rec.update(status="error", iterations=None, residual=None, found=False, message=str(exc))
+        return None, rec
+    rec.update(status=status, iterations=len(log.records) - 1, residual=float(log.records[-1]["residual"]))
+    if status != "converged":
+        rec["found"] = False
+        return None, rec
+    dist = min((_relative_distance((U, M), k) for k in known), key=max)
+    rec["distance"] = [float(d) for d in dist]
+    rec["found"] = bool(max(dist) >= agree)
+    return ((U, M) if rec["found"] else None), rec
+
+
+#: a deflated search of :func:`deflated_solutions` also starts from each known solution moved this
+#: fraction of the way back to the start
+RELAUNCH_FRACTION = 0.1
+
+
+def deflated_solutions(problem, U0, M0, max_solutions=6, tol=1e-9, agree=1e-6, max_iter=40):
+    """Every solution that repeated deflation finds from one start.
+
+    The start is solved (:func:`solve_from_start`); then, deflating every solution found so
+    far, Newton is restarted from the start's launch point and from each solution found, moved
+    ``RELAUNCH_FRACTION`` of the way back towards the start (Farrell, Birkisson & Funke 2015,
+    section 4, restart from the initial guess; the second launch is this package's: a found
+    solution's neighbourhood is where a nearby branch is likeliest), until every launch has
+    failed or ``max_solutions`` are known (``max_iter`` Newton iterations each). On the aggregation control (64 x 40) from six random
+    starts (amplitude 0.3, seeds 0-5) it found three solutions from five of them: the uniform one
+    (J = -0.8), a wall-concentrated one (J = -1.707) and either its mirror image (seeds 1, 5) or a
+    fourth solution (J = -1.046, seeds 0, 2, 4); two from seed 3. 4-6 s each.
+
+    Returns
+    -------
+    solutions : list of (U, M)
+    records : list of dict
+        The first solve's record, then one per deflated search.
+    """
+    (U, M), first = solve_from_start(problem, U0, M0, tol=tol)
+    launch = first.pop("launch", None)
+    if U is None:
+        return [], [first]
+    sols, records = [(U, M)], [first]
+
+    def towards_start(z):
+        e = RELAUNCH_FRACTION
+        return (1 - e) * z[0] + e * np.reshape(U0, z[0].shape), (1 - e) * z[1] + e * np.reshape(M0, z[1].shape)
+
+    queue = [launch, towards_start(sols[0])]
+    while queue and len(sols) < max_solutions:
+        sol, rec = deflated_search(problem, queue.pop(0), sols, tol=tol, agree=agree, max_iter=max_iter)
+        records.append(rec)
+        if sol is not None:
+            sols.append(sol)
+            queue += [launch, towards_start(sol)]
+    return sols, records
+
+
+#: the tasks of the running :func:`_run_parallel` (forked workers inherit them: problems hold
+#: callables, such as lambdas, that cannot be pickled)
+_TASKS = None
+
+
+def _run_parallel(fn, tasks, workers, deadline=None):
+    """``[fn(*t) for t in tasks]`` on ``workers`` processes (forked: the kernels are already loaded).
+
+    A task not started before ``deadline`` (``time.monotonic()``) returns ``None``.
+    """
+    global _TASKS
+    if workers <= 1 or len(tasks) <= 1 or not _fork_is_safe():
+        return [None if deadline is not None and time.monotonic() > deadline else fn(*t) for t in tasks]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    _TASKS = (fn, tasks, deadline)
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
+                                 mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(_run_task, range(len(tasks))))
+    finally:
+        _TASKS = None
+
+
+def _fork_is_safe():
+    """Whether this process may fork: not once GNU OpenMP runs here (Numba's ``omp`` threading layer,
+    started by the first parallel kernel), which aborts a forked child ("fork() called from a
+    process already using GNU OpenMP"). The starts then run one after the other.
+    """
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:      # no parallel kernel has run in this process
+        return True
+    if layer == "omp":
+        log.info("multi-start: the starts run one after the other (OpenMP is running in this process)")
+        return False
+    return True
+
+
+def _run_task(k):
+    import numba
+
+    # one thread per worker: the workers already fill the cores (Numba's parallel kernels in
+    # each would oversubscribe them)
+    numba.set_num_threads(1)
+    fn, tasks, deadline = _TASKS
+    if deadline is not None and time.monotonic() > deadline:
+        return None
+    return fn(*tasks[k])
+
+
+def _start_task(problem, U0, M0, method, tol, max_iter):
+    return solve_from_start(problem, U0, M0, method=method, tol=tol, max_iter=max_iter)
+
+
+def _pairwise_min(points):
+    return min(max(_relative_distance(a, b)) for i, a in enumerate(points) for b in points[i + 1:])
+
+
+def _deflation_rounds(problem, launches, known, tol, agree, workers, deadline, max_known):
+    """Phase 2 of :func:`multi_start`: deflated searches from every launch point, in rounds.
+
+    ``known`` grows in place with every new solution; a round repeats from the launches that found
+    one. Returns the searches' records and what did not run (past the deadline).
+    """
+    searches, not_run, pending = [], [], launches
+    while pending:
+        tasks = [(problem, launch, list(known), tol, DEFLATED_MAX_ITER, agree, False) for _, launch in pending]
+        again = []
+        for (k, launch), out in zip(pending, _run_parallel(deflated_search, tasks, workers, deadline)):
+            if out is None:
+                not_run.append(f"deflated search from start {k}")
+                continue
+            sol, rec = out
+            rec["start"] = k
+            if sol is not None and all(max(_relative_distance(sol, z)) >= agree for z in known):
+                known.append(sol)
+                again.append((k, launch))
+            elif sol is not None:
+                rec["found"], rec["note"] = False, "another search of this round found the same solution"
+            searches.append(rec)
+        log.info("multi-start: %d deflated searches, %d solution(s) known", len(searches), len(known))
+        pending = again if len(known) < max_known else []
+    return searches, not_run
+
+
+def multi_start(problem, starts=4, seed=0, method="newton", tol=1e-9, max_iter=60, amplitude=1.0, agree=1e-6,
+                guesses=None, return_solutions=False, deflation=True, workers=1, deadline=None):
+    """Solve from ``starts`` distinct initial guesses, then search for more solutions by deflation.
+
+    *Phase 1.* Each start is solved by :func:`solve_from_start`: at the target problem, or along
+    its own homotopy path, never through a problem common to all starts. For each start the
     report gives how far the iterate moved from it; ``start_spread`` is the smallest distance
-    between two starts, so a reader can see that the starts were distinct when they entered.
+    between two starts and ``launch_spread`` between the points from which their final Newton
+    solves began, so a reader can see that the starts were still distinct then.
+
+    *Phase 2* (``deflation``, Newton only). From every start's launch point, Newton with every
+    solution found so far deflated (:func:`deflated_search`): it cannot converge back to a known
+    solution, so it either finds a new one (checked as a solution of the undeflated system) or
+    fails. Rounds repeat while a round finds something. The verdict rests on it: ``"several
+    solutions"`` when two distinct solutions are known; ``"unique"`` (on this evidence: the
+    report says how many searches) when at least two starts converged, all to one solution, and
+    every deflated search failed.
 
     Parameters
     ----------
@@ -223,19 +473,26 @@ def multi_start(problem, starts=4, seed=0, method="newton", tol=1e-9, max_iter=6
     guesses : list of (U, M), optional
         Explicit starts instead of random ones.
     return_solutions : bool
-        Add ``solutions``, the converged ``(U, M)`` arrays (not JSON-serialisable).
+        Add ``solutions``, the distinct ``(U, M)`` found (not JSON-serialisable).
+    deflation : bool
+        Run phase 2.
+    workers : int
+        Processes that solve the starts (and the deflated searches) side by side; the verdict
+        and the solutions are those of a serial run.
+    deadline : float, optional
+        ``time.monotonic()`` after which no start or search begins; what did not run is
+        listed in ``not_run`` and the result is marked ``incomplete``.
 
     Returns
     -------
     dict
-        ``starts``, ``converged``, ``distinct_solutions`` (clusters of the converged ends at
-        ``agree``), ``verdict`` (``"unique"``: every converged start ends at one solution, at
-        least two converged; ``"several solutions"``; ``"inconclusive"``: fewer than two
-        converged), ``spread_m`` / ``spread_U`` (largest pairwise relative sup distance),
-        ``start_spread`` (smallest pairwise distance of the starts, max of m and U parts),
-        ``handoff_spread_m`` (with two or more starts on the fictitious-play path: the smallest
-        pairwise distance in m of their iterates when Newton took over),
-        and ``runs`` (per start: path, status, iterations, residual, ``moved_m``, ``moved_U``).
+        ``starts``, ``converged``, ``distinct_solutions``, ``verdict`` (``"unique"``,
+        ``"several solutions"``, ``"inconclusive"``), ``evidence`` (the verdict in words, with
+        the number of starts and deflated searches it rests on), ``spread_m`` / ``spread_U``
+        (largest pairwise relative sup distance of the converged starts), ``start_spread``,
+        ``launch_spread``, ``runs`` (per start: path, status, iterations, residual,
+        ``moved_m``, ``moved_U``), ``deflation`` (per search: start, status, iterations,
+        ``found``), ``incomplete`` and ``not_run``.
     """
     if isinstance(starts, bool) or not isinstance(starts, (int, np.integer)) or starts < 2:
         raise ValueError(f"starts must be an integer >= 2, got {starts!r}")
@@ -245,40 +502,65 @@ def multi_start(problem, starts=4, seed=0, method="newton", tol=1e-9, max_iter=6
     if guesses is None:
         guesses = initial_guesses(problem, starts, seed, amplitude)
     guesses = [(np.reshape(U, shape), np.reshape(M, shape)) for U, M in guesses]
-    sols, runs, handoffs = [], [], []
-    for U0, M0 in guesses:
-        (U, M), rec = solve_from_start(problem, U0, M0, method=method, tol=tol, max_iter=max_iter)
-        if "handoff" in rec:
-            handoffs.append(rec.pop("handoff"))
+    outcomes = _run_parallel(_start_task, [(problem, U0, M0, method, tol, max_iter) for U0, M0 in guesses],
+                             workers, deadline)
+    sols, runs, launches, not_run = [], [], [], []
+    for k, ((U0, M0), out) in enumerate(zip(guesses, outcomes)):
+        if out is None:
+            not_run.append(f"start {k}")
+            runs.append({"path": None, "converged": False, "status": "not_run", "message": "time limit"})
+            continue
+        (U, M), rec = out
+        launch = rec.pop("launch", None)
         if U is not None:
             rec["moved_m"], rec["moved_U"] = _relative_distance((U, M), (U0, M0))
             sols.append((U, M))
+            launches.append((k, launch))
         runs.append(rec)
-    start_spread = min(max(_relative_distance(a, b)) for i, a in enumerate(guesses) for b in guesses[i + 1:])
-    spread_m = spread_u = float("nan")
     clusters = []
+    for i, z in enumerate(sols):
+        for c in clusters:
+            if max(_relative_distance(z, sols[c[0]])) < agree:
+                c.append(i)
+                break
+        else:
+            clusters.append([i])
+    known = [sols[c[0]] for c in clusters]
+    log.info("multi-start: %d of %d starts converged, %d distinct solution(s)", len(sols), len(guesses), len(known))
+    searches = []
+    if deflation and method == "newton" and known:
+        searches, skipped = _deflation_rounds(problem, launches, known, tol, agree, workers, deadline,
+                                              max_known=4 * len(guesses))
+        not_run += skipped
+    start_spread = _pairwise_min(guesses)
+    spread_m = spread_u = float("nan")
     if len(sols) >= 2:
-        d = [[_relative_distance(a, b) for b in sols] for a in sols]
-        spread_m = max(x[0] for row in d for x in row)
-        spread_u = max(x[1] for row in d for x in row)
-        for i in range(len(sols)):
-            for c in clusters:
-                if max(d[i][c[0]]) < agree:
-                    c.append(i)
-                    break
-            else:
-                clusters.append([i])
-    verdict = "inconclusive" if len(sols) < 2 else "unique" if len(clusters) == 1 else "several solutions"
-    out = {"starts": len(guesses), "converged": len(sols), "distinct_solutions": len(clusters) if sols else 0,
-           "verdict": verdict, "agree": agree, "spread_m": float(spread_m), "spread_U": float(spread_u),
-           "start_spread": float(start_spread), "runs": runs}
-    if len(handoffs) >= 2:
-        # the starts that went through fictitious play were still this far apart in m when
-        # Newton took over (only the density enters fictitious play: U is recomputed from it)
-        out["handoff_spread_m"] = min(_relative_distance(a, b)[0] for i, a in enumerate(handoffs)
-                                      for b in handoffs[i + 1:])
+        d = [_relative_distance(a, b) for i, a in enumerate(sols) for b in sols[i + 1:]]
+        spread_m, spread_u = max(x[0] for x in d), max(x[1] for x in d)
+    distinct = len(known)
+    failed = sum(not r.get("found") for r in searches)
+    if distinct >= 2:
+        verdict = "several solutions"
+        evidence = (f"{distinct} distinct solutions: {len(clusters)} from {len(sols)} converged starts, "
+                    f"{distinct - len(clusters)} more by {len(searches)} deflated searches")
+    elif len(sols) >= 2 and (not deflation or method != "newton" or (searches and failed == len(searches))):
+        verdict = "unique"
+        evidence = (f"unique on this evidence: {len(sols)} of {len(guesses)} starts converged to one solution"
+                    + (f"; {len(searches)} deflated searches (one from each converged start, the solution "
+                       f"deflated) found no other" if searches else "; no deflated search was run"))
+    else:
+        verdict = "inconclusive"
+        evidence = f"{len(sols)} of {len(guesses)} starts converged; a verdict needs two"
+    out = {"starts": len(guesses), "converged": len(sols), "distinct_solutions": distinct, "verdict": verdict,
+           "evidence": evidence, "agree": agree, "spread_m": float(spread_m), "spread_U": float(spread_u),
+           "start_spread": float(start_spread), "runs": runs, "deflated_searches": len(searches),
+           "deflation": searches, "incomplete": bool(not_run), "not_run": not_run}
+    if len(launches) >= 2:
+        # how far apart the starts still were when their final Newton solves began (after a
+        # homotopy or fictitious play): agreement at the end is not inherited from there
+        out["launch_spread"] = _pairwise_min([launch for _, launch in launches])
     if return_solutions:
-        out["solutions"] = sols
+        out["solutions"] = known
     return out
 
 
@@ -317,17 +599,19 @@ def aggregation_control(n=64, nt=40, alpha=0.4, nu=0.1, T=4.0):
                       name=f"aggregation-control-alpha{alpha:g}")
 
 
-def run_controls(n=64, nt=40, starts=4, seed=0, tol=1e-9, alpha=0.4):
+def run_controls(n=64, nt=40, starts=4, seed=0, tol=1e-9, alpha=0.4, workers=1, deadline=None):
     """Run the positive (aggregating, several solutions) and negative (monotone) controls.
 
-    Returns a dict per control with the multi-start summary, and for the positive one the
-    residual of the mirror image of every non-uniform solution found (a solution too, by the
-    symmetry of the problem) and the potential ``J`` of each distinct solution.
+    Returns a dict per control with the multi-start summary (with its deflated searches), and
+    for the positive one the residual of the mirror image of every non-uniform solution found (a
+    solution too, by the symmetry of the problem) and the potential ``J`` of each distinct
+    solution. ``workers`` and ``deadline``: see :func:`multi_start`.
     """
     out = {}
     for name, a in (("positive", alpha), ("negative", -alpha)):
         p = aggregation_control(n, nt, alpha=a)
-        ms = multi_start(p, starts=starts, seed=seed, tol=tol, amplitude=0.3, return_solutions=True)
+        ms = multi_start(p, starts=starts, seed=seed, tol=tol, amplitude=0.3, return_solutions=True, workers=workers,
+                         deadline=deadline)
         sols = ms.pop("solutions")
         row = {"alpha": a, "coupling": f"f(m) = {-a:g} m", "multi_start": ms,
                "expected": "several solutions" if a > 0 else "unique"}
@@ -379,19 +663,37 @@ def restrict(fine, fine_grid, coarse_grid):
     return out
 
 
-def refinement(make_problem, sizes, method="newton", tol=1e-9):
+#: the support of m in :func:`refinement`: where ``m > SUPPORT * max m`` at that time
+SUPPORT = 1e-3
+
+
+def refinement(make_problem, sizes, method="newton", tol=1e-9, support=SUPPORT):
     """Refinement study on nested grids: Cauchy differences and their observed order.
+
+    Differences of successive solutions (the finer one restricted to the coarser grid, at the
+    common times), each in a norm named in ``norms``:
+
+    * ``m``: L1 in space, max over time;
+    * ``U_support``: sup of ``|U_h - R U_{h/2}|`` over the support of m
+      (``m_h > support * max m_h`` at that time), max over time;
+    * ``U_weighted``: ``(int m_h |U_h - R U_{h/2}|^2 / int m_h)^(1/2)``, max over time;
+    * ``U`` (kept as it was): sup over the whole box. Far from the density U is set by the
+      terminal cost's tails (a KL terminal clips ``log m`` there), so this order can say little
+      about the solution where it matters: on C1 it was 0.37 while the order on the support
+      was about 0.95.
 
     Parameters
     ----------
     make_problem : callable ``n -> MFGProblem``
         Grid with ``n`` points per axis; ``nt`` should scale with ``n``; sizes double.
     sizes : sequence of int
+    support : float
 
     Returns
     -------
-    dict with ``h``, ``differences_m`` (L1 over space, max over the common times),
-    ``differences_U`` (sup), ``order_m``, ``order_U``.
+    dict with ``h``, ``differences_m``, ``differences_U_support``, ``differences_U_weighted``,
+    ``differences_U`` and their fitted orders ``order_m``, ``order_U_support``,
+    ``order_U_weighted``, ``order_U``, and ``norms`` (what each difference measures).
     """
     sols = []
     for n in sizes:
@@ -399,18 +701,29 @@ def refinement(make_problem, sizes, method="newton", tol=1e-9):
         r = solve(p, method=method, tol=tol, error_estimate=False)
         if not r.converged:
             raise RuntimeError(f"refinement: the solve with n = {n} did not converge ({r.status})")
+        log.info("refinement: n = %d solved (%d iterations)", n, r.iterations)
         sols.append(r)
-    dm, du, hs = [], [], []
+    dm, du, dus, duw, hs = [], [], [], [], []
     for a, b in zip(sols[:-1], sols[1:]):
         ratio = b.problem.nt // a.problem.nt
         mb = restrict(b.m[::ratio], b.grid, a.grid)
         ub = restrict(b.U[::ratio], b.grid, a.grid)
         dm.append(float(max(a.grid.integrate(np.abs(x - y)) for x, y in zip(a.m, mb))))
         du.append(float(np.abs(a.U - ub).max()))
+        e = np.abs(a.U - ub)
+        m = np.maximum(a.m, 0.0)
+        dus.append(float(max(e[n][m[n] > support * m[n].max()].max() for n in range(len(m)))))
+        duw.append(float(max(np.sqrt(a.grid.integrate(m[n] * e[n] ** 2) / a.grid.integrate(m[n]))
+                             for n in range(len(m)))))
         hs.append(float(max(a.grid.h)))
     fit = lambda e: float(np.polyfit(np.log(hs), np.log(e), 1)[0]) if len(e) >= 2 else float("nan")
-    return {"sizes": list(sizes), "h": hs, "differences_m": dm, "differences_U": du,
-            "order_m": fit(dm), "order_U": fit(du)}
+    return {"sizes": list(sizes), "h": hs, "differences_m": dm, "differences_U_support": dus,
+            "differences_U_weighted": duw, "differences_U": du, "order_m": fit(dm),
+            "order_U_support": fit(dus), "order_U_weighted": fit(duw), "order_U": fit(du),
+            "norms": {"m": "L1 in space, max over time",
+                      "U_support": f"sup over the support of m (m > {support:g} max m), max over time",
+                      "U_weighted": "L2 weighted by m, (int m e^2 / int m)^(1/2), max over time",
+                      "U": "sup over the whole box, max over time"}}
 
 
 def lasry_lions_check(coupling, grid, samples=32, seed=0):
@@ -489,7 +802,8 @@ def jacobian_condition(problem, result, lam=None, support=None, max_unknowns=600
     return float(smax * inv_norm), float(1.0 / inv_norm)
 
 
-def cnf_lambda_study(grid, data, lambdas, T=1.0, nt=16, starts=3, tol=1e-9, seed=0, support=1e-3):
+def cnf_lambda_study(grid, data, lambdas, T=1.0, nt=16, starts=3, tol=1e-9, seed=0, support=1e-3, workers=1,
+                     deadline=None):
     """The CNF family as lambda -> 0 (see the module docstring for what is measured and why).
 
     Returns
@@ -506,8 +820,14 @@ def cnf_lambda_study(grid, data, lambdas, T=1.0, nt=16, starts=3, tol=1e-9, seed
 
     if starts == 1 or starts < 0:
         raise ValueError(f"starts must be 0 (no multi-start) or >= 2, got {starts}")
+    if any(not lam > 0 for lam in lambdas):
+        raise ValueError(f"lambdas must be > 0 (lambda = 0 is the ill-posed limit the study approaches), got {lambdas}")
     rows = []
     for lam in lambdas:
+        if deadline is not None and time.monotonic() > deadline:
+            rows.append({"lam": float(lam), "converged": False, "status": "not_run", "incomplete": True})
+            continue
+        log.info("cnf lambda study: lambda = %g", lam)
         t0 = time.perf_counter()
         p = cnf_problem(grid, data, lam=lam, T=T, nt=nt)
         try:
@@ -526,14 +846,17 @@ def cnf_lambda_study(grid, data, lambdas, T=1.0, nt=16, starts=3, tol=1e-9, seed
                        smallest_singular_value_phi=smin_phi, condition_number_support_phi=cond_b,
                        smallest_singular_value_support_phi=smin_b, support=support, terminal_kl=float(kl))
             if starts:
-                ms = multi_start(p, starts=starts, seed=seed, tol=tol, max_iter=80, amplitude=0.3)
+                ms = multi_start(p, starts=starts, seed=seed, tol=tol, max_iter=80, amplitude=0.3, workers=workers,
+                                 deadline=deadline)
                 row.update(spread_m=ms["spread_m"], spread_U=ms["spread_U"], starts_converged=ms["converged"],
-                           starts=starts, verdict=ms["verdict"], start_spread=ms["start_spread"],
+                           starts=starts, verdict=ms["verdict"], evidence=ms["evidence"],
+                           start_spread=ms["start_spread"], deflated_searches=ms["deflated_searches"],
+                           incomplete=ms["incomplete"],
                            paths=[r["path"] for r in ms["runs"]],
                            runs=[{k: r[k] for k in ("path", "converged", "status", "iterations", "played")
                                   if k in r} for r in ms["runs"]])
-                if "handoff_spread_m" in ms:
-                    row["handoff_spread_m"] = ms["handoff_spread_m"]
+                if "launch_spread" in ms:
+                    row["launch_spread"] = ms["launch_spread"]
         row["wall_time_s"] = time.perf_counter() - t0
         rows.append(row)
     return {"lambdas": [float(x) for x in lambdas], "rows": rows}
