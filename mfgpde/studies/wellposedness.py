@@ -146,7 +146,8 @@ def solve_from_start(problem, U0, M0, method="newton", tol=1e-9, max_iter=60):
        carries the start's own shift, so the path is the start's. At ``nu = 0`` Newton at the
        target from a random start does not converge (C1, 200 x 48: 60 iterations, residual 1e3);
        this path reached the solution from four random starts in 3-5 stages, 39-59 iterations
-       (``nu_0 = 0.1``; 1e-3 and 3e-3 L^2 / T took twice as many or stalled).
+       (``nu_0 = 1e-3 L^2 / T = 0.1``; 3e-4 L^2 / T took twice as many iterations, 3e-3 L^2 / T stalled
+       from three of the four starts).
     3. ``"fictitious_play"``: fictitious play at the target problem from the start's density
        path, in rounds of ``FP_ROUNDS`` iterations, each followed by Newton from the averaged
        iterate (converges for monotone potential problems, Cardaliaguet & Hadikhanloo 2017).
