@@ -6,7 +6,9 @@ from ``wellposed.json``:
 
 * ``c1``: ``mfgpde wellposed solvers/cnf_gaussian_1d.toml`` (200 cells x 48 steps, nu = 0);
 * ``c1_study``: the same with ``--refine 50 100 200 --lambdas 1 0.1 0.01``;
-* ``b2``: ``mfgpde wellposed solvers/lst_case2.toml --no-controls`` (2D, 50^2 x 50).
+* ``b2``: ``mfgpde wellposed solvers/lst_case2.toml --no-controls`` (2D, 50^2 x 50);
+* ``aggregation_branches``: the deflated continuation of the aggregation control in alpha from 0
+  to 0.6 (``--parameter coupling.scale``), solutions per value recorded.
 
 Pass ``--python`` to time another checkout's interpreter and ``--root`` its tree (side-by-side
 runs against a release), and ``--case`` to run a subset.
@@ -29,6 +31,9 @@ CASES = {
     "c1": ["solvers/cnf_gaussian_1d.toml"],
     "c1_study": ["solvers/cnf_gaussian_1d.toml", "--refine", "50", "100", "200", "--lambdas", "1", "0.1", "0.01"],
     "b2": ["solvers/lst_case2.toml", "--no-controls"],
+    "aggregation_branches": ["solvers/aggregation_control.toml", "--no-controls", "--parameter", "coupling.scale",
+                             "--values", "0", "-0.05", "-0.1", "-0.15", "-0.2", "-0.25", "-0.3", "-0.35", "-0.4",
+                             "-0.5", "-0.6"],
 }
 
 
@@ -51,6 +56,9 @@ def run_case(python, root, args, timeout):
                                  if isinstance(v, dict) and "passed" in v},
                        stages_s={k: v.get("wall_time_s") for k, v in rep.items()
                                  if isinstance(v, dict) and "wall_time_s" in v})
+            if "continuation" in rep:
+                row["solutions_per_value"] = rep["continuation"].get("solutions_per_value")
+                row["first_value_with_several"] = rep["continuation"].get("first_value_with_several")
             ref = rep.get("refinement", {})
             for key in ("order_m", "order_U_support", "order_U_weighted", "order_U"):
                 if key in ref:

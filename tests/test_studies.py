@@ -56,7 +56,8 @@ def test_multi_start_detects_several_solutions_and_one_in_the_monotone_twin():
     assert neg["converged"] == 4 and neg["verdict"] == "unique" and neg["spread_m"] < 1e-9
     assert neg["start_spread"] > 0.3 and min(r["moved_m"] for r in neg["runs"]) > 0.1
     # the monotone verdict rests on a deflated search from every start, all failed
-    assert neg["deflated_searches"] == 4 and not any(r["found"] for r in neg["deflation"])
+    # (one from each start's launch point and one from the solution, perturbed)
+    assert neg["deflated_searches"] == 4 + 1 and not any(r["found"] for r in neg["deflation"])
     assert ctl["positive"]["passed"] and ctl["negative"]["passed"]
 
 
@@ -101,8 +102,8 @@ def test_small_lambda_cnf_multi_start_is_conclusive_through_the_viscous_homotopy
     assert all(r["path"] == "viscous_homotopy" and r["residual"] <= 1e-9 for r in ms["runs"])
     # the launch points of the last stage differ by far more than the final spread: not inherited
     assert ms["launch_spread"] > 1e-3 > 1e5 * ms["spread_m"]
-    assert ms["deflated_searches"] == 3 and not any(r["found"] for r in ms["deflation"])
-    assert "3 deflated searches" in ms["evidence"]
+    assert ms["deflated_searches"] == 3 + 1 and not any(r["found"] for r in ms["deflation"])
+    assert "4 deflated searches" in ms["evidence"]
 
 
 def test_deflated_direction_is_the_newton_step_of_the_deflated_residual():
@@ -156,6 +157,41 @@ def test_deflation_finds_no_second_solution_of_the_monotone_control():
     (U0, M0), = W.initial_guesses(p, 1, seed=1, amplitude=0.3)
     sols, records = W.deflated_solutions(p, U0, M0)
     assert len(sols) == 1 and len(records) == 3 and not any(r.get("found") for r in records[1:])
+
+
+def test_deflated_continuation_draws_the_pitchfork_of_the_aggregation_control():
+    """alpha = 0, 0.1: the uniform solution only (below the threshold, about nu^2 pi^2 = 0.099 for
+    a long horizon, later for T = 4); alpha = 0.5: it and two concentrated solutions, mirror
+    images (mean positions of m(T) symmetric about 1/2). The uniform branch runs throughout."""
+    st = W.deflated_continuation(lambda a: W.aggregation_control(32, 16, alpha=a), [0.0, 0.1, 0.3, 0.5])
+    assert st["solutions_per_value"][:2] == [1, 1] and st["solutions_per_value"][-1] == 3, st
+    uniform = st["branches"][0]
+    assert uniform["values"] == [0.0, 0.1, 0.3, 0.5] and np.allclose(uniform["mean_position"], 0.5)
+    last = sorted(b["mean_position"][-1] for b in st["branches"] if b["values"][-1] == 0.5)
+    assert abs(last[0] + last[2] - 1.0) < 1e-6 and last[0] < 0.3 and abs(last[1] - 0.5) < 1e-9
+    assert st["first_value_with_several"] in (0.3, 0.5) and not st["incomplete"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--parameter", "coupling.slope", "--values", "0", "1"], "has no entry 'slope'"),
+    (["--parameter", "coupling.scale"], "go together"),
+    (["--parameter", "coupling.scale", "--values", "1"], "at least two finite numbers"),
+    (["--parameter", "name", "--values", "0", "1"], "not a number"),
+])
+def test_wellposed_parameter_study_refuses_bad_keys_before_any_solve(extra, message, tmp_path, capsys):
+    out = tmp_path / "w"
+    rc = cli.main(["wellposed", os.path.join(ROOT, "solvers", "aggregation_control.toml"), "--out", str(out)] + extra)
+    err = capsys.readouterr().err
+    assert rc == 1 and message in err and not out.exists(), err
+
+
+def test_multi_start_finds_the_second_solution_by_deflation_when_every_start_reaches_one():
+    """Amplitude-1 starts on the aggregation control all reach the uniform solution; the deflated
+    search from it (perturbed) finds a concentrated one: the verdict is not 'unique'."""
+    p = W.aggregation_control(64, 40, alpha=0.4)
+    ms = W.multi_start(p, starts=4, amplitude=1.0)
+    assert ms["verdict"] == "several solutions" and ms["distinct_solutions"] >= 2, ms["evidence"]
+    assert any(r["found"] and "perturbed" in r["launch"] for r in ms["deflation"])
 
 
 def test_multi_start_past_its_deadline_runs_nothing_and_says_so():
@@ -246,6 +282,8 @@ SHIPPED = {
     "cnf_gmm8_2d.toml": ["--shape", "8", "--nt", "3", "--no-controls"],  # --lambdas: the 1D case
     "score_mfg_2d.toml": ["--shape", "10", "--nt", "5", "--refine", "5", "10", "--no-controls"],
     "score_ou_1d.toml": ["--shape", "60", "--nt", "30", "--refine", "30", "60", "120"],
+    "aggregation_control.toml": ["--shape", "32", "--nt", "16", "--no-controls", "--parameter", "coupling.scale",
+                                 "--values", "0", "-0.3", "-0.5"],
 }
 REFUSED = {"crowd_room.toml": "mfgpde solve", "ergodic_crowd_2d.toml": "is an ergodic problem"}
 
@@ -273,7 +311,12 @@ def test_wellposed_cli_on_shipped_configuration(name, tmp_path):
         return
     ms = rep["multi_start"]
     assert ms["start_spread"] > 0.1
-    assert ms["verdict"] in ("unique", "inconclusive")   # none of them is a non-unique problem
+    if name == "aggregation_control.toml":    # the shipped problem with several solutions
+        assert ms["verdict"] == "several solutions"
+        assert rep["continuation"]["solutions_per_value"][0] == 1 < rep["continuation"]["solutions_per_value"][-1]
+        assert (out / "branches.png").stat().st_size > 10000
+        return
+    assert ms["verdict"] in ("unique", "inconclusive")   # none of the others is a non-unique problem
     if name in ("lq_gaussian.toml", "lst_case1.toml", "lst_case2.toml", "cnf_gaussian_1d.toml"):
         assert ms["verdict"] == "unique" and ms["spread_m"] < 1e-7
     if "controls" in rep:

@@ -183,7 +183,41 @@ def _check_arguments(args):
         raise ValueError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be an integer >= 1, got {args.workers}")
+    if bool(args.parameter) != bool(args.values):
+        raise ValueError("--parameter KEY and --values V1 V2 ... go together (the parameter study follows KEY over "
+                         "the values)")
+    if args.values and (len(args.values) < 2 or not all(np.isfinite(args.values))):
+        raise ValueError(f"--values needs at least two finite numbers, got {args.values}")
     return sizes
+
+
+def _set_parameter(cfg, key, value):
+    """Set the configuration entry ``key`` (dotted: ``coupling.scale``, ``model.nu``; a list of
+    tables, such as ``[[coupling]]``, takes an index, ``coupling.1.scale``, or means its first
+    table) to ``value``; the entry must exist, so a typo is refused before any solve."""
+    parts = key.split(".")
+    node = cfg
+    for i, part in enumerate(parts):
+        if isinstance(node, list):
+            if part.isdigit():
+                if int(part) >= len(node):
+                    raise ValueError(f"--parameter {key}: {'.'.join(parts[:i])} has {len(node)} entries")
+                node = node[int(part)]
+                continue
+            node = node[0]
+        last = i == len(parts) - 1
+        if not isinstance(node, dict) or part not in node:
+            where = ".".join(parts[:i]) or "the configuration"
+            keys = sorted(node) if isinstance(node, dict) else []
+            raise ValueError(f"--parameter {key}: {where} has no entry {part!r} (it has {keys}); name an entry the "
+                             f"configuration sets, e.g. coupling.scale or model.nu")
+        if last:
+            if isinstance(node[part], bool) or not isinstance(node[part], (int, float)):
+                raise ValueError(f"--parameter {key}: the entry is {node[part]!r}, not a number")
+            node[part] = float(value)
+        else:
+            node = node[part]
+    return cfg
 
 
 def _incomplete(stage):
@@ -202,6 +236,8 @@ def _wellposed(args):
 
     sizes = _check_arguments(args)
     cfg = _resize(config.load(args.config), args.shape, args.nt)
+    if args.parameter:      # a key that does not exist is refused before any solve
+        _set_parameter(config.load(cfg), args.parameter, args.values[0])
     preset = cfg.get("preset")
     if args.lambdas and preset != "cnf":
         raise ValueError("--lambdas is the CNF lambda study: it needs a configuration with preset = 'cnf'")
@@ -271,6 +307,18 @@ def _wellposed(args):
                 return config.build_problem(c)
 
             stage("refinement", lambda: W.refinement(make, sizes, tol=args.tol))
+        if args.parameter:
+            def make_at(value):
+                return config.build_problem(_set_parameter(config.load(cfg), args.parameter, value))
+
+            def continuation():
+                study = W.deflated_continuation(make_at, args.values, starts=args.starts, tol=args.tol,
+                                                deadline=deadline)
+                study["parameter"] = args.parameter
+                W.branch_diagram(study, os.path.join(args.out, "branches.png"), args.parameter)
+                return study
+
+            stage("continuation", continuation)
         if args.lambdas:
             stage("cnf_lambda", lambda: W.cnf_lambda_study(problem.grid, problem.m0, args.lambdas, T=problem.T,
                                                            nt=problem.nt, starts=args.starts, tol=args.tol,
@@ -313,6 +361,10 @@ def register(sub):
     p.add_argument("--nt", type=int, default=None, help="study the configuration with this many time steps")
     p.add_argument("--no-controls", dest="controls", action="store_false",
                    help="skip the positive/negative controls (aggregating and monotone 1D problems, ~3 s)")
+    p.add_argument("--parameter", default=None, metavar="KEY",
+                   help="deflated continuation in this configuration entry (e.g. coupling.scale, model.nu): every "
+                        "solution branch followed over --values, new ones found by deflation; branches.png")
+    p.add_argument("--values", nargs="*", type=float, default=[], help="the values of --parameter, in order")
     p.add_argument("--workers", type=int, default=None,
                    help="processes that solve the starts side by side (default: the cores available)")
     p.add_argument("--time-limit", dest="time_limit", type=float, default=None, metavar="SECONDS",

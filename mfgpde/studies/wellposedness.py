@@ -412,25 +412,36 @@ def _pairwise_min(points):
     return min(max(_relative_distance(a, b)) for i, a in enumerate(points) for b in points[i + 1:])
 
 
-def _deflation_rounds(problem, launches, known, tol, agree, workers, deadline, max_known):
-    """Phase 2 of :func:`multi_start`: deflated searches from every launch point, in rounds.
+def _deflation_rounds(problem, launches, known, tol, agree, workers, deadline, max_known, seed=0):
+    """Phase 2 of :func:`multi_start`: deflated searches, in rounds.
 
-    ``known`` grows in place with every new solution; a round repeats from the launches that found
-    one. Returns the searches' records and what did not run (past the deadline).
+    The first round launches from every converged start's launch point (line search only: a
+    failing search stops early) and from every known solution moved by ``LAUNCH_PERTURBATION``
+    (with the fixed-point sweeps: near a solution they let the deflated iteration leave it; on
+    the aggregation control with amplitude-1 starts, which all reach the uniform solution, this
+    search found a concentrated one in 15 iterations where the line search alone stagnated). A
+    round repeats from the launches that found something and from the new solutions. ``known``
+    grows in place. Returns the searches' records and what did not run (past the deadline).
     """
-    searches, not_run, pending = [], [], launches
+    rng = np.random.default_rng(seed)
+    searches, not_run = [], []
+    pending = [(f"start {k}", launch, False) for k, launch in launches]
+    pending += [(f"solution {i} (perturbed)", _perturbed(problem, z, rng), True) for i, z in enumerate(known)]
     while pending:
-        tasks = [(problem, launch, list(known), tol, DEFLATED_MAX_ITER, agree, False) for _, launch in pending]
+        # a search near a known solution gets twice the budget: it has to leave the solution first
+        tasks = [(problem, launch, list(known), tol, DEFLATED_MAX_ITER * (2 if sweeps else 1), agree, sweeps)
+                 for _, launch, sweeps in pending]
         again = []
-        for (k, launch), out in zip(pending, _run_parallel(deflated_search, tasks, workers, deadline)):
+        for (label, launch, sweeps), out in zip(pending, _run_parallel(deflated_search, tasks, workers, deadline)):
             if out is None:
-                not_run.append(f"deflated search from start {k}")
+                not_run.append(f"deflated search from {label}")
                 continue
             sol, rec = out
-            rec["start"] = k
+            rec["launch"] = label
             if sol is not None and all(max(_relative_distance(sol, z)) >= agree for z in known):
                 known.append(sol)
-                again.append((k, launch))
+                again += [(label, launch, sweeps),
+                          (f"solution {len(known) - 1} (perturbed)", _perturbed(problem, sol, rng), True)]
             elif sol is not None:
                 rec["found"], rec["note"] = False, "another search of this round found the same solution"
             searches.append(rec)
@@ -531,7 +542,7 @@ def multi_start(problem, starts=4, seed=0, method="newton", tol=1e-9, max_iter=6
     searches = []
     if deflation and method == "newton" and known:
         searches, skipped = _deflation_rounds(problem, launches, known, tol, agree, workers, deadline,
-                                              max_known=4 * len(guesses))
+                                              max_known=4 * len(guesses), seed=seed)
         not_run += skipped
     start_spread = _pairwise_min(guesses)
     spread_m = spread_u = float("nan")
@@ -547,8 +558,9 @@ def multi_start(problem, starts=4, seed=0, method="newton", tol=1e-9, max_iter=6
     elif len(sols) >= 2 and (not deflation or method != "newton" or (searches and failed == len(searches))):
         verdict = "unique"
         evidence = (f"unique on this evidence: {len(sols)} of {len(guesses)} starts converged to one solution"
-                    + (f"; {len(searches)} deflated searches (one from each converged start, the solution "
-                       f"deflated) found no other" if searches else "; no deflated search was run"))
+                    + (f"; {len(searches)} deflated searches (from each converged start and from the solution "
+                       f"perturbed, the solution deflated) found no other" if searches else
+                       "; no deflated search was run"))
     else:
         verdict = "inconclusive"
         evidence = f"{len(sols)} of {len(guesses)} starts converged; a verdict needs two"
@@ -563,6 +575,156 @@ def multi_start(problem, starts=4, seed=0, method="newton", tol=1e-9, max_iter=6
     if return_solutions:
         out["solutions"] = known
     return out
+
+
+#: relative size of the perturbation that launches a deflated search of :func:`deflated_continuation`
+#: from a known solution (it breaks the symmetry a uniform solution's Newton iterates would keep)
+LAUNCH_PERTURBATION = 0.05
+
+
+def _diagram_scalars(problem, M):
+    """The scalars a branch diagram plots: the mean position of m(T) along the first axis (mirror
+    images sit on either side of a symmetric solution) and max m(T)."""
+    g = problem.grid
+    mT = np.reshape(M[-1], g.shape)
+    mass = g.integrate(mT)
+    x = g.coordinates()[0]
+    return float(g.integrate(x * mT) / mass), float(mT.max())
+
+
+def _perturbed(problem, z, rng):
+    """``z`` moved by ``LAUNCH_PERTURBATION`` (relative) along smooth random fields, m kept positive."""
+    U, M = z
+    g = problem.grid
+    du = np.stack([_smooth_random_field(g, rng).ravel() for _ in range(1)] * U.shape[0])
+    dm = _smooth_random_field(g, rng).ravel()
+    scale_u = max(1.0, float(np.abs(U).max()))
+    return (U + LAUNCH_PERTURBATION * scale_u * du / max(np.abs(du).max(), 1e-300),
+            M * np.exp(LAUNCH_PERTURBATION * dm / max(np.abs(dm).max(), 1e-300)))
+
+
+def deflated_continuation(make_problem, values, starts=2, seed=0, tol=1e-9, agree=1e-6, max_branches=8,
+                          max_iter=30, deadline=None):
+    """Follow every solution branch of a one-parameter family and look for new ones by deflation.
+
+    Deflated continuation (Farrell, Beentjes & Birkisson 2016). At each parameter value:
+
+    1. *continuation*: every branch alive at the previous value is continued by Newton from its
+       last solution, with the solutions already found at this value deflated (two branches
+       cannot land on one solution);
+    2. *deflation*: from every solution of the previous value, moved by ``LAUNCH_PERTURBATION``
+       along smooth random fields (a symmetric solution's Newton iterates keep its symmetry),
+       deflated Newton searches with every solution known at this value deflated, repeated
+       while they find new ones; each new solution starts a branch.
+
+    At the first value the branches are seeded from ``starts`` random starts
+    (:func:`solve_from_start`) and deflated searches from them.
+
+    Parameters
+    ----------
+    make_problem : callable ``value -> MFGProblem``
+    values : sequence of float
+        The parameter values, in the order to follow them.
+    starts, seed : int
+    tol, agree : float
+        As for :func:`multi_start`.
+    max_branches : int
+        Stop looking for new branches at a value once this many solutions are known there.
+    max_iter : int
+        Newton iterations per continuation step and per deflated search.
+    deadline : float, optional
+        ``time.monotonic()`` after which no further value is started (the rest is listed in
+        ``not_run``).
+
+    Returns
+    -------
+    dict
+        ``values``; ``solutions_per_value``; ``branches`` (per branch: ``born`` (the value it was
+        found at), ``values``, ``mean_position`` and ``max_m`` of m(T) (the diagram's scalars),
+        ``ended`` (why it stopped, if it did)); ``first_value_with_several`` (the first value
+        with two or more solutions, or None); ``incomplete``, ``not_run``.
+    """
+    from ..fd.scheme import FDScheme
+    from ..iterations.deflation import Deflation
+    from ..iterations.newton import newton
+
+    values = [float(v) for v in values]
+    if len(values) < 2:
+        raise ValueError(f"deflated continuation needs at least two parameter values, got {values}")
+    rng = np.random.default_rng(seed)
+    branches, previous, counts, not_run = [], [], [], []
+
+    def add(b, v, p, z):
+        pos, mx = _diagram_scalars(p, z[1])
+        branches[b]["values"].append(v)
+        branches[b]["mean_position"].append(pos)
+        branches[b]["max_m"].append(mx)
+
+    def distinct(z, known):
+        return all(max(_relative_distance(z, k)) >= agree for k in known)
+
+    for k, v in enumerate(values):
+        if deadline is not None and time.monotonic() > deadline:
+            not_run.append(v)
+            continue
+        p = make_problem(v)
+        here, launches = [], []          # (branch, solution) found at v; launch points of the searches
+        for b, z in previous:            # 1. continuation of every branch
+            defl = Deflation([np.concatenate([x.ravel() for x in s]) for _, s in here]) if here else None
+            try:
+                U, M, nlog, status = newton(FDScheme(p), *z, tol=tol, max_iter=max_iter, deflation=defl,
+                                            verbose=False, linear=_linear(p))
+            except (FloatingPointError, RuntimeError, np.linalg.LinAlgError) as exc:
+                status, U, M = f"error: {exc}", None, None
+            if status == "converged" and distinct((U, M), [s for _, s in here]):
+                here.append((b, (U, M)))
+                add(b, v, p, (U, M))
+            else:
+                branches[b]["ended"] = f"continuation to {v:g} ended {status!r}"
+            launches.append(_perturbed(p, z, rng))
+        if k == 0:                       # seed the branches
+            for U0, M0 in initial_guesses(p, starts, seed, amplitude=0.3):
+                (U, M), rec = solve_from_start(p, U0, M0, tol=tol)
+                if U is not None and distinct((U, M), [s for _, s in here]):
+                    branches.append({"born": v, "values": [], "mean_position": [], "max_m": [], "ended": None})
+                    here.append((len(branches) - 1, (U, M)))
+                    add(len(branches) - 1, v, p, (U, M))
+                if rec.get("launch") is not None:
+                    launches.append(rec["launch"])
+            launches += [_perturbed(p, s, rng) for _, s in here]
+        for launch in launches:          # 2. deflation: new branches
+            while here and len(here) < max_branches:
+                sol, rec = deflated_search(p, launch, [s for _, s in here], tol=tol, agree=agree, max_iter=max_iter)
+                if sol is None:
+                    break
+                branches.append({"born": v, "values": [], "mean_position": [], "max_m": [], "ended": None})
+                here.append((len(branches) - 1, sol))
+                add(len(branches) - 1, v, p, sol)
+        counts.append(len(here))
+        log.info("deflated continuation: %s = %g: %d solution(s), %d branch(es) so far", "parameter", v, len(here),
+                 len(branches))
+        previous = here
+    several = [v for v, c in zip(values, counts) if c >= 2]
+    return {"values": values[:len(counts)], "solutions_per_value": counts, "branches": branches,
+            "first_value_with_several": several[0] if several else None, "incomplete": bool(not_run),
+            "not_run": not_run}
+
+
+def branch_diagram(study, path, parameter="parameter"):
+    """Draw the branches of :func:`deflated_continuation`: mean position of m(T) against the parameter."""
+    from ..plotting import _mpl, save_figure
+
+    plt = _mpl()
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    for i, b in enumerate(study["branches"]):
+        ax[0].plot(b["values"], b["mean_position"], "o-", ms=3, label=f"branch {i} (from {b['born']:g})")
+        ax[1].plot(b["values"], b["max_m"], "o-", ms=3)
+    ax[0].set(xlabel=parameter, ylabel="mean position of m(T)", title="solution branches (deflated continuation)")
+    ax[1].set(xlabel=parameter, ylabel="max m(T)", title=f"solutions per value: {study['solutions_per_value']}")
+    if study["branches"]:
+        ax[0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def aggregation_control(n=64, nt=40, alpha=0.4, nu=0.1, T=4.0):
