@@ -194,7 +194,8 @@ def _check_arguments(args):
 def _set_parameter(cfg, key, value):
     """Set the configuration entry ``key`` (dotted: ``coupling.scale``, ``model.nu``; a list of
     tables, such as ``[[coupling]]``, takes an index, ``coupling.1.scale``, or means its first
-    table) to ``value``; the entry must exist, so a typo is refused before any solve."""
+    table) to ``value``; the entry must exist, so a typo is refused before any solve.
+    """
     parts = key.split(".")
     node = cfg
     for i, part in enumerate(parts):
@@ -229,10 +230,51 @@ def _incomplete(stage):
     return False
 
 
+def _fd_stages(args, cfg, problem, stage, sizes, workers, deadline):
+    """The stages of a finite-difference problem: controls, multi-start, Lasry-Lions, refinement,
+    the parameter continuation and the CNF lambda study, each through ``stage``.
+    """
+    from .. import config
+    from . import wellposedness as W
+
+    if args.controls:
+        stage("controls", lambda: W.run_controls(starts=args.starts, tol=args.tol, workers=workers,
+                                                 deadline=deadline))
+    stage("multi_start", lambda: W.multi_start(problem, starts=args.starts, tol=args.tol, workers=workers,
+                                               deadline=deadline))
+    terms = [("coupling", problem.coupling), ("terminal", problem.terminal)]
+    stage("lasry_lions", lambda: {name: W.lasry_lions_check(c, problem.grid) for name, c in terms})
+    if sizes:
+        base_shape = list(problem.grid.shape)
+
+        def make(n):
+            c = config.load(cfg)
+            c["grid"]["shape"] = [int(n * s / base_shape[0]) for s in base_shape]
+            c.setdefault("time", {})["nt"] = max(1, int(round(problem.nt * n / base_shape[0])))
+            return config.build_problem(c)
+
+        stage("refinement", lambda: W.refinement(make, sizes, tol=args.tol))
+    if args.parameter:
+        def make_at(value):
+            return config.build_problem(_set_parameter(config.load(cfg), args.parameter, value))
+
+        def continuation():
+            study = W.deflated_continuation(make_at, args.values, starts=args.starts, tol=args.tol,
+                                            deadline=deadline)
+            study["parameter"] = args.parameter
+            W.branch_diagram(study, os.path.join(args.out, "branches.png"), args.parameter)
+            return study
+
+        stage("continuation", continuation)
+    if args.lambdas:
+        stage("cnf_lambda", lambda: W.cnf_lambda_study(problem.grid, problem.m0, args.lambdas, T=problem.T,
+                                                       nt=problem.nt, starts=args.starts, tol=args.tol,
+                                                       workers=workers, deadline=deadline))
+
+
 def _wellposed(args):
     from .. import config
     from ..problem import ErgodicMFGProblem
-    from . import wellposedness as W
 
     sizes = _check_arguments(args)
     cfg = _resize(config.load(args.config), args.shape, args.nt)
@@ -290,39 +332,7 @@ def _wellposed(args):
                              f"Run `mfgpde solve {args.config} --out DIR`.")
         os.makedirs(args.out, exist_ok=True)
         report["problem"] = problem.describe()
-        if args.controls:
-            stage("controls", lambda: W.run_controls(starts=args.starts, tol=args.tol, workers=workers,
-                                                     deadline=deadline))
-        stage("multi_start", lambda: W.multi_start(problem, starts=args.starts, tol=args.tol, workers=workers,
-                                                   deadline=deadline))
-        terms = [("coupling", problem.coupling), ("terminal", problem.terminal)]
-        stage("lasry_lions", lambda: {name: W.lasry_lions_check(c, problem.grid) for name, c in terms})
-        if sizes:
-            base_shape = list(problem.grid.shape)
-
-            def make(n):
-                c = config.load(cfg)
-                c["grid"]["shape"] = [int(n * s / base_shape[0]) for s in base_shape]
-                c.setdefault("time", {})["nt"] = max(1, int(round(problem.nt * n / base_shape[0])))
-                return config.build_problem(c)
-
-            stage("refinement", lambda: W.refinement(make, sizes, tol=args.tol))
-        if args.parameter:
-            def make_at(value):
-                return config.build_problem(_set_parameter(config.load(cfg), args.parameter, value))
-
-            def continuation():
-                study = W.deflated_continuation(make_at, args.values, starts=args.starts, tol=args.tol,
-                                                deadline=deadline)
-                study["parameter"] = args.parameter
-                W.branch_diagram(study, os.path.join(args.out, "branches.png"), args.parameter)
-                return study
-
-            stage("continuation", continuation)
-        if args.lambdas:
-            stage("cnf_lambda", lambda: W.cnf_lambda_study(problem.grid, problem.m0, args.lambdas, T=problem.T,
-                                                           nt=problem.nt, starts=args.starts, tol=args.tol,
-                                                           workers=workers, deadline=deadline))
+        _fd_stages(args, cfg, problem, stage, sizes, workers, deadline)
     try:
         _figure(report, os.path.join(args.out, "wellposed.png"))
     except Exception as exc:

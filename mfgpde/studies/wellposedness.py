@@ -584,7 +584,8 @@ LAUNCH_PERTURBATION = 0.05
 
 def _diagram_scalars(problem, M):
     """The scalars a branch diagram plots: the mean position of m(T) along the first axis (mirror
-    images sit on either side of a symmetric solution) and max m(T)."""
+    images sit on either side of a symmetric solution) and max m(T).
+    """
     g = problem.grid
     mT = np.reshape(M[-1], g.shape)
     mass = g.integrate(mT)
@@ -672,7 +673,7 @@ def deflated_continuation(make_problem, values, starts=2, seed=0, tol=1e-9, agre
         for b, z in previous:            # 1. continuation of every branch
             defl = Deflation([np.concatenate([x.ravel() for x in s]) for _, s in here]) if here else None
             try:
-                U, M, nlog, status = newton(FDScheme(p), *z, tol=tol, max_iter=max_iter, deflation=defl,
+                U, M, _log, status = newton(FDScheme(p), *z, tol=tol, max_iter=max_iter, deflation=defl,
                                             verbose=False, linear=_linear(p))
             except (FloatingPointError, RuntimeError, np.linalg.LinAlgError) as exc:
                 status, U, M = f"error: {exc}", None, None
