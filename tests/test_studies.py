@@ -202,6 +202,17 @@ def test_multi_start_past_its_deadline_runs_nothing_and_says_so():
     assert ms["verdict"] == "inconclusive" and ms["converged"] == 0
 
 
+def test_a_multi_start_cut_short_before_its_deflated_searches_is_not_unique(monkeypatch):
+    """Every start converges to one solution, then the time limit passes before the deflated
+    searches (simulated: phase 2 returns none run): the verdict must not rest on searches that
+    did not run."""
+    monkeypatch.setattr(W, "_deflation_rounds", lambda problem, launches, known, *a, **k:
+                        ([], [f"deflated search from start {i}" for i, _ in launches]))
+    ms = W.multi_start(log_problem(), starts=2)
+    assert ms["converged"] == 2 and ms["distinct_solutions"] == 1
+    assert ms["verdict"] == "inconclusive" and ms["incomplete"] and "not all run" in ms["evidence"]
+
+
 def test_parallel_starts_give_the_serial_verdict_and_solutions():
     serial = W.multi_start(log_problem(), starts=3, tol=1e-10, return_solutions=True)
     parallel = W.multi_start(log_problem(), starts=3, tol=1e-10, return_solutions=True, workers=2)

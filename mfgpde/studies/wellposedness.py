@@ -555,12 +555,17 @@ def multi_start(problem, starts=4, seed=0, method="newton", tol=1e-9, max_iter=6
         verdict = "several solutions"
         evidence = (f"{distinct} distinct solutions: {len(clusters)} from {len(sols)} converged starts, "
                     f"{distinct - len(clusters)} more by {len(searches)} deflated searches")
-    elif len(sols) >= 2 and (not deflation or method != "newton" or (searches and failed == len(searches))):
+    elif len(sols) >= 2 and (not deflation or method != "newton" or (searches and failed == len(searches)
+                                                                      and not not_run)):
         verdict = "unique"
         evidence = (f"unique on this evidence: {len(sols)} of {len(guesses)} starts converged to one solution"
                     + (f"; {len(searches)} deflated searches (from each converged start and from the solution "
                        f"perturbed, the solution deflated) found no other" if searches else
                        "; no deflated search was run"))
+    elif len(sols) >= 2:
+        verdict = "inconclusive"
+        evidence = (f"{len(sols)} of {len(guesses)} starts converged to one solution, but the deflated searches did "
+                    f"not all run ({len(not_run)} left at the time limit): uniqueness is not established")
     else:
         verdict = "inconclusive"
         evidence = f"{len(sols)} of {len(guesses)} starts converged; a verdict needs two"
@@ -597,7 +602,7 @@ def _perturbed(problem, z, rng):
     """``z`` moved by ``LAUNCH_PERTURBATION`` (relative) along smooth random fields, m kept positive."""
     U, M = z
     g = problem.grid
-    du = np.stack([_smooth_random_field(g, rng).ravel() for _ in range(1)] * U.shape[0])
+    du = np.tile(_smooth_random_field(g, rng).ravel(), (U.shape[0], 1))   # one field at every time level
     dm = _smooth_random_field(g, rng).ravel()
     scale_u = max(1.0, float(np.abs(U).max()))
     return (U + LAUNCH_PERTURBATION * scale_u * du / max(np.abs(du).max(), 1e-300),
