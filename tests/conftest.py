@@ -21,3 +21,13 @@ def b1_problem(N=200, nt=200):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def small_c1_config(tmp_path):
+    """The shipped C1 configuration (solvers/cnf_gaussian_1d.toml) at 64 cells x 16 steps, as a file."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = open(os.path.join(root, "solvers", "cnf_gaussian_1d.toml")).read()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text.replace("shape = [200]", "shape = [64]").replace("nt = 48", "nt = 16"))
+    return cfg

@@ -267,16 +267,14 @@ def test_a_stopped_viscosity_continuation_says_which_nu_its_fields_belong_to():
     assert s["fields_nu"] > 0 and s["problem"]["nu"] == 0.0 and f"nu = {s['fields_nu']:g}" in s["message"]
 
 
-def test_validate_model_timeout_stops_a_hanging_model(tmp_path, monkeypatch, capsys):
+def test_validate_model_timeout_stops_a_hanging_model(tmp_path, monkeypatch, capsys, small_c1_config):
     """A model that hangs is stopped after --model-timeout with a message (exit 3), no report."""
 
     from mfgpde import cli
 
     (tmp_path / "slowmodel_x.py").write_text("import time\ndef f(x, t):\n    time.sleep(30)\n    return x\n")
     monkeypatch.chdir(tmp_path)
-    text = open(os.path.join(ROOT, "solvers", "cnf_gaussian_1d.toml")).read()
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(text.replace("shape = [200]", "shape = [64]").replace("nt = 48", "nt = 16"))
+    cfg = small_c1_config
     rc = cli.main(["validate", str(cfg), "--model", "slowmodel_x:f",
                    "--kind", "velocity", "--out", str(tmp_path / "out"), "--model-timeout", "0.5"])
     err = capsys.readouterr().err

@@ -115,12 +115,10 @@ def test_sys_exit_at_import_or_in_a_factory_is_refused(where, tmp_path, monkeypa
         load_model(f"exiting_{where}:" + ("f" if where == "import" else "make_net"))
 
 
-def test_validate_cli_with_an_exiting_model_exits_non_zero(tmp_path, monkeypatch, capsys):
+def test_validate_cli_with_an_exiting_model_exits_non_zero(tmp_path, monkeypatch, capsys, small_c1_config):
     (tmp_path / "quitter.py").write_text("import sys\ndef v(x, t):\n    sys.exit(0)\n")
     monkeypatch.chdir(tmp_path)
-    text = open(os.path.join(ROOT, "solvers", "cnf_gaussian_1d.toml")).read()
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(text.replace("shape = [200]", "shape = [64]").replace("nt = 48", "nt = 16"))
+    cfg = small_c1_config
     rc = cli.main(["validate", str(cfg), "--model", "quitter:v", "--out", str(tmp_path / "o")])
     assert rc == 3 and "sys.exit" in capsys.readouterr().err
 

@@ -267,6 +267,13 @@ def _fictitious_play_path(problem, U0, M0, tol, max_iter):
     return None, {"message": message}
 
 
+def _deflation(known):
+    """The :class:`~mfgpde.iterations.deflation.Deflation` of solutions ``(U, M)`` (flat ``(U, m)``, two blocks)."""
+    from ..iterations.deflation import Deflation
+
+    return Deflation([np.concatenate([U.ravel(), M.ravel()]) for U, M in known])
+
+
 def deflated_search(problem, launch, known, tol=1e-9, max_iter=DEFLATED_MAX_ITER, agree=1e-6, globalize=True):
     """Newton at the target problem from ``launch`` with the ``known`` solutions deflated.
 
@@ -285,10 +292,9 @@ def deflated_search(problem, launch, known, tol=1e-9, max_iter=DEFLATED_MAX_ITER
         relative sup distance, m and U, to the nearest known solution).
     """
     from ..fd.scheme import FDScheme
-    from ..iterations.deflation import Deflation
     from ..iterations.newton import newton
 
-    defl = Deflation([np.concatenate([U.ravel(), M.ravel()]) for U, M in known])
+    defl = _deflation(known)
     rec = {"deflated": len(known)}
     try:
         U, M, log, status = newton(FDScheme(problem), *launch, tol=tol, max_iter=max_iter, deflation=defl,
@@ -651,7 +657,6 @@ def deflated_continuation(make_problem, values, starts=2, seed=0, tol=1e-9, agre
         with two or more solutions, or None); ``incomplete``, ``not_run``.
     """
     from ..fd.scheme import FDScheme
-    from ..iterations.deflation import Deflation
     from ..iterations.newton import newton
 
     values = [float(v) for v in values]
@@ -676,7 +681,7 @@ def deflated_continuation(make_problem, values, starts=2, seed=0, tol=1e-9, agre
         p = make_problem(v)
         here, launches = [], []          # (branch, solution) found at v; launch points of the searches
         for b, z in previous:            # 1. continuation of every branch
-            defl = Deflation([np.concatenate([x.ravel() for x in s]) for _, s in here]) if here else None
+            defl = _deflation([s for _, s in here]) if here else None
             try:
                 U, M, _log, status = newton(FDScheme(p), *z, tol=tol, max_iter=max_iter, deflation=defl,
                                             verbose=False, linear=_linear(p))
