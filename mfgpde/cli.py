@@ -266,14 +266,16 @@ def _terminate_as_exception():
 
 
 def _register_extra_verbs(sub):
-    """Verbs of the optional parts (well-posedness studies, validation, sweeps)."""
+    """Verbs of the optional parts (well-posedness studies, validation, sweeps, the zoo)."""
     from .parallel.cli import register as reg_sweep
     from .studies.cli import register as reg_studies
     from .validate.cli import register as reg_validate
+    from .zoo.cli import register as reg_zoo
 
     reg_studies(sub)
     reg_validate(sub)
     reg_sweep(sub)
+    reg_zoo(sub)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ A configuration names the grid, the time discretisation, the model pieces and th
     [terminal]                  # potential(expr) | kl(mean, cov | log_pi) | log | power
     type = "potential"
     expr = "0.5 * (x - 0.1)**2"
-    [m0]                        # gaussian(mean, cov) | mixture(weights, means, covs) | expr
+    [m0]                        # gaussian(mean, cov) | mixture(weights, means, covs) | expr | toy(name)
     type = "gaussian"
     mean = [0.1]
     cov = 0.04
@@ -134,7 +134,8 @@ SOLVER_KEYS = {"method", "tol", "max_iter", "damping", "linear_solver", "backend
                "order", "error_estimate"}
 COUPLING_KEYS = {"log": {"scale", "floor"}, "power": {"p", "scale"}, "potential": {"expr"}, "convolution": {"kernel", "scale"},
                  "kl": {"log_pi", "mean", "cov", "scale"}}
-DENSITY_KEYS = {"expr": {"expr"}, "gaussian": {"mean", "cov"}, "mixture": {"weights", "means", "covs"}}
+DENSITY_KEYS = {"expr": {"expr"}, "gaussian": {"mean", "cov"}, "mixture": {"weights", "means", "covs"},
+                "toy": {"name", "smoothing"}}
 MESH_KEYS = {"room": {"width", "height", "obstacles", "h"}, "rectangle": {"n", "bounds", "periodic", "diagonal"},
              "interval": {"n", "bounds", "periodic"}, "box": {"n", "bounds", "periodic"}, "file": {"path"}}
 #: Hamiltonian ``type`` -> class (its constructor's parameters are the table's keys)
@@ -176,7 +177,19 @@ def _density_callable(tab, section):
 
         return gaussian_mixture(_get(tab, "weights", section, required=True), _get(tab, "means", section, required=True),
                                 _get(tab, "covs", section, required=True))
-    raise ConfigError(f"[{section}] type = {kind!r} is unknown; allowed: expr, gaussian, mixture")
+    if kind == "toy":
+        from .generative.toys import toy
+
+        smoothing = _get(tab, "smoothing", section, 0.0)
+        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not smoothing >= 0:
+            raise ConfigError(f"[{section}] smoothing (the variance of the Gaussian the data set is convolved with) "
+                              f"must be a number >= 0, got {smoothing!r}")
+        try:
+            data = toy(_get(tab, "name", section, required=True))
+        except ValueError as exc:
+            raise ConfigError(f"[{section}] {exc}") from None
+        return data.noised(1.0, float(smoothing)) if smoothing > 0 else data
+    raise ConfigError(f"[{section}] type = {kind!r} is unknown; allowed: expr, gaussian, mixture, toy")
 
 
 def build_coupling(tab, section="coupling"):
@@ -343,19 +356,23 @@ def solver_options(cfg):
 
 #: keys of the preset configurations: per preset, the [model] keys and extra top-level tables
 PRESET_KEYS = {"cnf": {"model": {"lam", "tail_tol"}}, "score_mfg": {"model": {"nu"}},
-               "score": {"model": set(), "": {"sde"}}}
+               "score": {"model": set(), "": {"sde"}}, "jko": {"model": {"kl_eps"}, "": {"start"}}}
 
 
 def problem_from_preset(cfg):
-    """Build a preset problem from a configuration with ``preset = "cnf" | "score_mfg"`` (``"score"`` is
-    a reference for ``mfgpde validate``, refused here with what to run instead).
+    """Build a preset problem from a configuration with ``preset = "cnf" | "score_mfg" | "jko"``
+    (``"score"`` is a reference for ``mfgpde validate``, refused here with what to run instead).
+
+    ``jko``: one JKO step of ``KL(. | data)`` of length ``[time] T`` from ``[start]`` (default
+    ``N(0, I)``), the MFG of :func:`mfgpde.generative.presets.jko_step_problem`.
     """
     kind = cfg["preset"]
     if kind not in PRESET_KEYS:
         close = difflib.get_close_matches(str(kind), sorted(PRESET_KEYS), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"preset = {kind!r} is unknown{hint}; allowed: cnf, score_mfg (and score, a reference "
-                          "for `mfgpde validate`); JKO chains are run from Python (mfgpde.generative.presets.jko_chain)")
+        raise ConfigError(f"preset = {kind!r} is unknown{hint}; allowed: cnf, score_mfg, jko (one step; chains "
+                          "are run from Python: mfgpde.generative.presets.jko_chain) and score (a reference for "
+                          "`mfgpde validate`)")
     if kind in PRESET_KEYS:
         # a misspelt key of a preset (lamda, nt in [model]) was ignored and its default used
         check_keys(cfg, {"name", "preset", "grid", "time", "model", "data", "solver"} | PRESET_KEYS[kind].get("", set()),
@@ -377,6 +394,21 @@ def problem_from_preset(cfg):
     if kind == "score_mfg":
         return score_mfg_problem(grid, lambda *xs: np.log(np.maximum(data(*xs), 1e-300)), nu=model.get("nu", 1.0),
                                  T=tt.get("T", 1.0), nt=tt.get("nt", 32), name=name)
+    if kind == "jko":
+        from .generative.energies import KL
+        from .generative.presets import jko_step_problem, standard_normal_log_density
+
+        log_pi = getattr(data, "log_density", None) or (lambda *xs: np.log(np.maximum(data(*xs), 1e-300)))
+        eps = model.get("kl_eps", 0.0)
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+            raise ConfigError(f"[model] kl_eps must be a number >= 0, got {eps!r}")
+        if "start" in cfg:
+            start = _density_callable(cfg["start"], "start")
+        else:
+            log_n = standard_normal_log_density(grid.dim)
+            start = lambda *xs: np.exp(log_n(*xs))
+        return jko_step_problem(grid, start, KL(log_pi, eps=float(eps)), tau=tt.get("T", 1.0), nt=tt.get("nt", 8),
+                                name=name)
     if kind == "score":
         raise ConfigError("preset = 'score' is a score-model reference, not an MFG to solve: check a model "
                           "against it with `mfgpde validate CONFIG --model MOD:FN --kind score --out DIR`, or "

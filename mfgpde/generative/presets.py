@@ -33,7 +33,7 @@ def data_on_grid(data, grid, tail_tol=1e-4, bandwidth=None):
 
     Parameters
     ----------
-    data : callable, ndarray of ``grid.shape``, or samples ``(n, d)``
+    data : callable, ndarray of ``grid.shape``, samples ``(n, d)``, or a toy data set
         A density (callable of the coordinates or grid array) or samples; samples are turned
         into a density by a Gaussian kernel density estimate (Scott's bandwidth
         ``n^(-1/(d+4))`` times the per-axis sample standard deviation unless ``bandwidth``
@@ -42,7 +42,10 @@ def data_on_grid(data, grid, tail_tol=1e-4, bandwidth=None):
         The density on the outermost cells of a no-flux axis must be below
         ``tail_tol * max(density)``: a density cut off by the box is refused.
     """
-    if not callable(data):
+    if hasattr(data, "on_grid"):
+        # a data set that knows its grid values (the checkerboard's exact cell averages)
+        data = data.on_grid(grid)
+    elif not callable(data):
         arr = np.asarray(data, float)
         if arr.ndim == 2 and arr.shape != grid.shape:  # samples (n, d)
             data = density_from_samples(arr, grid, bandwidth)

@@ -233,7 +233,8 @@ def _verdict(value, bar, grid, nt, order):
     return out
 
 
-def validate_score(score_model, data, model, name="model", kind="score", timeout=None):
+def validate_score(score_model, data, model, name="model", kind="score", timeout=None, forward=None,
+                   exact_marginal=None):
     """Measure a score model against the grid reference of a :class:`ScoreModel`.
 
     Parameters
@@ -246,6 +247,14 @@ def validate_score(score_model, data, model, name="model", kind="score", timeout
         ``phi(x, t)`` with ``s = grad phi`` (``kind = "score-potential"``).
     name : str
     kind : {"score", "score-potential"}
+    forward : ndarray ``(nt + 1,) + shape``, optional
+        The forward densities ``p_t`` already solved (a stored reference); solved here if None.
+    exact_marginal : callable ``t -> density``, optional
+        The exact noised law at time ``t`` with ``.score(*xs)`` and ``.density(*xs)`` (the toy
+        data sets, :mod:`mfgpde.generative.toys`). With it the reference carries an error bar
+        (``reference_error`` and ``verdicts``): the score error of the grid score against the
+        exact one, and, for the generated-density metrics, the evaluation floor (what the exact
+        grid score generates) -- see :func:`score_reference_error`.
 
     Returns
     -------
@@ -272,7 +281,7 @@ def validate_score(score_model, data, model, name="model", kind="score", timeout
         s_model = np.stack([np.stack([lhjb._d(phi, g, k) for k in range(g.dim)]) for phi in raw])
     else:
         s_model = raw
-    p = score_model.forward(data)
+    p = score_model.forward(data) if forward is None else np.asarray(forward, float)
     s_exact = score_model.grid_score(p)
     start = p[-1] if score_model.sde == "ve" else None
     q_model = score_model.generate(s_model, start=start)
@@ -281,19 +290,142 @@ def validate_score(score_model, data, model, name="model", kind="score", timeout
                "nt": score_model.nt}
     metrics["generated_vs_data"] = density_metrics(q_model[-1], p[0], g)
     metrics["generated_vs_exact_score_generation"] = density_metrics(q_model[-1], q_exact[-1], g)
-    metrics["exact_score_generation_vs_data"] = density_metrics(q_exact[-1], p[0], g, w2=False)
+    metrics["exact_score_generation_vs_data"] = density_metrics(q_exact[-1], p[0], g, w2=exact_marginal is not None)
     inner = slice(1, None)  # the score of the data itself (t = 0) can be singular; weight from t > 0
     metrics["score_error_weighted"] = weighted_field_error(s_model[inner], s_exact[inner], p[inner], g, times[inner])
     R = lhjb.grid_residual(score_model, raw, kind)
     metrics["hjb_residual"] = lhjb.weighted_norm(R, p, g, times)
     metrics["hjb_residual_exact_score"] = lhjb.weighted_norm(lhjb.grid_residual(score_model, s_exact), p, g, times)
     metrics["hjb_residual_t_min"] = float(times[lhjb.first_level(times)])
-    metrics["reference_error"] = None
-    metrics["reference_error_unavailable"] = ("a score reference is the forward FP of the noising SDE on one grid; "
-                                              "no ladder estimates its error yet")
+    if exact_marginal is None:
+        metrics["reference_error"] = None
+        metrics["reference_error_unavailable"] = ("a score reference is the forward FP of the noising SDE on one grid; "
+                                                  "its error is known only where the noised law is (exact_marginal)")
+    else:
+        metrics.update(score_reference_error(score_model, p, s_exact, exact_marginal, metrics))
     metrics["model_eval_time_s"] = model.eval_time_s
     metrics["validation_time_s"] = time.perf_counter() - t0 - model.eval_time_s
     spacetime = lhjb.residual_map(R, p, times)
     fields = {"times": times, "m_model": q_model[::-1], "m_ref": p, "grid": g,
               "hjb_residual_map": np.trapezoid(spacetime, times, axis=0), "hjb_residual_spacetime": spacetime}
     return metrics, fields
+
+
+def score_reference_error(score_model, p, s_grid, exact_marginal, metrics):
+    """Error bars of a score reference whose noised laws are known exactly.
+
+    * ``score_error_weighted``: the same weighted norm between the grid score ``grad log p_t``
+      (what the model is compared with) and the exact score of ``exact_marginal(t)``: the
+      reference's own error;
+    * the generated-density metrics (``generated_vs_data``): what the grid reference's own
+      exact score generates, compared with the data (the evaluation floor: the transport's
+      error), plus the L1 distance between the grid ``p_0`` and the exact data density;
+    * ``hjb_residual``: the residual of the exact grid score (its discretisation floor).
+
+    Verdicts as for flow references (:func:`_verdict`, first order: the implicit Euler steps).
+    """
+    g, times = score_model.grid, score_model.times
+    X = g.coordinates()
+    exact = np.stack([np.asarray(exact_marginal(t).score(*X)) for t in times[1:]])
+    score_bar = weighted_field_error(s_grid[1:], exact, p[1:], g, times[1:])
+    data_gap = float(g.integrate(np.abs(p[0] - exact_marginal(0.0).density(*X))))
+    floor = metrics["exact_score_generation_vs_data"]
+    bars = {f"generated_vs_data.{k}": abs(v) + (data_gap if k == "L1" else 0.0) for k, v in floor.items()
+            if k in metrics["generated_vs_data"]}
+    bars["score_error_weighted"] = score_bar
+    bars["hjb_residual"] = metrics["hjb_residual_exact_score"]
+    verdicts = {}
+    for key, bar in bars.items():
+        head, _, sub = key.partition(".")
+        value = metrics[head][sub] if sub else metrics[head]
+        verdicts[key] = _verdict(value, bar, g, score_model.nt, 1)
+    return {"reference_error": bars, "reference_order": 1, "verdicts": verdicts}
+
+
+#: How long, in units of the reference's relaxation scale ``L^2 / nu`` (L the box's shortest
+#: side), a stationary model's density is evolved before it is compared with the reference.
+RELAX_TIMES = 1.0
+
+
+def stationary_velocity(problem, u, m):
+    """``v = -dH/dp(grad u, m)`` (+ the drift) of an ergodic MFG, ``(d,) + shape``."""
+    g = problem.grid
+    v = np.moveaxis(-problem.hamiltonian.dH_dp(np.moveaxis(grid_gradient(u, g), 0, -1), m), -1, 0)
+    drift = getattr(problem, "drift", None)
+    if drift is not None:
+        v = v + drift.at(0.0)
+    return v
+
+
+def validate_stationary(reference, model, kind="velocity", name="model", timeout=None, steps=100):
+    """Measure a stationary flow model against an ergodic reference :class:`~mfgpde.ergodic.ErgodicResult`.
+
+    The model is evaluated at ``t = 0`` (a stationary field). Its density is the long-time
+    solution of ``dm/dt - nu Lap m + div(m v) = 0`` started from the reference density ``m*``
+    (evolved over ``RELAX_TIMES * L^2 / nu`` in ``steps`` implicit steps): an exact model leaves
+    ``m*`` where it is. Metrics: the density distances of that density to ``m*``, the
+    ``m*``-weighted velocity error ``(int m* |v - v*|^2)^(1/2)``, and for a potential the ergodic
+    HJB residual ``int m* |rho - nu Lap Phi + H(grad Phi) - f[m*]|``.
+
+    Error bars come from the reference's companion (its two-level error estimate): the same
+    metrics between the reference and the companion, plus the evaluation floor (the reference's
+    own velocity evolved the same way).
+    """
+    t0 = time.perf_counter()
+    p = reference.problem
+    g = p.grid
+    if kind not in ("velocity", "potential"):
+        raise ValueError(f"validate_stationary: kind must be 'velocity' or 'potential', got {kind!r}")
+    model = as_model(model, kind, g.dim, name=name, timeout=timeout)
+    raw = model.on_grid(g, [0.0])[0]
+    m_ref = np.asarray(reference.m)
+    v_ref = stationary_velocity(p, reference.u, m_ref)
+    v = stationary_velocity(p, raw, m_ref) if kind == "potential" else raw
+    T = RELAX_TIMES * min(b - a for a, b in g.bounds) ** 2 / p.nu
+
+    def settle(vel):
+        return evolve_density(g, m_ref, np.repeat(vel[None], steps + 1, axis=0), T, steps, p.nu)[-1]
+
+    m_model = settle(v)
+    weight = m_ref[None]
+    metrics = {"kind": kind, "grid": list(g.shape), "relax_time": T, "steps": steps,
+               "stationary": density_metrics(m_model, m_ref, g),
+               "velocity_error_weighted": float(np.sqrt(g.integrate(np.sum((v - v_ref) ** 2, axis=0) * weight[0]))),
+               "velocity_norm_weighted": float(np.sqrt(g.integrate(np.sum(v_ref ** 2, axis=0) * m_ref)))}
+    fields = {"times": np.array([0.0, T]), "m_model": np.array([m_ref, m_model]), "m_ref": np.array([m_ref, m_ref]),
+              "grid": g}
+    if kind == "potential":
+        metrics["hjb_residual"] = _ergodic_residual(p, raw, m_ref, reference.rho)
+    if reference.companion is None:
+        metrics["reference_error"] = None
+        metrics["reference_error_unavailable"] = reference.diagnostics.get(
+            "error_estimate_unavailable", "the reference was solved without an error estimate")
+    else:
+        uc, mc = (np.asarray(a) for a in reference.companion)
+        floor = density_metrics(settle(v_ref), m_ref, g)
+        gap = density_metrics(mc / g.integrate(mc), m_ref, g)
+        bars = {f"stationary.{k}": abs(floor[k]) + abs(gap[k]) for k in floor}
+        vc = stationary_velocity(p, uc, mc)
+        bars["velocity_error_weighted"] = float(np.sqrt(g.integrate(np.sum((vc - v_ref) ** 2, axis=0) * m_ref)))
+        if kind == "potential":
+            bars["hjb_residual"] = _ergodic_residual(p, reference.u, m_ref, reference.rho)
+        verdicts = {}
+        for key, bar in bars.items():
+            head, _, sub = key.partition(".")
+            verdicts[key] = _verdict(metrics[head][sub] if sub else metrics[head], bar, g, None, 1)
+        metrics.update({"reference_error": bars, "reference_order": 1, "evaluation_floor": floor,
+                        "verdicts": verdicts})
+    metrics["model_eval_time_s"] = model.eval_time_s
+    metrics["validation_time_s"] = time.perf_counter() - t0 - model.eval_time_s
+    return metrics, fields
+
+
+def _ergodic_residual(problem, Phi, m, rho):
+    """``int m |rho - nu Lap Phi + H(grad Phi, m) - f[m]|`` (centred differences)."""
+    g = problem.grid
+    H = problem.hamiltonian.H(np.moveaxis(grid_gradient(Phi, g), 0, -1), m)
+    R = rho - problem.nu * laplacian(Phi, g) + H - problem.coupling.value(m, g)
+    drift = getattr(problem, "drift", None)
+    if drift is not None:
+        R -= np.sum(drift.at(0.0) * grid_gradient(Phi, g), axis=0)
+    return float(g.integrate(m * np.abs(R)))
