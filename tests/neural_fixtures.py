@@ -53,3 +53,11 @@ def exact_log_density(x, t):
 
 def perturbed_log_density(x, t, eps=0.3):
     return exact_log_density(x, t) + eps * np.sin(x[:, 0])
+
+
+def hanging(x, t):
+    """A model that never answers in time (the zoo's --model-timeout must stop it)."""
+    import time
+
+    time.sleep(60)
+    return x

@@ -138,7 +138,7 @@ def _score(args):
     for e in entries:
         kind = args.kind or e.kinds[0]
         m = builtin_model(e, args.model) if model is None else model
-        out = args.out if len(entries) == 1 else os.path.join(args.out, e.name)
+        out = args.out if len(entries) == 1 and not args.all else os.path.join(args.out, e.name)
         try:
             metrics, fields = score(e.name, m, kind=kind, model_name=args.model, timeout=args.model_timeout)
         except ModelError as exc:
