@@ -8,7 +8,6 @@ import dataclasses
 import json
 import os
 
-import numpy as np
 import pytest
 
 from mfgpde import cli, config, zoo
