@@ -162,10 +162,39 @@ class ScoreModel:
         p0 = data_on_grid(data, self.grid)
         return evolve_density(self.grid, p0, self.drift, self.T, self.nt, self.nu, scheme=self.transport)
 
+    #: Below this fraction of a level's maximum density the grid score is capped (see grid_score).
+    SCORE_CAP_FRACTION = 1e-12
+
     def grid_score(self, p, floor=1e-300):
-        """Exact score on the grid ``s = grad log p_t`` (centred differences), ``(nt + 1, d) + shape``."""
+        """Exact score on the grid ``s = grad log p_t`` (centred differences), ``(nt + 1, d) + shape``.
+
+        Where ``p_t`` is below ``SCORE_CAP_FRACTION`` of its maximum (or a neighbour is: the
+        centred difference reaches it) the magnitude of ``s`` is capped at the largest magnitude
+        found elsewhere. There the density carries no mass a
+        push-forward could see, but ``log p`` falls off a cliff where ``p`` underflows to
+        ``floor``: the centred difference across it was 10-50x the score of the data, and the
+        reverse-time transport's CFL substeps followed it (44,889 substeps instead of about 900
+        for a 64^2 toy reference, 50 s instead of 1 s).
+        """
         logp = np.log(np.maximum(p, floor))
-        return np.stack([grid_gradient(lp, self.grid) for lp in logp])
+        s = np.stack([grid_gradient(lp, self.grid) for lp in logp])
+        for n in range(len(p)):
+            live = p[n] >= self.SCORE_CAP_FRACTION * p[n].max()
+            # a centred difference reaches one cell out: a live cell next to a low one is low too
+            for k in range(self.grid.dim):
+                pad = [(0, 0)] * live.ndim
+                pad[k] = (1, 1)
+                wide = np.pad(live, pad, constant_values=True)
+                n_k = live.shape[k]
+                live = (live & np.take(wide, np.arange(0, n_k), axis=k)
+                        & np.take(wide, np.arange(2, n_k + 2), axis=k))
+            low = ~live
+            if low.any() and not low.all():
+                mag = np.sqrt(np.sum(s[n] ** 2, axis=0))
+                cap = mag[~low].max()
+                scale = np.where(low & (mag > cap), cap / np.maximum(mag, 1e-300), 1.0)
+                s[n] *= scale[None]
+        return s
 
     def reverse_drift(self, score):
         """Drift of the reverse SDE in reverse time ``tau = T - t``: ``-b + sigma^2 s``.
