@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 os.environ.setdefault("MFGPDE_CACHE", tempfile.mkdtemp(prefix="mfgpde-zoo-"))
-import mfgpde.zoo as zoo  # noqa: E402  (after choosing the cache directory)
-from mfgpde.closed_forms import ou_mixture_density_and_score  # noqa: E402
+import mfgpde.zoo as zoo
+from mfgpde.closed_forms import ou_mixture_density_and_score
 
 entry = zoo.entry("c2-score-ou-1d")
 print(entry.mfg)
