@@ -171,6 +171,7 @@ def register(sub):
     q.add_argument("names", nargs="*", metavar="NAME")
     q.add_argument("--all", action="store_true", help="every entry")
     q.add_argument("--force", action="store_true", help="rebuild even when a valid reference is stored")
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress lines (warnings and the summary remain)")
     q.set_defaults(func=_build)
     q = zsub.add_parser("score", help="rate a model against a reference (every validate metric with its error bar)")
     q.add_argument("names", nargs="*", metavar="NAME")
@@ -186,4 +187,5 @@ def register(sub):
                    help="append a row to FILE.json and rewrite FILE.md (Markdown tables per entry)")
     q.add_argument("--model-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"stop with exit 3 when the model's import or one call takes longer (default {DEFAULT_TIMEOUT:g})")
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress lines (warnings and the summary remain)")
     q.set_defaults(func=_score)
