@@ -210,6 +210,26 @@ def _zoo_catalogue():
              "build --all`` on the 2-core development machine; *build s* its build time). *exact*: the entry has an "
              "exact model (``--model exact``).", "",
              _table(rows, ("name", "family", "kinds", "dim", "grid", "est. error", "build s", "exact")), ""]
+    board = os.path.join(ROOT, "benchmarks", "results", "zoo_leaderboard.json")
+    if os.path.exists(board):
+        with open(board) as fh:
+            rows = json.load(fh)
+
+        def cell(c):
+            if c.get("value") is None:
+                return "-"
+            text = f"{c['value']:.2e}"
+            if c.get("reference_error") is not None:
+                text += f" +- {c['reference_error']:.1e}"
+            return text + (" *" if c.get("verdict") == "resolved" else "")
+
+        table = [(r["entry"], r["model"], *[f"{c['title']}: {cell(c)}" for c in r["metrics"]]) for r in rows]
+        width = max(len(t) for t in table)
+        table = [t + ("",) * (width - len(t)) for t in table]
+        lines += ["Leaderboard of the reference models", "-----------------------------------", "",
+                  "From ``benchmarks/results/zoo_leaderboard.json``: value +- the reference's error bar; ``*`` marks "
+                  "a value beyond twice the bar (the model measurably differs from the reference).", "",
+                  _table(table, ("entry", "model") + tuple(f"metric {i + 1}" for i in range(width - 2))), ""]
     lines += ["The MFG of each entry", "---------------------", ""]
     lines += [f"``{e.name}``\n    {e.mfg}" for e in ENTRIES.values()]
     return "\n".join(lines) + "\n"

@@ -188,3 +188,15 @@ def test_markdown_marks_resolved_values():
                        {"title": "W2", "value": 0.001, "reference_error": 0.01, "verdict": "below"}]}
     md = render_markdown([row])
     assert "5.00e-01 ± 1.0e-02 *" in md and "1.00e-03 ± 1.0e-02 |" in md
+
+
+def test_builds_are_reproducible(cache):
+    # two builds of one entry store the same numbers (the checksums of every variable agree)
+    from mfgpde.io import load_netcdf
+
+    zoo.build("c2-score-ou-1d", force=True)
+    first = load_netcdf(store.path(catalogue.entry("c2-score-ou-1d")))
+    zoo.build("c2-score-ou-1d", force=True)
+    second = load_netcdf(store.path(catalogue.entry("c2-score-ou-1d")))
+    assert first["p"].attrs["mfgpde_sha256"] == second["p"].attrs["mfgpde_sha256"]
+    assert json.loads(first.attrs["mfgpde_error_estimate"]) == json.loads(second.attrs["mfgpde_error_estimate"])

@@ -23,7 +23,8 @@ Figures: per data set, the data density, the density generated on the grid by ea
 samples of the reverse SDE (Euler-Maruyama) for seed 0.
 
 Run:  python validation/hjb_sgm_toys.py [--steps 2000] [--seeds 0 1 2] [--toys moons 8gaussians ...]
-      [--device cuda]   (the long budget: --steps 20000 on a GPU)
+      [--device cuda] [--leaderboard benchmarks/results/zoo_leaderboard]
+      (the long budget: --steps 20000 --device cuda)
 Needs torch (the ``neural`` extra: ``.venv-neural``). The zoo references are built on first use.
 """
 
@@ -145,6 +146,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--device", default="cpu", help="torch device for training (cuda for the long budget)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--leaderboard", default=None, metavar="FILE",
+                    help="append the seed-0 models' rows to this zoo leaderboard (FILE.json / FILE.md)")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.batch < 2 or len(args.seeds) < 2:
         ap.error("--steps must be >= 1, --batch >= 2, and at least two --seeds (the spread is reported)")
@@ -171,6 +174,11 @@ def main(argv=None):
                 row = {k: value(metrics, k) for k, _ in METRICS}
                 results[name][meth].append(row)
                 bars[name] = {k: metrics["reference_error"].get(k) for k, _ in METRICS}
+                if s == args.seeds[0] and args.leaderboard:
+                    from mfgpde.zoo.rating import append_leaderboard, leaderboard_row
+
+                    model_name = f"MLP 3x32 {meth} ({args.steps} steps)"
+                    append_leaderboard(args.leaderboard, leaderboard_row(metrics, model_name, "score"))
                 if s == args.seeds[0]:
                     panels.setdefault(name, {"data": ref.result[2][0]})[meth] = {
                         "generated": fields["m_model"][0], "samples": reverse_samples(torch, net)}

@@ -33,6 +33,9 @@ from ..generative.toys import NAMES as TOY_NAMES
 
 #: model kinds of the two families of references
 FLOW_KINDS, SCORE_KINDS = ("velocity", "potential"), ("score", "score-potential")
+#: the time at which the exact model of a checkerboard score entry is evaluated for t = 0 (noise
+#: standard deviation sqrt(2e-4) = 0.014 for VP, a tenth of the grid spacing)
+T_EPS = 1e-4
 #: the 2D toy grid: the box and the points per axis of every toy entry
 TOY_BOX, TOY_SHAPE = [[-5.0, 5.0], [-5.0, 5.0]], [64, 64]
 
@@ -213,7 +216,8 @@ def exact_model(e):
 
     ``c1``: the C1 optimal velocity; ``c2``: the C2 score; ``c3``: the C3 optimal velocity;
     ``e1``: the E1 stationary velocity ``-u'``; ``toy-score``: the score of the noised toy data
-    set, exact to quadrature accuracy (:meth:`mfgpde.generative.toys.ToyData.noised`).
+    set, exact to quadrature accuracy (:meth:`mfgpde.generative.toys.ToyData.noised`; the
+    checkerboard's at ``t = 0``, where it does not exist, is that at ``T_EPS``).
     """
     from .. import closed_forms as cf
 
@@ -227,6 +231,10 @@ def exact_model(e):
         sde = cfg["sde"]
 
         def score(x, t):
+            if t < T_EPS and isinstance(data, toys.Checkerboard):
+                # the piecewise-constant density has no score at t = 0 (zero inside the squares,
+                # undefined on their edges and outside): the law at t = T_EPS stands in
+                t = T_EPS
             law = toys.ou_marginal(data, t) if sde["type"] == "vp" else toys.ve_marginal(data, t, sde["sigma"])
             return np.asarray(law.score(x[:, 0], x[:, 1])).T
         return score
