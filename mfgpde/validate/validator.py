@@ -234,7 +234,7 @@ def _verdict(value, bar, grid, nt, order):
 
 
 def validate_score(score_model, data, model, name="model", kind="score", timeout=None, forward=None,
-                   exact_marginal=None):
+                   exact_marginal=None, known_errors=None):
     """Measure a score model against the grid reference of a :class:`ScoreModel`.
 
     Parameters
@@ -255,6 +255,8 @@ def validate_score(score_model, data, model, name="model", kind="score", timeout
         (``reference_error`` and ``verdicts``): the score error of the grid score against the
         exact one, and, for the generated-density metrics, the evaluation floor (what the exact
         grid score generates) -- see :func:`score_reference_error`.
+    known_errors : tuple, optional
+        ``(score_bar, data_gap)`` of :func:`exact_score_errors`, stored with the reference.
 
     Returns
     -------
@@ -302,7 +304,7 @@ def validate_score(score_model, data, model, name="model", kind="score", timeout
         metrics["reference_error_unavailable"] = ("a score reference is the forward FP of the noising SDE on one grid; "
                                                   "its error is known only where the noised law is (exact_marginal)")
     else:
-        metrics.update(score_reference_error(score_model, p, s_exact, exact_marginal, metrics))
+        metrics.update(score_reference_error(score_model, p, s_exact, exact_marginal, metrics, known_errors))
     metrics["model_eval_time_s"] = model.eval_time_s
     metrics["validation_time_s"] = time.perf_counter() - t0 - model.eval_time_s
     spacetime = lhjb.residual_map(R, p, times)
@@ -311,7 +313,22 @@ def validate_score(score_model, data, model, name="model", kind="score", timeout
     return metrics, fields
 
 
-def score_reference_error(score_model, p, s_grid, exact_marginal, metrics):
+def exact_score_errors(score_model, p, s_grid, exact_marginal):
+    """The grid reference's own errors against the exact noised laws: ``(score_bar, data_gap)``.
+
+    ``score_bar`` is the ``p_t``-weighted error of the grid score against the exact score over
+    the levels ``t > 0`` (the norm of ``score_error_weighted``); ``data_gap`` is the L1 distance
+    between the grid ``p_0`` and the exact data density.
+    """
+    g, times = score_model.grid, score_model.times
+    X = g.coordinates()
+    exact = np.stack([np.asarray(exact_marginal(t).score(*X)) for t in times[1:]])
+    score_bar = weighted_field_error(s_grid[1:], exact, p[1:], g, times[1:])
+    data_gap = float(g.integrate(np.abs(p[0] - exact_marginal(0.0).density(*X))))
+    return score_bar, data_gap
+
+
+def score_reference_error(score_model, p, s_grid, exact_marginal, metrics, known=None):
     """Error bars of a score reference whose noised laws are known exactly.
 
     * ``score_error_weighted``: the same weighted norm between the grid score ``grad log p_t``
@@ -322,13 +339,12 @@ def score_reference_error(score_model, p, s_grid, exact_marginal, metrics):
       error), plus the L1 distance between the grid ``p_0`` and the exact data density;
     * ``hjb_residual``: the residual of the exact grid score (its discretisation floor).
 
+    ``known``: ``(score_bar, data_gap)`` already computed (a stored reference,
+    :func:`exact_score_errors`), so the exact laws are not evaluated again.
     Verdicts as for flow references (:func:`_verdict`, first order: the implicit Euler steps).
     """
-    g, times = score_model.grid, score_model.times
-    X = g.coordinates()
-    exact = np.stack([np.asarray(exact_marginal(t).score(*X)) for t in times[1:]])
-    score_bar = weighted_field_error(s_grid[1:], exact, p[1:], g, times[1:])
-    data_gap = float(g.integrate(np.abs(p[0] - exact_marginal(0.0).density(*X))))
+    g = score_model.grid
+    score_bar, data_gap = known if known is not None else exact_score_errors(score_model, p, s_grid, exact_marginal)
     floor = metrics["exact_score_generation_vs_data"]
     bars = {f"generated_vs_data.{k}": abs(v) + (data_gap if k == "L1" else 0.0) for k, v in floor.items()
             if k in metrics["generated_vs_data"]}

@@ -26,11 +26,7 @@ def _list(args):
 
     rows = []
     for e in ENTRIES.values():
-        state = store.status(e.name)
-        est = None
-        if state == "built":
-            ref = store.load(e.name)
-            est = ref.estimated_error if ref is not None else None
+        state, est = store.stored_error(e.name)
         rows.append({"name": e.name, "family": e.family, "kinds": list(e.kinds), "dim": e.dim, "grid": e.grid,
                      "estimated_error": est, "state": state, "exact_model": e.exact is not None, "mfg": e.mfg})
     if args.json:

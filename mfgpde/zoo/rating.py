@@ -59,8 +59,10 @@ def score(name, model, kind=None, model_name="model", timeout=None):
     ref = reference(e.name)
     if e.reference == "score":
         sm, data, p = ref.result
+        est = ref.error_estimate or {}
+        known = ((est["score_error_weighted"], est["data_gap_L1"]) if "data_gap_L1" in est else None)
         metrics, fields = validate_score(sm, data, model, name=model_name, kind=kind, timeout=timeout, forward=p,
-                                         exact_marginal=exact_marginal(e))
+                                         exact_marginal=exact_marginal(e), known_errors=known)
         if metrics.get("reference_error") is None and ref.error_estimate:
             # no exact law: the stored evaluation floor is the bar of the generated-density metrics
             _floor_verdicts(metrics, ref.error_estimate, sm.grid, sm.nt)

@@ -31,7 +31,7 @@ from .catalogue import entry as _entry
 logger = logging.getLogger(__name__)
 
 #: Bumped when what is stored, or how it is computed, changes: every cached file becomes stale.
-FORMAT = 1
+FORMAT = 2
 
 
 def cache_dir():
@@ -124,13 +124,12 @@ def _score_bars(e, sm, data, p):
     bars = {f"generated_vs_data.{k}": abs(v) for k, v in floor.items()}
     law = exact_marginal(e)
     if law is not None:
-        from ..validate.metrics import weighted_field_error
+        from ..validate.validator import exact_score_errors
 
-        X, times = g.coordinates(), sm.times
-        s_grid = sm.grid_score(p)
-        exact = np.stack([np.asarray(law(t).score(*X)) for t in times[1:]])
-        bars["score_error_weighted"] = weighted_field_error(s_grid[1:], exact, p[1:], g, times[1:])
-        bars["generated_vs_data.L1"] += float(g.integrate(np.abs(p[0] - law(0.0).density(*X))))
+        score_bar, data_gap = exact_score_errors(sm, p, sm.grid_score(p), law)
+        bars["score_error_weighted"] = score_bar
+        bars["generated_vs_data.L1"] += data_gap
+        bars["data_gap_L1"] = data_gap
     return bars
 
 
@@ -216,21 +215,34 @@ def _check_writable(directory):
                               "writable directory")
 
 
+def _read(e):
+    """``(state, dataset)``: the state of :func:`status` and the verified file (None unless built)."""
+    from ..io import load_netcdf
+
+    target = path(e)
+    if not os.path.exists(target):
+        return "missing", None
+    try:
+        ds = load_netcdf(target)
+    except ValueError:
+        return "corrupted", None
+    return ("built", ds) if ds.attrs.get("mfgpde_zoo_key") == key(e) else ("stale", None)
+
+
 def status(name):
     """``"built"``, ``"missing"``, ``"stale"`` (built from another configuration or format) or
     ``"corrupted"`` (fails its checksums), checking only the file (no solve).
     """
-    from ..io import load_netcdf
+    return _read(_entry(name))[0]
 
-    e = _entry(name)
-    target = path(e)
-    if not os.path.exists(target):
-        return "missing"
-    try:
-        ds = load_netcdf(target)
-    except ValueError:
-        return "corrupted"
-    return "built" if ds.attrs.get("mfgpde_zoo_key") == key(e) else "stale"
+
+def stored_error(name):
+    """``(state, estimated error)`` from the file alone (no problem is built): what ``zoo list`` shows."""
+    state, ds = _read(_entry(name))
+    if ds is None:
+        return state, None
+    estimate = json.loads(ds.attrs.get("mfgpde_error_estimate", "null")) or {}
+    return state, Reference(None, None, estimate, None, None).estimated_error
 
 
 def load(name):
