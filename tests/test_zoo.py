@@ -103,6 +103,12 @@ def test_ergodic_entry_rates_stationary_models(cache):
     assert all(v["verdict"] == "resolved" for v in bad["verdicts"].values()), bad["verdicts"]
     # an exact model leaves the reference density (nearly) where it is
     assert exact["stationary"]["L1"] < 0.1 * bad["stationary"]["L1"]
+    # the potential u: the ergodic HJB residual joins the metrics
+    exact_u, _ = zoo.score(e.name, builtin_model(e, "exact", "potential"), kind="potential")
+    bad_u, _ = zoo.score(e.name, builtin_model(e, "perturbed", "potential"), kind="potential")
+    assert exact_u["verdicts"]["hjb_residual"]["verdict"] != "resolved"
+    assert all(v["verdict"] == "resolved" for v in bad_u["verdicts"].values()), bad_u["verdicts"]
+    assert exact_u["hjb_residual"] < 0.2 * bad_u["hjb_residual"]
 
 
 def test_cli_build_score_leaderboard_and_cache_integrity(cache, tmp_path, monkeypatch, capsys):

@@ -211,18 +211,25 @@ def entry(name):
     return ENTRIES[name]
 
 
-def exact_model(e):
+def exact_model(e, kind=None):
     """The exact model of an entry, ``f(x, t)`` for ``x`` of shape ``(n, d)``, or None.
 
-    ``c1``: the C1 optimal velocity; ``c2``: the C2 score; ``c3``: the C3 optimal velocity;
-    ``e1``: the E1 stationary velocity ``-u'``; ``toy-score``: the score of the noised toy data
-    set, exact to quadrature accuracy (:meth:`mfgpde.generative.toys.ToyData.noised`; the
-    checkerboard's at ``t = 0``, where it does not exist, is that at ``T_EPS``).
+    ``kind`` is one of the entry's kinds (default its first). Vector kinds (``velocity``,
+    ``score``): ``c1`` the C1 optimal velocity, ``c2`` the C2 score, ``c3`` the C3 optimal
+    velocity, ``e1`` the E1 stationary velocity ``-u'``, ``toy-score`` the score of the noised toy
+    data set, exact to quadrature accuracy (:meth:`mfgpde.generative.toys.ToyData.noised`; the
+    checkerboard's at ``t = 0``, where it does not exist, is that at ``T_EPS``). Potential kinds
+    (``potential``, ``score-potential``): the value functions ``U`` of C1 and C3, ``u`` of E1, and
+    the log-densities ``log p_t`` of C2 and of the noised toys.
     """
     from .. import closed_forms as cf
 
     if e.exact is None:
         return None
+    kind = kind or e.kinds[0]
+    if kind not in e.kinds:
+        raise ValueError(f"zoo entry {e.name} rates {', '.join(e.kinds)}, not {kind!r}")
+    potential = kind in ("potential", "score-potential")
     cfg = e.config
     if e.exact == "toy-score":
         from ..generative import toys
@@ -230,29 +237,37 @@ def exact_model(e):
         data = toys.toy(cfg["data"]["name"])
         sde = cfg["sde"]
 
-        def score(x, t):
+        def law_at(t):
             if t < T_EPS and isinstance(data, toys.Checkerboard):
                 # the piecewise-constant density has no score at t = 0 (zero inside the squares,
                 # undefined on their edges and outside): the law at t = T_EPS stands in
                 t = T_EPS
-            law = toys.ou_marginal(data, t) if sde["type"] == "vp" else toys.ve_marginal(data, t, sde["sigma"])
-            return np.asarray(law.score(x[:, 0], x[:, 1])).T
-        return score
+            return toys.ou_marginal(data, t) if sde["type"] == "vp" else toys.ve_marginal(data, t, sde["sigma"])
+
+        if potential:
+            return lambda x, t: law_at(t).log_density(x[:, 0], x[:, 1])
+        return lambda x, t: np.asarray(law_at(t).score(x[:, 0], x[:, 1])).T
     if e.exact == "c1":
         c = cf.CNFGaussian(1.0, 0.5, 1.0, 1.0)
+        if potential:
+            return lambda x, t: c.U(t, x[:, 0])
         return lambda x, t: c.velocity(t, x)
     if e.exact == "c2":
         d = cfg["data"]
 
-        def score(x, t):
-            return cf.ou_mixture_density_and_score(d["weights"], d["means"], d["covs"], t, x)[1]
-        return score
+        def c2(x, t):
+            dens, score = cf.ou_mixture_density_and_score(d["weights"], d["means"], d["covs"], t, x)
+            return np.log(np.maximum(dens, 1e-300)) if potential else score
+        return c2
     if e.exact == "c3":
         lq = cf.LinearQuadratic(q=1.0, g0=1.0, nu=0.1, T=1.0, mbar=[0.0, 0.0], s0=0.4)
+        if potential:
+            return lambda x, t: lq.U(t, x[:, 0], x[:, 1])
         # v = -grad U = -P(t) (x - mbar)
         return lambda x, t: -lq.P(t) * (x - lq.mbar[None, :])
     if e.exact == "e1":
         el = cf.ErgodicLQ(nu=cfg["model"]["nu"], c=1.0, q=1.0, d=1)
+        if potential:
+            return lambda x, t: el.u(x[:, 0])
         return lambda x, t: -el.grad_u(x[:, 0])[0][:, None]
     raise AssertionError(f"entry {e.name}: unknown exact model {e.exact!r}")
-

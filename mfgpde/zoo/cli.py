@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
 #: the built-in models of ``--model``: the entry's exact model, and the same perturbed
@@ -86,16 +88,20 @@ def _build(args):
     return 1 if failed else 0
 
 
-def builtin_model(e, which):
-    """The entry's exact model, or that model perturbed (``(1 + 0.2) v + 0.1``)."""
+def builtin_model(e, which, kind=None):
+    """The entry's exact model of ``kind``, or that model perturbed: ``1.2 v + 0.1`` (vector
+    kinds) or ``1.2 phi + 0.1 sum_k x_k`` (potentials: the same perturbation of the gradient).
+    """
     from .catalogue import exact_model
 
-    exact = exact_model(e)
+    exact = exact_model(e, kind)
     if exact is None:
         raise ValueError(f"--model {which}: zoo entry {e.name} has no exact model (entries with one: "
                          "`mfgpde zoo list --json`, exact_model = true)")
     if which == "exact":
         return exact
+    if (kind or e.kinds[0]) in ("potential", "score-potential"):
+        return lambda x, t: (1 + PERTURB_SCALE) * exact(x, t) + PERTURB_SHIFT * np.sum(x, axis=1)
     return lambda x, t: (1 + PERTURB_SCALE) * exact(x, t) + PERTURB_SHIFT
 
 
@@ -133,7 +139,7 @@ def _score(args):
     code = 0
     for e in entries:
         kind = args.kind or e.kinds[0]
-        m = builtin_model(e, args.model) if model is None else model
+        m = builtin_model(e, args.model, kind) if model is None else model
         out = args.out if len(entries) == 1 and not args.all else os.path.join(args.out, e.name)
         try:
             metrics, fields = score(e.name, m, kind=kind, model_name=args.model, timeout=args.model_timeout)

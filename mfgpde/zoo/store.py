@@ -31,7 +31,7 @@ from .catalogue import entry as _entry
 logger = logging.getLogger(__name__)
 
 #: Bumped when what is stored, or how it is computed, changes: every cached file becomes stale.
-FORMAT = 2
+FORMAT = 3
 
 
 def cache_dir():
@@ -134,17 +134,45 @@ def _score_bars(e, sm, data, p):
 
 
 def exact_marginal(e):
-    """``t -> law of X_t`` for a score entry on a toy data set (None otherwise)."""
+    """``t -> law of X_t`` for a score entry whose noised laws are known (None otherwise): the toy
+    data sets (VP and VE) and Gaussian mixtures under the VP SDE (C2).
+    """
     cfg = e.config
-    if e.reference != "score" or cfg["data"].get("type") != "toy":
+    if e.reference != "score":
+        return None
+    sde, data = cfg["sde"], cfg["data"]
+    if data.get("type") == "mixture" and sde["type"] == "vp":
+        return lambda t: _MixtureLaw(data, t)
+    if data.get("type") != "toy":
         return None
     from ..generative import toys
 
-    data = toys.toy(cfg["data"]["name"])
-    sde = cfg["sde"]
+    law = toys.toy(data["name"])
     if sde["type"] == "vp":
-        return lambda t: toys.ou_marginal(data, t)
-    return lambda t: toys.ve_marginal(data, t, sde["sigma"])
+        return lambda t: toys.ou_marginal(law, t)
+    return lambda t: toys.ve_marginal(law, t, sde["sigma"])
+
+
+class _MixtureLaw:
+    """The OU-noised Gaussian mixture at time ``t`` (closed form C2) with the toy laws' interface."""
+
+    def __init__(self, data, t):
+        self.data, self.t = data, float(t)
+
+    def _eval(self, xs):
+        from ..closed_forms import ou_mixture_density_and_score
+
+        shape = np.shape(xs[0])
+        P = np.stack([np.ravel(x) for x in xs], axis=1)
+        d = self.data
+        dens, score = ou_mixture_density_and_score(d["weights"], d["means"], d["covs"], self.t, P)
+        return dens.reshape(shape), np.moveaxis(score, 1, 0).reshape((len(xs),) + shape)
+
+    def density(self, *xs):
+        return self._eval(xs)[0]
+
+    def score(self, *xs):
+        return self._eval(xs)[1]
 
 
 def _dataset(e, obj, estimate, build_time):
