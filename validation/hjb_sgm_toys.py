@@ -209,7 +209,8 @@ def main(argv=None):
         ("Setting", f"OU/VP SDE, T = {T}; 3 x 32 GELU MLP (float64); loss DSM + {HJB_WEIGHT} x score-PDE residual "
                     f"+ terminal |s(x, T) + x|^2 (dsm+hjb) or DSM alone (dsm); Adam lr 2e-3, cosine decay, "
                     f"{args.steps} steps of batch {args.batch} on {args.device}; seeds {args.seeds}. References: the "
-                    "zoo entries vp-NAME (64 x 64 grid, 96 steps); bar = the reference's error in that metric."),
+                    f"zoo entries vp-NAME (grid {zoo.entry('vp-' + args.toys[0]).grid}); bar = the reference's error "
+                    "in that metric."),
         ("Results (mean ± std over seeds)", markdown_table(
             ["data", "metric", "DSM", "DSM + HJB", "reference bar", "DSM + HJB is"], rows)
          + "\n\n'better'/'worse': the means differ by more than the larger seed-to-seed standard deviation. "
