@@ -196,7 +196,12 @@ def reference_error_report(reference, metrics, v_ref, kind, transport="upwind"):
             + float(max(g.integrate(np.abs(a - b)) for a, b in zip(m_floor, m_ref))),
             "velocity_error_weighted": weighted_field_error(v_ref, v_c, m_ref, g, times)}
     if "kinetic_energy_reference" in metrics:
-        bars["kinetic_energy_model"] = abs(metrics["kinetic_energy_reference"] - kinetic_energy(p, times, v_c, mc))
+        # the companion's kinetic energy, plus the evaluation floor (the reference's velocity with
+        # the pushed-forward density, as the model's energy is measured: without it the exact C3
+        # velocity was 'resolved' at 3x the companion's bar)
+        bars["kinetic_energy_model"] = (abs(metrics["kinetic_energy_reference"] - kinetic_energy(p, times, v_c, mc))
+                                        + abs(kinetic_energy(p, times, v_ref, m_floor)
+                                              - metrics["kinetic_energy_reference"]))
     if kind == "potential":
         # the reference's own value function, measured the way the model's is: the floor of the
         # centred-difference residual on this grid
