@@ -170,7 +170,9 @@ def main(argv=None):
                 t1 = time.perf_counter()
                 net = train(torch, data, meth == "dsm+hjb", args.steps, args.batch, s, args.device)
                 timings[f"{name}/{meth}/{s}"] = time.perf_counter() - t1
+                t2 = time.perf_counter()
                 metrics, fields = zoo.score(f"vp-{name}", net, kind="score", model_name=f"{name}-{meth}-{s}")
+                timings[f"{name}/{meth}/{s}/score"] = time.perf_counter() - t2
                 row = {k: value(metrics, k) for k, _ in METRICS}
                 results[name][meth].append(row)
                 bars[name] = {k: metrics["reference_error"].get(k) for k, _ in METRICS}
@@ -199,7 +201,9 @@ def main(argv=None):
     grid = zoo.reference(f"vp-{args.toys[0]}").result[0].grid
     figure(os.path.join(args.out, "hjb_sgm_toys.png"), panels, grid)
     run_time = time.perf_counter() - t0
-    mean_t = {m: float(np.mean([v for k, v in timings.items() if k.split("/")[1] == m])) for m in ("dsm", "dsm+hjb")}
+    mean_t = {m: float(np.mean([v for k, v in timings.items() if k.split("/")[1] == m and not k.endswith("/score")]))
+              for m in ("dsm", "dsm+hjb")}
+    score_t = [v for k, v in timings.items() if k.endswith("/score")]
     write_json(os.path.join(args.out, "hjb_sgm_toys.json"),
                {"results": results, "reference_error": bars, "timings_s": timings, "steps": args.steps,
                 "batch": args.batch, "seeds": args.seeds, "device": args.device, "run_time_s": run_time})
@@ -215,7 +219,9 @@ def main(argv=None):
             ["data", "metric", "DSM", "DSM + HJB", "reference bar", "DSM + HJB is"], rows)
          + "\n\n'better'/'worse': the means differ by more than the larger seed-to-seed standard deviation. "
            "A value below about twice the bar cannot be told from the reference's own error. Mean training time "
-           "per model: " + ", ".join(f"{m} {t:.1f} s" for m, t in mean_t.items()) + "."),
+           "per model: " + ", ".join(f"{m} {t:.1f} s" for m, t in mean_t.items())
+         + f". Rating one trained model with zoo.score (reference built): median {np.median(score_t):.1f} s, "
+           f"max {max(score_t):.1f} s."),
         ("Reading", f"DSM + HJB better on: {', '.join(better) or 'nothing'}; worse on: {', '.join(worse) or 'nothing'}; "
                     "no clear difference elsewhere. This is the CPU budget of one run; the long budget is "
                     "`python validation/hjb_sgm_toys.py --steps 20000 --device cuda`."),
