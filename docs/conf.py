@@ -231,7 +231,7 @@ def _zoo_catalogue():
                   "a value beyond twice the bar (the model measurably differs from the reference).", "",
                   _table(table, ("entry", "model") + tuple(f"metric {i + 1}" for i in range(width - 2))), ""]
     lines += ["The MFG of each entry", "---------------------", ""]
-    lines += [f"``{e.name}``\n    {e.mfg}" for e in ENTRIES.values()]
+    lines += [f"``{e.name}``\n    ``{e.mfg}``" for e in ENTRIES.values()]
     return "\n".join(lines) + "\n"
 
 

@@ -126,7 +126,11 @@ def append_leaderboard(path, row):
             raise ValueError(f"--leaderboard {jpath!r} is not a leaderboard (a JSON list of rows); not overwritten")
     rows.append(row)
     write_json(jpath, rows)
-    atomic_write(mpath, lambda tmp: open(tmp, "w").write(render_markdown(rows)), ".md")
+    def write_md(tmp):
+        with open(tmp, "w") as fh:
+            fh.write(render_markdown(rows))
+
+    atomic_write(mpath, write_md, ".md")
     return jpath, mpath
 
 
