@@ -31,3 +31,16 @@ def small_c1_config(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(text.replace("shape = [200]", "shape = [64]").replace("nt = 48", "nt = 16"))
     return cfg
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _zoo_cache(tmp_path_factory):
+    """Zoo references built by the tests (the README's example, ...) go to a temporary cache, not
+    the user's ~/.cache/mfgpde (tests that need their own set MFGPDE_CACHE again)."""
+    previous = os.environ.get("MFGPDE_CACHE")
+    os.environ["MFGPDE_CACHE"] = str(tmp_path_factory.mktemp("zoo-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("MFGPDE_CACHE", None)
+    else:
+        os.environ["MFGPDE_CACHE"] = previous
