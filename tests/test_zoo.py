@@ -92,6 +92,21 @@ def test_toy_score_entry_exact_score_below_bar(cache, monkeypatch):
         assert perturbed["verdicts"][key]["verdict"] == "resolved", key
 
 
+def test_c3_exact_velocity_below_every_bar(cache, monkeypatch):
+    # the kinetic-energy bar carries the evaluation floor: with the companion's energy alone
+    # (0.0016 at 32^2) the exact C3 velocity (0.0052 off, the push-forward's error) was 'resolved'
+    from mfgpde.zoo.cli import builtin_model
+
+    e = _small(monkeypatch, "c3-lq-2d", [32, 32], 32)
+    exact, _ = zoo.score(e.name, builtin_model(e, "exact"))
+    assert "kinetic_energy_model" in exact["verdicts"]
+    for key, v in exact["verdicts"].items():
+        assert v["verdict"] != "resolved", (key, v)
+    bad, _ = zoo.score(e.name, builtin_model(e, "perturbed"))
+    for key in ("final.L1", "velocity_error_weighted", "kinetic_energy_model"):
+        assert bad["verdicts"][key]["verdict"] == "resolved", key
+
+
 def test_ergodic_entry_rates_stationary_models(cache):
     from mfgpde.zoo.cli import builtin_model
 
@@ -147,6 +162,11 @@ def test_score_all_rates_every_entry_of_a_kind(cache, tmp_path, monkeypatch):
     assert cli.main(["zoo", "score", "--all", "--kind", "score", "--dim", "1", "--model", "exact",
                      "--out", str(tmp_path / "all")]) == 0
     assert (tmp_path / "all" / "c2-score-ou-1d" / "score.json").exists()
+    # --all with a built-in model: the entries that have one (C1, E1; not B1)
+    _small(monkeypatch, "c1-cnf-gaussian-1d", [64], 16)
+    assert cli.main(["zoo", "score", "--all", "--kind", "velocity", "--dim", "1", "--model", "exact",
+                     "--out", str(tmp_path / "all1")]) == 0
+    assert sorted(os.listdir(tmp_path / "all1")) == ["c1-cnf-gaussian-1d", "e1-ergodic-lq-1d"]
 
 
 def test_bad_models_and_kinds_fail_clearly(cache, tmp_path, monkeypatch, capsys):

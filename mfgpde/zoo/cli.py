@@ -122,6 +122,8 @@ def _score(args):
         entries = [e for e in entries if (args.kind or "velocity") in e.kinds]
         if args.dim is not None:
             entries = [e for e in entries if e.dim == args.dim]
+        if args.model in BUILTIN_MODELS:
+            entries = [e for e in entries if e.exact is not None]
         if not entries:
             raise ValueError(f"zoo score --all: no entry rates --kind {args.kind or 'velocity'}")
     for e in entries:
