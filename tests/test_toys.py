@@ -120,3 +120,20 @@ def test_bad_input():
         toys.toy("moons").noised(0.0, 1.0)
     with pytest.raises(ValueError, match="2D"):
         toys.toy("moons").on_grid(TensorGrid([[0, 1]], [8]))
+
+
+def test_toy_data_in_configurations():
+    from mfgpde import config
+
+    cfg = {"name": "t", "preset": "cnf", "grid": {"bounds": BOX, "shape": [16, 16]}, "time": {"T": 1.0, "nt": 4},
+           "data": {"type": "toy", "name": "moons"}}
+    p = config.build_problem(cfg)
+    # the checkerboard enters with its exact cell averages (mass 1 on the grid, values 0 or 1/32)
+    cfg["data"]["name"] = "checkerboard"
+    m0 = config.build_problem(cfg).m0
+    assert p.grid.integrate(m0) == pytest.approx(1.0)
+    for bad, word in (({"name": "moon"}, "did you mean moons"), ({"name": "moons", "smoothing": -1.0}, "smoothing"),
+                      ({"name": "moons", "width": 0.1}, "width")):
+        cfg["data"] = {"type": "toy", **bad}
+        with pytest.raises(config.ConfigError, match=word):
+            config.build_problem(cfg)

@@ -410,6 +410,18 @@ def main(argv=None):
                                              "--model-timeout", "-1"], "refused", "timeout"),
             ("validate --kind bogus", ["validate", cfg, "--model", "numpy:zeros", "--kind", "bogus", "--out",
                                        os.path.join(tmp, "v4")], "refused", "kind"),
+            ("zoo score of an unknown entry", ["zoo", "score", "cnf-moon", "--model", "exact", "--out",
+                                               os.path.join(tmp, "z1")], "refused", "did you mean"),
+            ("zoo score --kind score on a flow entry", ["zoo", "score", "cnf-moons", "--model", "numpy:zeros",
+                                                        "--kind", "score", "--out", os.path.join(tmp, "z2")],
+             "refused", "kind"),
+            ("zoo score --model exact without one", ["zoo", "score", "cnf-moons", "--model", "exact", "--out",
+                                                     os.path.join(tmp, "z3")], "refused", "exact"),
+            ("zoo score --model-timeout -1", ["zoo", "score", "c2-score-ou-1d", "--model", "exact",
+                                              "--model-timeout", "-1", "--out", os.path.join(tmp, "z4")],
+             "refused", "timeout"),
+            ("zoo build without names", ["zoo", "build"], "refused", "--all"),
+            ("zoo build with names and --all", ["zoo", "build", "c1-cnf-gaussian-1d", "--all"], "refused", "not both"),
         ]
         for name, argv_, expect, word in verbs:
             code, out, escaped = run_cli(argv_)
