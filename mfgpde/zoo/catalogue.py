@@ -11,7 +11,7 @@ bar. The entries:
     ``N(0, I)``, ``nu = 0``, ``T = 1``); rates a velocity or a potential;
   - ``vp-NAME``: the score-based model with the VP/OU forward SDE ``dX = -X dt + sqrt(2) dW``
     over ``T = 3``; rates a score (or a log-density potential); the exact score is known;
-  - ``ve-NAME``: the same with the VE SDE ``dX = dW`` over ``T = 1`` (80 x 80 on ``[-6, 6]^2``);
+  - ``ve-NAME``: the same with the VE SDE ``dX = dW`` over ``T = 1`` (120 x 120 on ``[-6, 6]^2``);
   - ``jko-NAME``: one JKO step of ``KL(rho | data)`` from ``N(0, I)`` with ``tau = 0.5``, the MFG
     on ``[0, tau]`` with ``U(tau) = log(m / data) + 1``; rates a velocity or a potential;
 
@@ -106,12 +106,14 @@ def _toy_entries(name):
                 f"VP/OU score model of {name}: dX = -X dt + sqrt(2) dW, T = 3; the score solves the log-density HJB",
                 {"name": f"vp-{name}", "preset": "score", "grid": _grid(), "time": {"T": 3.0, "nt": 96},
                  "sde": {"type": "vp"}, "data": data}, exact="toy-score")
-    # VE: the noise spreads the data by sigma sqrt(T) = 1, hence the wider box; 80 points per axis keep
-    # the spacing (0.15) below the width 0.2 of the curves (64 on [-7, 7]^2 with sigma 1.5 did not:
-    # generated-density bars of 0.11-0.31 in L1, against 0.08-0.09 on this grid for moons and spirals)
+    # VE: the noise spreads the data by sigma sqrt(T) = 1, hence the wider box. 120 points per axis
+    # (spacing 0.1): on 80^2 (0.15) the generated-density bars were 0.08-0.09 in L1 and the VE reverse
+    # drift, less sensitive than VP's, left a 20 % perturbed score within them (L1 0.10-0.15); on
+    # 120^2 the bars of moons and spirals are 0.036 / 0.043 and the perturbation is resolved in every
+    # metric (64^2 on [-7, 7]^2 with sigma 1.5 did not resolve the width 0.2 at all: bars 0.11-0.31)
     yield Entry(f"ve-{name}", "score-ve", SCORE_KINDS, 2,
                 f"VE score model of {name}: dX = dW, T = 1",
-                {"name": f"ve-{name}", "preset": "score", "grid": _grid([[-6.0, 6.0], [-6.0, 6.0]], [80, 80]),
+                {"name": f"ve-{name}", "preset": "score", "grid": _grid([[-6.0, 6.0], [-6.0, 6.0]], [120, 120]),
                  "time": {"T": 1.0, "nt": 64}, "sde": {"type": "ve", "sigma": 1.0}, "data": data}, exact="toy-score")
     yield Entry(f"jko-{name}", "jko", FLOW_KINDS, 2,
                 f"JKO step of KL(. | {name}) from N(0, I), tau = 0.5: the MFG on [0, tau], nu = 0, U(tau) = log(m/data) + 1",
