@@ -336,3 +336,17 @@ def test_problem_from_preset_refusals():
         problem_from_preset(dict(CNF_CFG, extra={}))
     with pytest.raises(ConfigError, match="data"):
         problem_from_preset({k: v for k, v in CNF_CFG.items() if k != "data"})
+
+
+def test_grid_score_cap_wraps_periodic_axes():
+    # on a periodic axis the cell next to the seam has the cell across it as a neighbour: where the
+    # density vanishes there, the cliff of log p (~2e4 here) must not set the cap
+    g = mp.TensorGrid([(0, 1)], 64, "periodic")
+    sm = ScoreModel(g, "vp", T=1.0, nt=1)
+    x = g.axes[0]
+    p = np.exp(-((x - 0.3) ** 2) / (2 * 0.05**2))
+    p[x > 0.9] = 0.0
+    s = sm.grid_score(np.stack([p, p]))
+    assert np.all(np.isfinite(s)) and np.abs(s).max() < 1000
+    inner = (x > 0.1) & (x < 0.5)   # where p carries mass the score is -(x - 0.3)/0.05^2 up to O(h^2)
+    np.testing.assert_allclose(s[0, 0, inner], -(x[inner] - 0.3) / 0.05**2, rtol=0, atol=1e-6)

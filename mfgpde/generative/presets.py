@@ -170,11 +170,11 @@ class ScoreModel:
 
         Where ``p_t`` is below ``SCORE_CAP_FRACTION`` of its maximum (or a neighbour is: the
         centred difference reaches it) the magnitude of ``s`` is capped at the largest magnitude
-        found elsewhere. There the density carries no mass a
-        push-forward could see, but ``log p`` falls off a cliff where ``p`` underflows to
-        ``floor``: the centred difference across it was 10-50x the score of the data, and the
-        reverse-time transport's CFL substeps followed it (44,889 substeps instead of about 900
-        for a 64^2 toy reference, 50 s instead of 1 s).
+        found elsewhere. There the density carries no mass a push-forward could see, but
+        ``log p`` falls off a cliff where ``p`` underflows to ``floor``: the centred difference
+        across it was 10-50x the score of the data, and the reverse-time transport's CFL
+        substeps followed it (44,889 substeps instead of about 900 for a 64^2 toy reference,
+        50 s instead of 1 s).
         """
         logp = np.log(np.maximum(p, floor))
         s = np.stack([grid_gradient(lp, self.grid) for lp in logp])
@@ -184,7 +184,9 @@ class ScoreModel:
             for k in range(self.grid.dim):
                 pad = [(0, 0)] * live.ndim
                 pad[k] = (1, 1)
-                wide = np.pad(live, pad, constant_values=True)
+                # a periodic axis wraps (its seam is a neighbour like any other); a wall has none
+                wide = (np.pad(live, pad, mode="wrap") if self.grid.boundary[k] == "periodic"
+                        else np.pad(live, pad, constant_values=True))
                 n_k = live.shape[k]
                 live = (live & np.take(wide, np.arange(0, n_k), axis=k)
                         & np.take(wide, np.arange(2, n_k + 2), axis=k))
