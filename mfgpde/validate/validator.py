@@ -238,6 +238,18 @@ def _verdict(value, bar, grid, nt, order):
     return out
 
 
+def metric_value(metrics, key):
+    """``metrics["a"]["b"]`` for the dotted key ``"a.b"``, ``metrics["a"]`` for ``"a"``; None if absent."""
+    head, _, sub = key.partition(".")
+    value = metrics.get(head)
+    return value.get(sub) if sub and isinstance(value, dict) else value
+
+
+def verdicts_for(bars, metrics, grid, nt, order):
+    """The :func:`_verdict` of every metric that has a bar (``bars``: dotted metric key -> bar)."""
+    return {key: _verdict(metric_value(metrics, key), bar, grid, nt, order) for key, bar in bars.items()}
+
+
 def validate_score(score_model, data, model, name="model", kind="score", timeout=None, forward=None,
                    exact_marginal=None, known_errors=None):
     """Measure a score model against the grid reference of a :class:`ScoreModel`.
@@ -355,12 +367,7 @@ def score_reference_error(score_model, p, s_grid, exact_marginal, metrics, known
             if k in metrics["generated_vs_data"]}
     bars["score_error_weighted"] = score_bar
     bars["hjb_residual"] = metrics["hjb_residual_exact_score"]
-    verdicts = {}
-    for key, bar in bars.items():
-        head, _, sub = key.partition(".")
-        value = metrics[head][sub] if sub else metrics[head]
-        verdicts[key] = _verdict(value, bar, g, score_model.nt, 1)
-    return {"reference_error": bars, "reference_order": 1, "verdicts": verdicts}
+    return {"reference_error": bars, "reference_order": 1, "verdicts": verdicts_for(bars, metrics, g, score_model.nt, 1)}
 
 
 #: How long, in units of the reference's relaxation scale ``L^2 / nu`` (L the box's shortest
@@ -430,12 +437,8 @@ def validate_stationary(reference, model, kind="velocity", name="model", timeout
         bars["velocity_error_weighted"] = float(np.sqrt(g.integrate(np.sum((vc - v_ref) ** 2, axis=0) * m_ref)))
         if kind == "potential":
             bars["hjb_residual"] = _ergodic_residual(p, reference.u, m_ref, reference.rho)
-        verdicts = {}
-        for key, bar in bars.items():
-            head, _, sub = key.partition(".")
-            verdicts[key] = _verdict(metrics[head][sub] if sub else metrics[head], bar, g, None, 1)
         metrics.update({"reference_error": bars, "reference_order": 1, "evaluation_floor": floor,
-                        "verdicts": verdicts})
+                        "verdicts": verdicts_for(bars, metrics, g, None, 1)})
     metrics["model_eval_time_s"] = model.eval_time_s
     metrics["validation_time_s"] = time.perf_counter() - t0 - model.eval_time_s
     return metrics, fields

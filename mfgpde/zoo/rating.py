@@ -76,32 +76,23 @@ def score(name, model, kind=None, model_name="model", timeout=None):
 
 
 def _floor_verdicts(metrics, bars, grid, nt):
-    from ..validate.validator import _verdict
+    from ..validate.validator import verdicts_for
 
-    verdicts = {}
-    for key, bar in bars.items():
-        head, _, sub = key.partition(".")
-        value = metrics.get(head, {}).get(sub) if sub else metrics.get(head)
-        verdicts[key] = _verdict(value, bar, grid, nt, 1)
     metrics["reference_error"] = dict(bars)
-    metrics["verdicts"] = verdicts
+    metrics["verdicts"] = verdicts_for(bars, metrics, grid, nt, 1)
     metrics.pop("reference_error_unavailable", None)
-
-
-def _lookup(metrics, key):
-    head, _, sub = key.partition(".")
-    value = metrics.get(head)
-    return value.get(sub) if sub and isinstance(value, dict) else value
 
 
 def leaderboard_row(metrics, model_name, kind):
     """The leaderboard row of one rating."""
+    from ..validate.validator import metric_value
+
     family = metrics["reference"]
     verdicts = metrics.get("verdicts") or {}
     cells = []
     for key, title in HEADLINES[family]:
         v = verdicts.get(key, {})
-        cells.append({"metric": key, "title": title, "value": _lookup(metrics, key),
+        cells.append({"metric": key, "title": title, "value": metric_value(metrics, key),
                       "reference_error": v.get("reference_error"), "verdict": v.get("verdict", "no error bar")})
     return {"entry": metrics["entry"], "model": model_name, "kind": kind, "reference_grid": metrics["reference_grid"],
             "metrics": cells, "date": datetime.date.today().isoformat()}

@@ -119,14 +119,15 @@ def _score_bars(e, sm, data, p):
     from ..validate.metrics import density_metrics
 
     g = sm.grid
-    q = sm.generate(sm.grid_score(p), start=p[-1] if sm.sde == "ve" else None)
+    s_grid = sm.grid_score(p)
+    q = sm.generate(s_grid, start=p[-1] if sm.sde == "ve" else None)
     floor = density_metrics(q[-1], p[0], g)
     bars = {f"generated_vs_data.{k}": abs(v) for k, v in floor.items()}
     law = exact_marginal(e)
     if law is not None:
         from ..validate.validator import exact_score_errors
 
-        score_bar, data_gap = exact_score_errors(sm, p, sm.grid_score(p), law)
+        score_bar, data_gap = exact_score_errors(sm, p, s_grid, law)
         bars["score_error_weighted"] = score_bar
         bars["generated_vs_data.L1"] += data_gap
         bars["data_gap_L1"] = data_gap
