@@ -83,13 +83,6 @@ def _check_fem_request(comm, options):
                          "options database under mfgpde_fem_newton_, mfgpde_fem_step_ and mfgpde_fem_sweep_")
 
 
-def _refuse_sources(problem, backend):
-    """Sources are discretised by the serial FD scheme only: elsewhere they would be ignored."""
-    if getattr(problem, "hjb_source", None) is not None or getattr(problem, "fp_source", None) is not None:
-        raise ValueError(f"hjb_source / fp_source are supported by the serial finite-difference backend; the {backend} "
-                         "backend does not discretise them (solve on one process with backend='fd')")
-
-
 def _check_newton(problem, options):
     if options.method == "newton" and not problem.hamiltonian.has_second_derivatives:
         raise ValueError("method='newton' needs a Hamiltonian with phi_SS; use method='fixed_point'")
@@ -142,7 +135,6 @@ class DistributedFDBackend:
                              "supported")
         if not problem.hamiltonian.has_second_derivatives:
             raise ValueError("method='newton' needs a Hamiltonian with phi_SS")
-        _refuse_sources(problem, self.name)
 
     def solve(self, problem, options, *, initial=None, comm=None, coarse_start=None):
         from .fd import distributed
@@ -165,7 +157,6 @@ class FEMBackend:
 
     def check(self, problem, options, comm, initial):
         _check_fem_request(comm, options)
-        _refuse_sources(problem, self.name)
 
     def solve(self, problem, options, *, initial=None, comm=None, coarse_start=None):
         from .fem import require_dolfinx
@@ -213,7 +204,6 @@ class ErgodicMeshBackend:
 
     def check(self, problem, options, comm, initial):
         _check_fem_request(comm, options)
-        _refuse_sources(problem, self.name)
         if not _on_mesh(problem):
             raise ValueError("backend='fem' for an ergodic problem needs a mesh (mfgpde.fem.MeshDomain); "
                              "this one is on a TensorGrid: use backend='fd'")

@@ -13,6 +13,7 @@ A configuration names the grid, the time discretisation, the model pieces and th
     [model]
     nu = 0.05
     drift = ["-x"]              # optional, one expression per axis (may use t)
+    hjb_source = "0.1 * cos(x)" # optional sources s_U, s_m of the HJB / FP equations (may use t)
     [hamiltonian]
     type = "quadratic"          # quadratic(lam) | power(q, delta) | congestion(c0, c1, beta)
     [[coupling]]                # zero or more terms, summed
@@ -40,7 +41,7 @@ A ``[mesh]`` table instead of ``[grid]`` solves on a DOLFINx mesh (FEM backend):
     obstacles = [[1.0, 0.5, 0.2]]   # disks (cx, cy, r) cut out of the room
     h = 0.0105
 
-Expressions are NumPy expressions of the coordinates ``x, y, z`` (and ``t`` for drifts),
+Expressions are NumPy expressions of the coordinates ``x, y, z`` (and ``t`` for drifts and sources),
 evaluated with only NumPy's functions in scope.
 """
 
@@ -129,7 +130,7 @@ def check_keys(table, allowed, section):
 #: Keys of a (non-preset) configuration, per table; ``type``-dependent tables below.
 TOP_LEVEL_KEYS = {"name", "normalize_m0", "kind", "grid", "mesh", "time", "model", "hamiltonian", "coupling", "terminal",
                   "m0", "solver"}
-SECTION_KEYS = {"grid": {"bounds", "shape", "boundary"}, "time": {"T", "nt"}, "model": {"nu", "drift"}}
+SECTION_KEYS = {"grid": {"bounds", "shape", "boundary"}, "time": {"T", "nt"}, "model": {"nu", "drift", "hjb_source", "fp_source"}}
 SOLVER_KEYS = {"method", "tol", "max_iter", "damping", "linear_solver", "backend", "grid_sequencing", "petsc_options",
                "order", "error_estimate"}
 COUPLING_KEYS = {"log": {"scale", "floor"}, "power": {"p", "scale"}, "potential": {"expr"}, "convolution": {"kernel", "scale"},
@@ -329,17 +330,25 @@ def build_problem(cfg, comm=None):
             raise ConfigError(f"[model] drift needs {grid.dim} expressions (one per axis), got {len(exprs)}")
         fs = [expression(e, f"model.drift[{k}]") for k, e in enumerate(exprs)]
         drift = lambda t, *xs: [f(*xs, t=t) for f in fs]
+    sources = {key: _source(model[key], f"model.{key}") for key in ("hjb_source", "fp_source") if key in model}
     name = cfg.get("name", os.path.splitext(os.path.basename(cfg.get("_path", "mfg")))[0])
     if cfg.get("kind", "evolutive") == "ergodic":
         return ErgodicMFGProblem(grid, _get(model, "nu", "model", required=True), ham, coupling=coupling, drift=drift,
-                                 name=name)
+                                 name=name, **sources)
     tt = _get(cfg, "time", "top level", required=True)
     term = cfg.get("terminal")
     terminal = None if term is None else build_coupling(term, "terminal")
     m0 = _density_callable(_get(cfg, "m0", "top level", required=True), "m0")
     return MFGProblem(grid, T=_get(tt, "T", "time", required=True), nt=_get(tt, "nt", "time", required=True),
                       nu=_get(model, "nu", "model", required=True), hamiltonian=ham, m0=m0, coupling=coupling,
-                      terminal=terminal, drift=drift, normalize=bool(cfg.get("normalize_m0", False)), name=name)
+                      terminal=terminal, drift=drift, normalize=bool(cfg.get("normalize_m0", False)), name=name,
+                      **sources)
+
+
+def _source(expr, key):
+    """A source expression of ``x, y, z, t`` as the callable ``s(t, x, ...)`` the problem takes."""
+    f = expression(expr, key)
+    return lambda t, *xs: f(*xs, t=t)
 
 
 def solver_options(cfg):

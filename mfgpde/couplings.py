@@ -51,9 +51,9 @@ def _grid_key(grid):
     field to another of a different shape.
     """
     if getattr(grid, "is_mesh", False):
-        # a mesh lives as long as its problem; its ``bounds`` is collective (an MPI allreduce)
-        # and must not be touched here, where ranks may evaluate in different orders
-        return ("mesh", id(grid))
+        # its ``bounds`` is collective (an MPI allreduce) and must not be touched here, where
+        # ranks may evaluate in different orders; its serial number is rank-local and never reused
+        return ("mesh", grid.uid)
     return (tuple(grid.bounds), tuple(grid.shape), tuple(grid.boundary))
 
 class Coupling:
@@ -295,7 +295,7 @@ class ConvolutionCoupling(Coupling):
         20k-vertex crowd room costs ~ 20k x (vertices in a disc of radius ~0.4), not 20k^2.
         A kernel that does not decay gives the dense matrix, refused up front when it cannot fit.
         """
-        key = ("mesh", id(dom))
+        key = _grid_key(dom)
         if key in self._cache:
             return self._cache[key]
         from scipy.spatial import cKDTree

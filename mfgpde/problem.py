@@ -180,7 +180,9 @@ class MFGProblem:
         ``(nt + 1,) + grid.shape``; the HJB step n takes ``s_U(t_n)``, the FP step to n + 1
         ``s_m(t_{n+1})``. For code verification by manufactured solutions
         (:mod:`mfgpde.manufactured`) and for models with exogenous forcing. An FP source changes
-        the mass by ``int s_m`` per unit time (discretely too). Finite differences on one process.
+        the mass by ``int s_m`` per unit time (discretely too). Discretised by every backend:
+        finite differences (serial and distributed) at the grid points, finite elements at the
+        vertices (lumped; a grid array is interpolated onto the mesh).
     """
 
     kind = "evolutive"

@@ -214,8 +214,9 @@ def test_failure_on_one_rank_stops_every_rank(tmp_path):
 
 
 def test_distributed_scheme_is_the_serial_system_on_one_rank():
-    """On one rank (the DMDA's ghosts wrap the periodic axis onto the same rank), the residual and
-    the Jacobian product of the distributed scheme equal the serial ones at a random iterate."""
+    """On one rank (the DMDA's ghosts wrap the periodic axis onto the same rank), the residual, the
+    Jacobian product and the half-sweeps of the distributed scheme equal the serial ones at a random
+    iterate, sources included."""
     from mpi4py import MPI
 
     import mfgpde as mp
@@ -227,7 +228,11 @@ def test_distributed_scheme_is_the_serial_system_on_one_rank():
                       coupling=mp.LogCoupling(),
                       # a terminal cost that depends on m(T): the HJB sweep must read the last slice
                       terminal=mp.LogCoupling() + mp.PotentialCoupling(lambda x, y: np.cos(2 * np.pi * x) * y),
-                      drift=lambda t, x, y: (np.sin(2 * np.pi * x) + t, y - 1), normalize=True)
+                      drift=lambda t, x, y: (np.sin(2 * np.pi * x) + t, y - 1), normalize=True,
+                      # sources, in the residual and in both half-sweeps (an FP source with non-zero
+                      # integral: the forward sweep's mass restoration must add it)
+                      hjb_source=lambda t, x, y: np.cos(2 * np.pi * x) * y + t,
+                      fp_source=lambda t, x, y: 0.2 + np.sin(2 * np.pi * x) * y * (1 + t))
     rng = np.random.default_rng(3)
     U = rng.normal(size=(7, g.size))
     M = 0.5 + rng.random((7, g.size))

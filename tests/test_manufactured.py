@@ -180,7 +180,7 @@ def test_order_two_on_a_manufactured_solution():
     assert oU >= 1.8 and om >= 1.8, (eU, em)
 
 
-def test_sources_are_checked_and_refused_where_not_discretised():
+def test_sources_are_checked_before_any_solve():
     g = mp.TensorGrid([(0, 1)], 16, "periodic")
     base = dict(T=1.0, nt=8, nu=0.1, hamiltonian=mp.QuadraticHamiltonian(), m0=lambda x_: 1 + 0 * x_)
     with pytest.raises(ValueError, match="hjb_source is not finite"):
@@ -189,8 +189,10 @@ def test_sources_are_checked_and_refused_where_not_discretised():
         mp.MFGProblem(g, **base, fp_source=np.zeros(3))
     p = mp.MFGProblem(g, **base, fp_source=np.zeros(16))
     assert p.fp_source.shape == (9, 16) and p.describe()["sources"] == ["fp_source"]
-    with pytest.raises(ValueError, match="hjb_source / fp_source are supported by the serial finite-difference"):
-        mp.solve(p, backend="fem")
+    with pytest.raises(ValueError, match=r"hjb_source: array of shape \(4, 16\), expected \(16,\) or \(9, 16\)"):
+        mp.MFGProblem(g, **base, hjb_source=np.zeros((4, 16)))
+    with pytest.raises(ValueError, match="fp_source: s\\(t, x\\) must return a number or an array"):
+        mp.MFGProblem(g, **base, fp_source=lambda t_: 1.0)
 
 
 def test_an_fp_source_changes_the_mass_by_its_integral():

@@ -363,6 +363,8 @@ class DistributedFDScheme:
         U = np.empty((nt + 1, self.N))
         U[-1] = self.g(M[-1])
         F = self.f(M[1:])
+        if loc.problem.hjb_source is not None:
+            F = F + loc.problem.hjb_source[:-1, own]  # level n sees s_U(t_n), as in the residual
         check_sweep_data(U[-1], F, lambda a: self.allreduce(bool(np.all(np.isfinite(a))), "min"))
         Mg = self.ghosted(M[1:])
         # the step solves need not be more accurate than the level's tolerance asks: a solve to
@@ -403,13 +405,17 @@ class DistributedFDScheme:
         lag = None if M_lag is None else self.ghosted(M_lag[1:])
         M = np.empty((nt + 1, self.N))
         M[0] = self.m0
+        source = None if loc.problem.fp_source is None else loc.problem.fp_source[:, self.owned]
         for n in range(nt):
             m_lag = self.ghosted(M[n][None, :])[0] if lag is None else lag[n]
             vals = kernels.transpose_stencil(loc.fp_stencil(Ug[n], m_lag, n), self.patch.stencil[0])
-            m = self._step.solve(vals, M[n] / dt, STEP_RTOL if rtol is None else rtol)
+            rhs = M[n] / dt if source is None else M[n] / dt + source[n + 1]
+            m = self._step.solve(vals, rhs, STEP_RTOL if rtol is None else rtol)
             total = self.allreduce(float(m.sum()), "sum")
             if total > 0:  # the iterative solve conserves mass to its tolerance; restore it exactly
-                m *= self.allreduce(float(M[n].sum()), "sum") / total
+                # (plus dt sum s_m with a source, as in the serial sweep)
+                gain = 0.0 if source is None else dt * float(source[n + 1].sum())
+                m *= self.allreduce(float(M[n].sum()) + gain, "sum") / total
             M[n + 1] = m
         return M
 

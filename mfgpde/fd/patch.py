@@ -59,5 +59,13 @@ class LocalProblem:
         b = None if problem.drift is None else problem.drift.b
         self.drift = None if b is None else _Drift(b if callable(b) else grid.restrict(np.asarray(b, float)), grid)
         self.name = problem.name
-        # sources are discretised by the serial scheme only (the distributed backend refuses them)
-        self.hjb_source = self.fp_source = None
+        # the sources at every level, cut to the patch from the global arrays the problem holds
+        # (evaluated once on the global grid, so a callable sees the same points as the serial scheme)
+        self.hjb_source, self.fp_source = (None if s is None else self._levels(s, grid)
+                                           for s in (problem.hjb_source, problem.fp_source))
+
+    @staticmethod
+    def _levels(values, grid):
+        """``(K, N)`` values on the global grid -> ``(K, N_patch)`` on the patch."""
+        K = values.shape[0]
+        return np.ascontiguousarray(grid.restrict(values.reshape((K,) + tuple(grid.global_shape))).reshape(K, -1))

@@ -25,11 +25,16 @@ ghosted PETSc vector (:meth:`MeshDomain.exchange`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 
 import numpy as np
 
 from . import require_dolfinx
+
+#: Serial numbers of the domains built in this process: caches key a mesh by it, never by
+#: ``id()``, which a freed mesh hands on to the next one (of another size)
+_SERIAL = itertools.count()
 
 
 @contextlib.contextmanager
@@ -87,6 +92,7 @@ class MeshDomain:
 
         self.mesh = mesh
         self.comm = mesh.comm
+        self.uid = next(_SERIAL)
         self.name = str(name)
         self.source = dict(source or {})
         self.dim = mesh.geometry.dim

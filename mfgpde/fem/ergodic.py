@@ -75,6 +75,11 @@ class MeshErgodic:
         me = dom.exchange(m)
         Rm = (sc._diffusion(me[dom.rows] - me[dom.cols]) + sc._transport_adjoint_m(0, me)
               + sc.transport_adjoint(d, phiS * m))
+        # the sources at the owned dofs (lumped), as in the time-dependent mesh scheme
+        if getattr(self.problem, "hjb_source", None) is not None:
+            Ru = Ru - self.problem.hjb_source
+        if getattr(self.problem, "fp_source", None) is not None:
+            Rm = Rm - self.problem.fp_source
         Ru, Rm = self.dom.allgather(Ru), self.dom.allgather(Rm)
         Rm[-1] = self.integrate(z[self.N:2 * self.N]) - 1.0
         return np.concatenate([Ru, Rm, [self.integrate(z[:self.N])]])

@@ -236,7 +236,18 @@ class FEMScheme:
                          + self.transport_adjoint(d, phiS * M[n + 1]))
         RU[-1] = U[-1] - self.g(M[-1])
         Rm[0] = M[0] - self.m0
+        # sources at the dofs (lumped: the nodal value is the load), at the levels the FD scheme
+        # uses: s_U(t_n) in the HJB step n, s_m(t_{n+1}) in the FP step to n + 1
+        hjb, fp = self.sources()
+        if hjb is not None:
+            RU[:-1] -= hjb[:-1]
+        if fp is not None:
+            Rm[1:] -= fp[1:]
         return RU, Rm
+
+    def sources(self):
+        """``(s_U, s_m)`` at this rank's dofs and every time level, ``(N_t + 1, n)`` each, or None."""
+        return getattr(self.problem, "hjb_source", None), getattr(self.problem, "fp_source", None)
 
     # ------------------------------------------------------------------ matrices
     def hjb_matrix(self, d, phiS, key=None, level=0):
@@ -420,6 +431,8 @@ class FEMScheme:
         U = np.empty((nt + 1, self.n))
         U[-1] = self.g(M[-1])
         F = self.f(M[1:])
+        if self.sources()[0] is not None:
+            F = F + self.sources()[0][:-1]  # level n sees s_U(t_n), as in the residual
         check_sweep_data(U[-1], F, lambda a: comm.allreduce(bool(np.all(np.isfinite(a))), op=MPI.LAND))
         op_scale = 1.0 / dt + self.nu * float(self.dom.max_abs(self.sum_w))
         total = 0
@@ -447,15 +460,20 @@ class FEMScheme:
         """
         M = np.empty((self.nt + 1, self.n))
         M[0] = self.m0
+        source = self.sources()[1]
         for n in range(self.nt):
             lag = M[n] if M_lag is None else M_lag[n + 1]
             _S, d, _phi, phiS = self._level(U[n], lag)
+            rhs = M[n] / self.dt if source is None else M[n] / self.dt + source[n + 1]
             m = self.solve_with("fp_sweep" if exact else "fp_sweep_ilu", self.fp_matrix(d, phiS, key="sweep", level=n),
-                                M[n] / self.dt)
-            # the exact step conserves sum mu m; the iterative solve only to its tolerance: restore it
+                                rhs)
+            # the exact step conserves sum mu m (plus dt sum mu s_m with a source: the FP operator's
+            # columns sum to zero in the lumped inner product); the iterative solve only to its
+            # tolerance: restore it
             total = self.dom.integrate(m)
             if total > 0:
-                m *= self.dom.integrate(M[n]) / total
+                target = self.dom.integrate(M[n]) + (0.0 if source is None else self.dt * self.dom.integrate(source[n + 1]))
+                m *= target / total
             M[n + 1] = m
         return M
 

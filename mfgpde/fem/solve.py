@@ -39,9 +39,26 @@ def problem_on_mesh(problem, comm=None):
                 return [f(*xs) for f in parts]
 
             drift.time_dependent = False
+    sources = {k: _source_on_mesh(grid, getattr(problem, k + "_spec", None), problem.dt)
+               for k in ("hjb_source", "fp_source")}
     p = MFGProblem(dom, problem.T, problem.nt, problem.nu, problem.hamiltonian, m0, coupling=problem.coupling,
-                   terminal=terminal, drift=drift, normalize=problem.normalize, name=problem.name)
+                   terminal=terminal, drift=drift, normalize=problem.normalize, name=problem.name, **sources)
     return p
+
+
+def _source_on_mesh(grid, spec, dt):
+    """A source given for the tensor grid, for the matching mesh: a callable ``s(t, x)`` as it is,
+    an array interpolated linearly onto the vertices (one interpolant per time level when it has
+    one slice per level; level ``n`` is read at ``t = n dt``).
+    """
+    if spec is None or callable(spec):
+        return spec
+    arr = np.asarray(spec, float)
+    if arr.shape == tuple(grid.shape):
+        f = _interpolator(grid, arr)
+        return lambda t, *xs: f(*xs)
+    levels = [_interpolator(grid, a) for a in arr]  # (the problem checked the shape (N_t + 1,) + grid.shape)
+    return lambda t, *xs: levels[int(round(t / dt))](*xs)
 
 
 def _interpolator(grid, values):
