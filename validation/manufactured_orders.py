@@ -8,6 +8,8 @@ no-flux walls, 1D to 3D, the serial and distributed (2 ranks, ``mpiexec``) finit
 finite elements on three kinds of mesh, the ergodic systems and ``order = 2``. The default suite
 checks the same terms on smaller grids (``tests/test_manufactured*.py``).
 
+(Solves to tol = 1e-10: on 256 cells x 256 steps the Newton residual's round-off floor is ~1e-11.)
+
 Run:  python validation/manufactured_orders.py [--out validation/out/manufactured] [--tiny]
 Writes report.md and orders.json in the output folder (the docs include the report).
 """
@@ -87,7 +89,7 @@ def evolutive(case, make, sizes, T=1.0, steps_per_cell=1.0, order=1, **kw):
         dom = make(n)
         p = case.problem(dom, T, max(1, int(round(steps_per_cell * n))), **kw)
         fd = not getattr(dom, "is_mesh", False)
-        r = mp.solve(p, tol=1e-11, order=order, **({"error_estimate": False} if fd else {}))
+        r = mp.solve(p, tol=1e-10, order=order, **({"error_estimate": False} if fd else {}))
         if not r.converged:
             raise RuntimeError(f"n = {n}: {r.diagnostics['status']}")
         for k, v in case.errors(r).items():
@@ -100,7 +102,7 @@ def ergodic(case, make, sizes, hamiltonian, coupling, rho=0.3, order=1):
     for n in sizes:
         dom = make(n)
         fd = not getattr(dom, "is_mesh", False)
-        r = mp.solve(case.ergodic_problem(dom, hamiltonian, coupling, rho=rho), tol=1e-11, order=order,
+        r = mp.solve(case.ergodic_problem(dom, hamiltonian, coupling, rho=rho), tol=1e-10, order=order,
                      **({"error_estimate": False} if fd else {}))
         for k, v in case.ergodic_errors(r, rho).items():
             errs[k].append(v)
