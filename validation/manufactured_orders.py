@@ -238,7 +238,7 @@ def main(argv=None):
     ap.add_argument("--tiny", action="store_true", help="coarse grids (a smoke run; the orders are pre-asymptotic)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    sizes = ([32, 64], [8, 16], [8, 16]) if args.tiny else ([64, 128, 256], [16, 32, 64], [8, 16, 32])
+    sizes = ([32, 64], [8, 16], [8, 16]) if args.tiny else ([64, 128, 256], [32, 64, 128], [16, 32, 64])
     table, data = [], []
     todo = rows_to_run(*sizes)
     for i, (term, backend, expected, run) in enumerate(todo, 1):
