@@ -202,6 +202,7 @@ def test_an_fp_source_changes_the_mass_by_its_integral():
                       coupling=mp.LogCoupling(), fp_source=lambda t_, x_, y_: 0.5 + 0 * x_)
     r = mp.solve(p, tol=1e-12, error_estimate=False)
     assert np.allclose(r.mass(), 1.0 + 0.5 * p.times, atol=1e-12)
+    assert r.diagnostics["mass_error"] < 1e-12  # net of the source's mass (it was 0.5 before)
     # the forward sweep (the fixed point's solver) with its own source and mass restoration
     f = mp.solve(p, method="fixed_point", tol=1e-10, error_estimate=False)
     assert f.converged and np.allclose(f.mass(), 1.0 + 0.5 * p.times, atol=1e-12)

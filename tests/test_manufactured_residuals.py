@@ -112,9 +112,9 @@ def test_ergodic_residual_converges_to_the_exact_one():
          - sp.log(m) - b[0] * grad[0] - b[1] * grad[1])
     exact = fine_integral(lambda t_, *X: lambdify(m * sp.Abs(R), x, y)(*X), 1.0, 2, n_space=512, n_time=1)
     errors, sizes = [], [16, 32, 64]
+    bx, by = lambdify(b[0], x, y), lambdify(b[1], x, y)
     for n in sizes:
         g = mp.TensorGrid([(0, 1)] * 2, n, "periodic")
-        bx, by = lambdify(b[0], x, y), lambdify(b[1], x, y)
         p = mp.ErgodicMFGProblem(g, nu, mp.CongestionHamiltonian(c0=1.0, c1=2.0, beta=1.0), mp.LogCoupling(),
                                  drift=lambda t_, X, Y: [bx(X, Y), by(X, Y)])
         X = g.coordinates()
@@ -158,7 +158,7 @@ def test_log_density_hjb_residual_both_forms_at_second_order(sde, dim):
     for n in sizes:
         sm = make(n)
         X = sm.grid.coordinates()
-        ev = lambda e: np.array([lambdify(e, t, *xs)(tk, *X) for tk in sm.times])
+        ev = lambda e, X=X, sm=sm: np.array([lambdify(e, t, *xs)(tk, *X) for tk in sm.times])
         inner = (Ellipsis,) + (slice(3, -3),) * dim
         Rp = grid_residual(sm, ev(phi), "score-potential")
         errs["potential"].append(np.abs(Rp - ev(R))[inner].max())
@@ -175,7 +175,7 @@ def test_weighted_residual_norm_converges_to_the_exact_one():
     constant of a log-density is removed) converges to its exact value at order 2."""
     from mfgpde.generative.log_density_hjb import grid_residual, weighted_norm
 
-    xs, phi, _grad, R, make = log_density_case("vp", 1, half_width=5.0)
+    _xs, phi, _grad, R, make = log_density_case("vp", 1, half_width=5.0)
     p = sp.exp(-x**2 / 2) / sp.sqrt(2 * sp.pi)                     # a weight of unit mass, ~0 at the walls
     t_min, T = 0.25, 1.0
     # exact: (1/(T - t_min)) int_{t_min}^T [int p R^2 - (int p R)^2] dt (the centring), by quadrature

@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 
 from ..io import atomic_write
-from ..result import SolutionBase, base_diagnostics
+from ..result import SolutionBase, base_diagnostics, mass_error
 
 
 class FEMResult(SolutionBase):
@@ -51,7 +51,7 @@ class FEMResult(SolutionBase):
         dom = problem.grid
         masses = np.array([dom.integrate(m) for m in M])
         mloc = float(M.min()) if M.size else np.inf
-        diag = base_diagnostics(log, status, method, wall_time, np.max(np.abs(masses - masses[0])) / masses[0],
+        diag = base_diagnostics(log, status, method, wall_time, mass_error(masses, problem, dom.integrate),
                                 dom.comm.allreduce(mloc, op=MPI.MIN))
         diag.update(backend="fem", dofs=int(dom.size), ranks=int(dom.comm.size))
         return cls(problem, U, M, log.records, diag)
