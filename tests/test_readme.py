@@ -43,6 +43,7 @@ TINY = {
     "jko_vs_fokker_planck.py": ["--n", "100"],
     "fem_convergence.py": ["--hs", "0.3", "0.2"],
     "reference_accuracy.py": ["--tiny"],
+    "manufactured_orders.py": ["--tiny"],
 }
 
 

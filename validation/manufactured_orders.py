@@ -11,7 +11,8 @@ checks the same terms on smaller grids (``tests/test_manufactured*.py``).
 (Solves to tol = 1e-10: on 256 cells x 256 steps the Newton residual's round-off floor is ~1e-11.)
 
 Run:  python validation/manufactured_orders.py [--out validation/out/manufactured] [--tiny]
-Writes report.md and orders.json in the output folder (the docs include the report).
+Writes report.md, orders.json and orders.png (errors against h, per row) in the output folder
+(the docs include the report).
 """
 
 import argparse
@@ -27,6 +28,7 @@ import sympy as sp
 import mfgpde as mp
 from mfgpde.couplings import KLCoupling
 from mfgpde.manufactured import Manufactured
+from mfgpde.plotting import _mpl, save_figure
 from mfgpde.report import markdown_table, write_report
 from mfgpde.result import write_json
 
@@ -232,6 +234,27 @@ def rows_to_run(sizes_1d, sizes_2d, sizes_3d):
     return rows
 
 
+def figure(data, path):
+    """Errors of U (u) and m against the grid's refinement level, one line per row, with slope guides."""
+    plt = _mpl()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True)
+    for row in data:
+        if "errors" not in row:
+            continue
+        style = "-" if row["expected"] == 1 else "--"
+        for ax, key in zip(axes, (("U", "u"), ("m",))):
+            k = next((c for c in key if c in row["errors"]), None)
+            e = row["errors"][k]
+            ax.loglog(2.0 ** -np.arange(len(e)), e, style, marker="o", ms=3, lw=1)
+    for ax, name in zip(axes, ("U (max), u", "m (L1)")):
+        h = np.array([1.0, 0.25])
+        ax.loglog(h, 3e-2 * h, "k:", lw=1.5, label="order 1")
+        ax.loglog(h, 3e-3 * h**2, "k-.", lw=1.5, label="order 2")
+        ax.set(xlabel="h / h_coarsest", ylabel="error", title=f"{name}: every row (dashed: order = 2)")
+        ax.legend(loc="lower right")
+    save_figure(fig, path)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "manufactured"))
@@ -261,6 +284,7 @@ def main(argv=None):
         print(f"[{i}/{len(todo)}] {backend}: {term}: " + ", ".join(f"{k} {v:.2f}" for k, v in orders.items())
               + f" ({time.perf_counter() - ts:.1f} s)", flush=True)
     os.makedirs(args.out, exist_ok=True)
+    figure(data, os.path.join(args.out, "orders.png"))
     write_json(os.path.join(args.out, "orders.json"), {"sizes": sizes, "rows": data})
     write_report(os.path.join(args.out, "report.md"), "Observed orders on manufactured solutions", [
         ("Result", markdown_table(["term", "backend", "expected", "observed (fit over the 3 grids)",
