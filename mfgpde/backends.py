@@ -135,6 +135,10 @@ class DistributedFDBackend:
                              "supported")
         if not problem.hamiltonian.has_second_derivatives:
             raise ValueError("method='newton' needs a Hamiltonian with phi_SS")
+        if options.petsc_options:
+            from .fd.petsc import check_options, probe_options
+
+            probe_options(check_options(dict(options.petsc_options)), comm)
 
     def solve(self, problem, options, *, initial=None, comm=None, coarse_start=None):
         from .fd import distributed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -78,16 +79,44 @@ def _publish(out, write):
     import tempfile
 
     os.makedirs(out, exist_ok=True)
-    stage = tempfile.mkdtemp(prefix=".staging-", dir=out)
+    _remove_debris(out)
+    stage = tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=out)
     try:
         write(stage)
         produced = set(os.listdir(stage))
-        _remove_stale(out, produced)
-        for name in sorted(produced - {"summary.json"}) + ["summary.json"]:  # the summary last
-            if name in produced:
-                os.replace(os.path.join(stage, name), os.path.join(out, name))
+        # an abort of the job (a signal to another rank) waits for the swap: all old or all new
+        with _stop.critical() if _stop is not None else contextlib.nullcontext():
+            _remove_stale(out, produced)
+            for name in sorted(produced - {"summary.json"}) + ["summary.json"]:  # the summary last
+                if name in produced:
+                    os.replace(os.path.join(stage, name), os.path.join(out, name))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _remove_debris(out):
+    """Remove staging folders that a killed run (SIGKILL, an abort) left in ``out``: those whose
+    process (the pid in the name) is gone.
+    """
+    import shutil
+
+    for name in os.listdir(out):
+        if not name.startswith(".staging-"):
+            continue
+        pid = name.split("-")[1]
+        if pid.isdigit() and _alive(int(pid)):
+            continue  # (a run in progress, in this folder)
+        shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _solve(args):
@@ -218,6 +247,38 @@ def main(argv=None):
     # long solves log their progress (INFO, rank 0); -q keeps warnings only
     enable_logging(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     previous = _terminate_as_exception()
+    global _stop
+    from .parallel.stop import StopTogether
+
+    # under mpiexec: a signal to any rank, or an error that the other ranks do not reach, ends every rank
+    _stop = StopTogether.install()
+    try:
+        code = _run(args)
+    except BaseException:  # a bug's traceback on one rank: the others must not wait for it
+        if _stop is not None:
+            import traceback
+
+            traceback.print_exc()
+            _stop.failed(1)
+        raise
+    finally:
+        if previous is not _NOT_INSTALLED:
+            # None: the previous handler was not set from Python; the default is the closest
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    if _stop is not None:
+        if code in (1, 130, 143):
+            _stop.failed(code)
+        _stop.close()
+        _stop = None
+    return code
+
+
+#: the running :class:`~mfgpde.parallel.stop.StopTogether` of an ``mpiexec`` job, else None
+_stop = None
+
+
+def _run(args):
+    """The verb, with its errors and signals turned into messages and exit codes."""
     try:
         return args.func(args)
     except (ValueError, TypeError, FloatingPointError, NotImplementedError, RuntimeError, ImportError, OSError) as exc:
@@ -236,10 +297,6 @@ def main(argv=None):
         # removed by their finally blocks, the previous results stay as they were
         print(f"mfgpde {args.verb}: terminated (SIGTERM)", file=sys.stderr)
         return 143
-    finally:
-        if previous is not _NOT_INSTALLED:
-            # None: the previous handler was not set from Python; the default is the closest
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 _NOT_INSTALLED = object()

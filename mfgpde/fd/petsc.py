@@ -31,6 +31,9 @@ def _petsc():
         from petsc4py import PETSc
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ImportError(INSTALL_HINT) from exc
+    from ..parallel.stop import release_petsc_signals
+
+    release_petsc_signals(PETSc)  # (SIGINT / SIGTERM are the package's: exit codes 130 / 143, every rank)
     return PETSc
 
 
@@ -56,6 +59,58 @@ def check_options(options):
                              "(the Newton systems' FGMRES)")
         out[OPTIONS_PREFIX + key] = "" if value is None else str(value)
     return out
+
+
+def probe_options(options, comm):
+    """Refuse PETSc options that PETSc itself rejects, before any solve (collective over ``comm``).
+
+    ``options``: the checked dict of :func:`check_options`. The step and sweep options are set on a
+    KSP of the kind the scheme builds (GMRES, block Jacobi) for a one-row-per-rank identity,
+    which is set up and solved once; the Newton options on an FGMRES KSP of a shell matrix.
+    A value PETSc refuses (an unknown ``pc_type``, a non-number where a number is expected) used
+    to surface as a ``singular_jacobian`` status after the solve had run.
+    """
+    if not options:
+        return
+    PETSc = _petsc()
+    pcomm = PETSc.Comm(comm)
+    db = PETSc.Options()
+    for group in ("step_", "sweep_", "newton_"):
+        mine = {k: v for k, v in options.items() if k.startswith(OPTIONS_PREFIX + group)}
+        if not mine:
+            continue
+        before = {k: db.getString(k) for k in mine if db.hasName(k)}
+        objs = []
+        try:
+            for key, value in mine.items():
+                db[key] = value
+            A = PETSc.Mat().createAIJ(((1, None), (1, None)), nnz=1, comm=pcomm)
+            objs.append(A)
+            A.setValue(A.getOwnershipRange()[0], A.getOwnershipRange()[0], 1.0)
+            A.assemble()
+            ksp = PETSc.KSP().create(comm=pcomm)
+            objs.append(ksp)
+            ksp.setOptionsPrefix(OPTIONS_PREFIX + group)
+            ksp.setType(PETSc.KSP.Type.FGMRES if group == "newton_" else PETSc.KSP.Type.GMRES)
+            if group != "newton_":
+                ksp.getPC().setType(PETSc.PC.Type.BJACOBI)
+            ksp.setOperators(A)
+            ksp.setFromOptions()
+            x, b = A.createVecs()
+            objs += [x, b]
+            b.set(1.0)
+            ksp.solve(b, x)
+        except PETSc.Error as exc:
+            given = ", ".join(f"{k[len(OPTIONS_PREFIX):]}={v}" if v else k[len(OPTIONS_PREFIX):] for k, v in mine.items())
+            raise ValueError(f"petsc_options: PETSc refused the {group[:-1]} options ({given}): PETSc error code "
+                             f"{exc.ierr}; see the PETSc manual for the accepted values") from None
+        finally:
+            for obj in objs:
+                obj.destroy()
+            for key in mine:
+                db.delValue(key)
+                if key in before:
+                    db[key] = before[key]
 
 
 class StepSolver:

@@ -28,4 +28,9 @@ def require_dolfinx():
     import importlib
 
     importlib.import_module("mpi4py.MPI")  # initialises MPI; must precede the DOLFINx import
-    return importlib.import_module("dolfinx")
+    dolfinx = importlib.import_module("dolfinx")
+    from ..parallel.stop import release_petsc_signals
+
+    # (DOLFINx initialises PETSc, whose signal handlers would pre-empt the package's)
+    release_petsc_signals(importlib.import_module("petsc4py.PETSc"))
+    return dolfinx
