@@ -28,3 +28,14 @@ def test_convolution_without_scipy_signal_is_the_linear_convolution(rng):
         for j in range(6):
             direct[i:i + 3, j:j + 5] += A[i, j] * B
     assert abs(_linear_convolution(A, B) - direct).max() < 1e-13
+
+
+def test_cli_start_loads_no_heavy_module():
+    """What ``mfgpde --help`` loads (the parser of every verb): none of the heavy modules, nor SciPy,
+    Numba or the zoo's catalogue (whose toy densities import scipy.special: 0.25 s of every start)."""
+    heavy = (*HEAVY, "scipy", "numba", "mfgpde.zoo.catalogue", "mfgpde.generative.toys")
+    code = ("import argparse, json, sys; from mfgpde import cli; "
+            "cli._register_extra_verbs(argparse.ArgumentParser().add_subparsers()); "
+            f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

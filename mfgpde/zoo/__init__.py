@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import builtins
 
-from .catalogue import ENTRIES, Entry, entry, exact_model
-from .rating import score
-from .store import build, cache_dir, reference
+from .. import lazy as _lazy
 
-__all__ = ["ENTRIES", "Entry", "build", "cache_dir", "entry", "exact_model", "list", "reference", "score"]
+#: public name -> module, loaded on first use (PEP 562): the CLI registers ``mfgpde zoo`` at every
+#: start, and the catalogue's toys import SciPy's special functions (0.25 s of ``mfgpde --help``)
+_LAZY = {**dict.fromkeys(["ENTRIES", "Entry", "entry", "exact_model"], ".catalogue"), "score": ".rating",
+         **dict.fromkeys(["build", "cache_dir", "reference"], ".store")}
+
+__all__ = sorted([*_LAZY, "list"])
+
+__getattr__, __dir__ = _lazy.attach(__name__, _LAZY)
 
 
 def list():  # the name the catalogue API is known by: zoo.list()
     """Every entry of the catalogue, in order (a list of :class:`Entry`)."""
+    from .catalogue import ENTRIES
+
     return builtins.list(ENTRIES.values())
