@@ -99,6 +99,7 @@ class Manufactured:
         self._sm = sp.lambdify(args, self.s_m, "numpy")
         self._grest = sp.lambdify(args, self.g_rest, "numpy")
         self._drift = None if drift is None else [sp.lambdify(args, bk, "numpy") for bk in b]
+        self._drift_exprs = b
 
     # the exact fields and sources as callables of (t, x1, ..., xd), broadcast to the grid
     @staticmethod
@@ -132,6 +133,37 @@ class Manufactured:
             drift = lambda t, *xs: [self._full(bk, t, xs) for bk in self._drift]
         return MFGProblem(grid, T, nt, self.nu, hamiltonian, lambda *xs: self.m_exact(0.0, *xs), coupling=coupling,
                           terminal=term, drift=drift, name=name, hjb_source=self.hjb_source, fp_source=self.fp_source)
+
+    def configuration(self, bounds, shape, boundary, T, nt, tables="", name="manufactured") -> str:
+        """The time-dependent problem of :meth:`problem` as a TOML configuration for ``mfgpde solve``.
+
+        Writes ``[grid]``, ``[time]``, ``[model]`` (``nu``, the drift and both sources as
+        expressions of ``x, y, z, t``), ``[terminal]`` (the potential ``U*(T) - g[m*(T)]``: give no
+        ``g`` to the constructor, or add the m-dependent terminal cost in ``tables`` yourself) and
+        ``[m0]``; ``tables`` adds the rest verbatim (``[hamiltonian]``, ``[[coupling]]``,
+        ``[solver]``). Every expression is checked by the configuration reader, so a function the
+        configuration language does not know is refused here, by name.
+        """
+        from .config import expression
+
+        sp = _sympy()
+        axes = [str(v) for v in self.xs]
+        if axes != ["x", "y", "z"][: len(axes)]:
+            raise ValueError(f"configuration: the space variables must be named x, y, z (in order), got {axes}")
+        exprs = {"hjb_source": self.s_U, "fp_source": self.s_m, "terminal": self.g_rest.subs(self.t, T),
+                 "m0": self.m.subs(self.t, 0)}
+        if self._drift is not None:
+            exprs.update({f"drift[{k}]": b for k, b in enumerate(self._drift_exprs)})
+        text = {k: sp.sstr(v) for k, v in exprs.items()}
+        for key, expr in text.items():
+            expression(expr, key)
+        nd = len(axes)
+        drift = "" if self._drift is None else "drift = [" + ", ".join(f'"{text[f"drift[{k}]"]}"' for k in range(nd)) + "]\n"
+        return (f'name = "{name}"\n[grid]\nbounds = {[list(map(float, b)) for b in bounds]}\nshape = {list(shape)}\n'
+                f'boundary = "{boundary}"\n[time]\nT = {float(T)}\nnt = {int(nt)}\n[model]\nnu = {self.nu}\n{drift}'
+                f'hjb_source = "{text["hjb_source"]}"\nfp_source = "{text["fp_source"]}"\n'
+                f'[terminal]\ntype = "potential"\nexpr = "{text["terminal"]}"\n'
+                f'[m0]\ntype = "expr"\nexpr = "{text["m0"]}"\n' + tables)
 
     def ergodic_problem(self, grid, hamiltonian, coupling: Coupling | None = None, rho: float = 0.0,
                         name="manufactured ergodic") -> ErgodicMFGProblem:

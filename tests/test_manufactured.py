@@ -230,3 +230,28 @@ def test_ergodic_problem(order):
     lo, hi = (0.8, 1.3) if order == 1 else (1.8, np.inf)
     for k, e in errs.items():
         assert lo < observed_order(h, e) < hi, (k, e)
+
+
+def test_the_manufactured_problem_as_a_configuration():
+    """``Manufactured.configuration`` writes the problem for ``mfgpde solve``: read back, its sources,
+    drift, terminal cost and m0 are those of ``Manufactured.problem`` on the grid; a function the
+    configuration language does not know is refused by name."""
+    from mfgpde.config import ConfigError, build_problem, load
+
+    U, m = fields_1d()
+    case = Manufactured([x], t, U=U, m=m, H=HAMILTONIANS["quadratic"][0], f=lambda m_: sp.log(m_), nu=0.1,
+                        drift=[sp.sin(TWO_PI * x) * (1 + t) / 3])
+    text = case.configuration([(0, 1)], (24,), "periodic", 1.0, 12, '[hamiltonian]\ntype = "quadratic"\nlam = 2.0\n'
+                              '[[coupling]]\ntype = "log"\n')
+    import tomllib
+
+    read = build_problem(load(tomllib.loads(text)))
+    direct = case.problem(mp.TensorGrid([(0, 1)], 24, "periodic"), 1.0, 12, HAMILTONIANS["quadratic"][1],
+                          coupling=mp.LogCoupling())
+    for a, b in ((read.hjb_source, direct.hjb_source), (read.fp_source, direct.fp_source), (read.m0, direct.m0),
+                 (read.drift.at(0.5), direct.drift.at(0.5)),
+                 (read.terminal.value(direct.m0, read.grid), direct.terminal.value(direct.m0, direct.grid))):
+        assert np.abs(a - b).max() < 1e-12
+    odd = Manufactured([x], t, U=sp.erf(x) * t, m=m, H=HAMILTONIANS["quadratic"][0], nu=0.1)
+    with pytest.raises(ConfigError, match=r"unknown name\(s\) \['erf'\]"):
+        odd.configuration([(0, 1)], (8,), "periodic", 1.0, 4)

@@ -162,30 +162,10 @@ def test_array_sources_on_a_grid_carry_over_to_the_matching_mesh():
 
 
 # ---------------------------------------------------------------------- distributed FD, via the CLI
-CONFIG = """
-name = "manufactured"
-[grid]
-bounds = [[0.0, 1.0], [0.0, 1.0]]
-shape = {n}
-boundary = "periodic"
-[time]
-T = {T}
-nt = {nt}
-[model]
-nu = 0.1
-drift = ["{b0}", "{b1}"]
-hjb_source = "{s_U}"
-fp_source = "{s_m}"
-[hamiltonian]
+TABLES = """[hamiltonian]
 type = "quadratic"
 [[coupling]]
 type = "log"
-[terminal]
-type = "potential"
-expr = "{g}"
-[m0]
-type = "expr"
-expr = "{m0}"
 [solver]
 tol = 1e-11
 error_estimate = false
@@ -211,8 +191,7 @@ def test_distributed_fd_on_two_ranks_with_sources_from_a_configuration(tmp_path)
     sizes = [16, 32]
     for n in sizes:
         cfg = tmp_path / f"mms{n}.toml"
-        cfg.write_text(CONFIG.format(n=n, T=T, nt=n // 2, b0=b[0], b1=b[1], s_U=case.s_U, s_m=case.s_m,
-                                     g=case.g_rest.subs(t, T), m0=m.subs(t, 0)))
+        cfg.write_text(case.configuration([(0, 1), (0, 1)], (n, n), "periodic", T, n // 2, TABLES))
         out = tmp_path / f"o{n}"
         proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mfgpde", "solve", str(cfg), "--out", str(out),
                                "--no-plot"], capture_output=True, text=True, timeout=600,

@@ -111,29 +111,10 @@ def ergodic(case, make, sizes, hamiltonian, coupling, rho=0.3, order=1):
     return errs
 
 
-CONFIG = """
-[grid]
-bounds = [[0.0, 1.0], [0.0, 1.0]]
-shape = {n}
-boundary = "periodic"
-[time]
-T = {T}
-nt = {nt}
-[model]
-nu = 0.1
-drift = ["{b0}", "{b1}"]
-hjb_source = "{s_U}"
-fp_source = "{s_m}"
-[hamiltonian]
+TABLES = """[hamiltonian]
 type = "quadratic"
 [[coupling]]
 type = "log"
-[terminal]
-type = "potential"
-expr = "{g}"
-[m0]
-type = "expr"
-expr = "{m0}"
 [solver]
 tol = 1e-11
 error_estimate = false
@@ -152,8 +133,7 @@ def distributed(sizes, ranks=2, T=0.5):
         for n in sizes:
             cfg = os.path.join(tmp, f"mms{n}.toml")
             with open(cfg, "w") as fh:
-                fh.write(CONFIG.format(n=n, T=T, nt=n // 2, b0=b[0], b1=b[1], s_U=case.s_U, s_m=case.s_m,
-                                       g=case.g_rest.subs(t, T), m0=M2.subs(t, 0)))
+                fh.write(case.configuration([(0, 1), (0, 1)], (n, n), "periodic", T, n // 2, TABLES))
             out = os.path.join(tmp, f"o{n}")
             subprocess.run([mpiexec, "-n", str(ranks), sys.executable, "-m", "mfgpde", "solve", cfg, "--out", out,
                             "--no-plot", "-q"], check=True, capture_output=True,
