@@ -158,7 +158,10 @@ def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path):
 
     proc = subprocess.Popen([sys.executable, "-m", "mfgpde", "solve", os.path.join(ROOT, "solvers", "lst_case2.toml"),
                              "--out", str(tmp_path / "out")], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+                            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+                            # (a run started in the background by a non-interactive shell inherits
+                            # SIGINT ignored, and Python then keeps it ignored: as from a terminal here)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     line = proc.stderr.readline()                 # "mfgpde: solving ..." once the solve has started
     assert line.startswith("mfgpde: solving"), line
     proc.send_signal(signal.SIGINT)
