@@ -80,7 +80,7 @@ def _publish(out, write):
 
     os.makedirs(out, exist_ok=True)
     _remove_debris(out)
-    stage = tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=out)
+    stage = tempfile.mkdtemp(prefix=f".staging-{os.getpid()}@{_HOST}-", dir=out)
     try:
         write(stage)
         produced = set(os.listdir(stage))
@@ -94,18 +94,24 @@ def _publish(out, write):
         shutil.rmtree(stage, ignore_errors=True)
 
 
+#: the host in staging folders' names: on a shared file system a pid means something only on its host
+_HOST = os.uname().nodename.replace("-", "_") or "host"
+
+
 def _remove_debris(out):
-    """Remove staging folders that a killed run (SIGKILL, an abort) left in ``out``: those whose
-    process (the pid in the name) is gone.
+    """Remove staging folders that a killed run (SIGKILL, an abort) left in ``out``: those named
+    ``.staging-<pid>@<host>-*`` of this host whose process is gone (a run in progress, or one on
+    another node of a shared file system, is left alone).
     """
     import shutil
 
     for name in os.listdir(out):
         if not name.startswith(".staging-"):
             continue
-        pid = name.split("-")[1]
-        if pid.isdigit() and _alive(int(pid)):
-            continue  # (a run in progress, in this folder)
+        owner = name[len(".staging-"):].rpartition("-")[0]      # (mkdtemp's suffix has no "-")
+        pid, _, host = owner.partition("@")
+        if host != _HOST or not pid.isdigit() or _alive(int(pid)):
+            continue
         shutil.rmtree(os.path.join(out, name), ignore_errors=True)
 
 
@@ -253,24 +259,25 @@ def main(argv=None):
     # under mpiexec: a signal to any rank, or an error that the other ranks do not reach, ends every rank
     _stop = StopTogether.install()
     try:
-        code = _run(args)
-    except BaseException:  # a bug's traceback on one rank: the others must not wait for it
-        if _stop is not None:
-            import traceback
+        try:
+            code = _run(args)
+        except BaseException:  # a bug's traceback on one rank: the others must not wait for it
+            if _stop is not None:
+                import traceback
 
-            traceback.print_exc()
-            _stop.failed(1)
-        raise
+                traceback.print_exc()
+                _stop.failed(1)
+            raise
+        if _stop is not None and code in (1, 130, 143):
+            _stop.failed(code)
+        return code
     finally:
+        if _stop is not None:  # (first: it restores the handlers it replaced, ours among them)
+            _stop.close()
+            _stop = None
         if previous is not _NOT_INSTALLED:
             # None: the previous handler was not set from Python; the default is the closest
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-    if _stop is not None:
-        if code in (1, 130, 143):
-            _stop.failed(code)
-        _stop.close()
-        _stop = None
-    return code
 
 
 #: the running :class:`~mfgpde.parallel.stop.StopTogether` of an ``mpiexec`` job, else None

@@ -123,26 +123,34 @@ def test_ergodic_residual_converges_to_the_exact_one():
 
 
 # ---------------------------------------------------------------------- log-density HJB residuals
-def log_density_case(sde, dim, half_width=3.0):
-    """A smooth phi(t, x) that is no log-density of anything, and its exact residuals (both forms)."""
+def log_density_case(sde, dim, half_width=3.0, boundary="noflux"):
+    """A smooth phi(t, x) that is no log-density of anything, and its exact residuals (both forms).
+    On a periodic box (VE only: the VP drift -x is not periodic) phi is periodic on [0, 2 pi)^d."""
     from mfgpde.generative.presets import ScoreModel
 
     xs = [x, y][:dim]
-    bounds = [(-half_width, half_width)] * dim
-    phi = -sum(v**2 for v in xs) * (1 + t / 4) / 2 + sp.sin(xs[0]) * sp.cos(2 * t) / 2
-    if dim == 2:
-        phi += sp.cos(x + y / 2) * t / 3
+    if boundary == "periodic":
+        bounds = [(0.0, 2 * np.pi)] * dim
+        phi = sp.cos(2 * xs[0]) * (1 + t / 4) / 4 + sp.sin(xs[0]) * sp.cos(2 * t) / 2
+        if dim == 2:
+            phi += sp.cos(x + y) * t / 3 + sp.sin(y) / 5
+    else:
+        bounds = [(-half_width, half_width)] * dim
+        phi = -sum(v**2 for v in xs) * (1 + t / 4) / 2 + sp.sin(xs[0]) * sp.cos(2 * t) / 2
+        if dim == 2:
+            phi += sp.cos(x + y / 2) * t / 3
     nu = 1.0 if sde == "vp" else 0.5 * 0.8**2
     f = [-v for v in xs] if sde == "vp" else [sp.Integer(0)] * dim
     grad = [sp.diff(phi, v) for v in xs]
     R = (sp.diff(phi, t) + sum(sp.diff(fk, v) for fk, v in zip(f, xs)) + sum(fk * gk for fk, gk in zip(f, grad))
          - nu * (sum(sp.diff(phi, v, 2) for v in xs) + sum(gk**2 for gk in grad)))
-    make = lambda n: ScoreModel(mp.TensorGrid(bounds, n, "noflux"), sde, sigma=0.8, T=1.0, nt=n // 2)
+    make = lambda n: ScoreModel(mp.TensorGrid(bounds, n, boundary), sde, sigma=0.8, T=1.0, nt=n // 2)
     return xs, phi, grad, R, make
 
 
-@pytest.mark.parametrize("sde,dim", [("vp", 1), ("ve", 1), ("vp", 2), ("ve", 2)])
-def test_log_density_hjb_residual_both_forms_at_second_order(sde, dim):
+@pytest.mark.parametrize("sde,dim,boundary", [("vp", 1, "noflux"), ("ve", 1, "noflux"), ("vp", 2, "noflux"),
+                                              ("ve", 2, "noflux"), ("ve", 1, "periodic"), ("ve", 2, "periodic")])
+def test_log_density_hjb_residual_both_forms_at_second_order(sde, dim, boundary):
     """``R = dphi/dt + div f + f . grad phi - nu (Lap phi + |grad phi|^2)`` (potential form) and its
     gradient ``R_s`` (score form, from ``s = grad phi``): max error at order 2 at every level (the
     end times use one-sided second-order differences) and every point at least 3 cells from a
@@ -151,7 +159,7 @@ def test_log_density_hjb_residual_both_forms_at_second_order(sde, dim):
     residual by p_t, which is ~0 at the walls of the zoo's boxes (see the weighted-norm test)."""
     from mfgpde.generative.log_density_hjb import grid_residual
 
-    xs, phi, grad, R, make = log_density_case(sde, dim)
+    xs, phi, grad, R, make = log_density_case(sde, dim, boundary=boundary)
     R_s = [sp.diff(R, v) for v in xs]
     errs = {"potential": [], "score": []}
     sizes = [32, 64, 128] if dim == 1 else [16, 32, 64]
@@ -159,7 +167,7 @@ def test_log_density_hjb_residual_both_forms_at_second_order(sde, dim):
         sm = make(n)
         X = sm.grid.coordinates()
         ev = lambda e, X=X, sm=sm: np.array([lambdify(e, t, *xs)(tk, *X) for tk in sm.times])
-        inner = (Ellipsis,) + (slice(3, -3),) * dim
+        inner = (Ellipsis,) + (slice(3, -3) if boundary == "noflux" else slice(None),) * dim  # (periodic: all)
         Rp = grid_residual(sm, ev(phi), "score-potential")
         errs["potential"].append(np.abs(Rp - ev(R))[inner].max())
         Rs = grid_residual(sm, np.stack([ev(gk) for gk in grad], axis=1), "score")
@@ -170,28 +178,32 @@ def test_log_density_hjb_residual_both_forms_at_second_order(sde, dim):
         assert 1.6 < observed_order(h, e) < 2.6 and e[-2] / e[-1] > 3.3, (form, e)
 
 
-def test_weighted_residual_norm_converges_to_the_exact_one():
+@pytest.mark.parametrize("dim", [1, 2])
+def test_weighted_residual_norm_converges_to_the_exact_one(dim):
     """The p-weighted, time-averaged norm of the potential-form residual (centred: the normalisation
-    constant of a log-density is removed) converges to its exact value at order 2."""
+    constant of a log-density is removed) converges to its exact value at order 2, in 1D and 2D."""
     from mfgpde.generative.log_density_hjb import grid_residual, weighted_norm
 
-    _xs, phi, _grad, R, make = log_density_case("vp", 1, half_width=5.0)
-    p = sp.exp(-x**2 / 2) / sp.sqrt(2 * sp.pi)                     # a weight of unit mass, ~0 at the walls
+    xs, phi, _grad, R, make = log_density_case("vp", dim, half_width=5.0)
+    p = sp.exp(-sum(v**2 for v in xs) / 2) / (2 * sp.pi) ** sp.Rational(dim, 2)  # unit mass, ~0 at the walls
     t_min, T = 0.25, 1.0
-    # exact: (1/(T - t_min)) int_{t_min}^T [int p R^2 - (int p R)^2] dt (the centring), by quadrature
-    xq = np.linspace(-5, 5, 10001)
-    Rq, pq = lambdify(R, t, x), lambdify(p, x)(xq)
+    # exact: (1/(T - t_min)) int_{t_min}^T [int p R^2 - (int p R)^2 / int p] dt (the centring), by quadrature
+    axis = np.linspace(-5, 5, 10001 if dim == 1 else 801)
+    Xq = np.meshgrid(*[axis] * dim, indexing="ij")
+    quad = lambda F: np.trapezoid(F.reshape((axis.size,) * dim), axis, axis=0) if dim == 1 else \
+        np.trapezoid(np.trapezoid(F, axis, axis=1), axis)
+    Rq, pq = lambdify(R, t, *xs), lambdify(p, *xs)(*Xq)
     nodes, weights = np.polynomial.legendre.leggauss(32)
     ts = t_min + (T - t_min) * (nodes + 1) / 2
-    mass = np.trapezoid(pq, xq)
-    var = [np.trapezoid(pq * Rq(tk, xq) ** 2, xq) - np.trapezoid(pq * Rq(tk, xq), xq) ** 2 / mass for tk in ts]
+    mass = quad(pq)
+    var = [quad(pq * Rq(tk, *Xq) ** 2) - quad(pq * Rq(tk, *Xq)) ** 2 / mass for tk in ts]
     exact = np.sqrt(np.dot(weights, var) / 2)
-    errors, sizes = [], [64, 128, 256]
+    errors, sizes = [], ([64, 128, 256] if dim == 1 else [32, 64, 128])
     for n in sizes:
         sm = make(n)
         X = sm.grid.coordinates()
-        P = np.array([lambdify(phi, t, x)(tk, *X) for tk in sm.times])
-        W = np.broadcast_to(lambdify(p, x)(*X), P.shape)
+        P = np.array([lambdify(phi, t, *xs)(tk, *X) for tk in sm.times])
+        W = np.broadcast_to(lambdify(p, *xs)(*X), P.shape)
         errors.append(abs(weighted_norm(grid_residual(sm, P, "score-potential"), W, sm.grid, sm.times, t_min=t_min)
                           - exact))
     assert 1.7 < observed_order(1.0 / np.array(sizes), errors) < 2.6, (exact, errors)

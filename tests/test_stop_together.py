@@ -106,16 +106,20 @@ def test_a_petsc_option_petsc_rejects_is_refused_before_the_solve(tmp_path):
 
 
 def test_staging_debris_of_a_killed_run_is_removed_by_the_next_run(tmp_path):
-    """A run killed while publishing (SIGKILL, an MPI abort) leaves ``.staging-<pid>-*``; the next
-    run removes those whose process is gone, not one of a run still in progress."""
+    """A run killed while publishing (SIGKILL, an MPI abort) leaves ``.staging-<pid>@<host>-*``; the
+    next run removes those of this host whose process is gone, not one of a run still in progress
+    nor one of another host."""
+    from mfgpde.cli import _HOST
+
     out = tmp_path / "out"
-    dead = out / ".staging-999999999-abc"
-    alive = out / f".staging-{os.getpid()}-abc"
-    for d in (dead, alive):
+    dead = out / f".staging-999999999@{_HOST}-abc"
+    alive = out / f".staging-{os.getpid()}@{_HOST}-abc"
+    elsewhere = out / ".staging-999999999@another_node-abc"       # (a shared file system)
+    for d in (dead, alive, elsewhere):
         d.mkdir(parents=True)
         (d / "solution.nc").write_text("half written")
     proc = subprocess.run([sys.executable, "-m", "mfgpde", "solve", os.path.join(ROOT, "solvers", "lst_case1.toml"),
                            "--out", str(out), "--no-plot", "-q"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert not dead.exists() and alive.exists()
+    assert not dead.exists() and alive.exists() and elsewhere.exists()
     assert (out / "summary.json").exists() and (out / "solution.nc").exists()

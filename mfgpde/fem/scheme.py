@@ -20,7 +20,9 @@ Discrete system (``dt = T / N_t``, ``n = 0..N_t-1``), as in :mod:`mfgpde.fd.sche
     FP:   (m^{n+1} - m^n) / dt + nu L^* m^{n+1} + A_n^* m^{n+1} = 0,                 m^0 = m0
 
 with ``A_n = diag(phi_S) dS/dU`` the linearised Hamiltonian and ``X^* = mu^{-1} X^T mu`` the
-adjoint in the lumped inner product. Written as fluxes along edges,
+adjoint in the lumped inner product. Sources (``MFGProblem(hjb_source=, fp_source=)``) enter at
+the dofs, as lumped loads: ``- s_U(t_n)`` in the HJB step n and ``- s_m(t_{n+1})`` in the FP step
+to n + 1, as in the finite-difference scheme. Written as fluxes along edges,
 
     (A_n^* m)_i = 2 mu_i^{-1} sum_j w_ij ( c_i (d_ij)^+ - c_j (d_ij)^- ),   c = phi_S m,
 
