@@ -207,3 +207,21 @@ def test_weighted_residual_norm_converges_to_the_exact_one(dim):
         errors.append(abs(weighted_norm(grid_residual(sm, P, "score-potential"), W, sm.grid, sm.times, t_min=t_min)
                           - exact))
     assert 1.7 < observed_order(1.0 / np.array(sizes), errors) < 2.6, (exact, errors)
+
+
+def test_residual_map_and_the_window_of_the_metric():
+    """The report's space-time picture is ``p |R|`` (the Euclidean norm over the components of a
+    score residual), zero before ``t_min``; a window outside ``[0, T)`` is refused, naming T."""
+    from mfgpde.generative.log_density_hjb import first_level, residual_map
+
+    rng = np.random.default_rng(5)
+    times = np.linspace(0.0, 2.0, 9)
+    p = rng.random((9, 6, 5))
+    R = rng.normal(size=(9, 2, 6, 5))
+    out = residual_map(R, p, times, t_min=0.5)
+    assert first_level(times, 0.5) == 2 and np.all(out[:2] == 0.0)
+    assert np.allclose(out[2:], p[2:] * np.hypot(R[2:, 0], R[2:, 1]))
+    scalar = residual_map(R[:, 0], p, times)                       # default window: from T/10 (level 1)
+    assert np.all(scalar[:1] == 0.0) and np.allclose(scalar[1:], p[1:] * np.abs(R[1:, 0]))
+    with pytest.raises(ValueError, match=r"t_min must be in \[0, T\) = \[0, 2\), got 2.5"):
+        first_level(times, 2.5)
