@@ -155,7 +155,7 @@ def test_log_density_hjb_residual_both_forms_at_second_order(sde, dim, boundary)
     gradient ``R_s`` (score form, from ``s = grad phi``): max error at order 2 at every level (the
     end times use one-sided second-order differences) and every point at least 3 cells from a
     wall. At the walls the nested one-sided differences (the Laplacian as the derivative of a
-    derivative) are first order only: measured 0.9-1.2 there. The score metric weights the
+    derivative) are first order only: 0.7-1.2 measured there. The score metric weights the
     residual by p_t, which is ~0 at the walls of the zoo's boxes (see the weighted-norm test)."""
     from mfgpde.generative.log_density_hjb import grid_residual
 
