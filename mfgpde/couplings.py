@@ -53,8 +53,9 @@ def _grid_key(grid):
     if getattr(grid, "is_mesh", False):
         # its ``bounds`` is collective (an MPI allreduce) and must not be touched here, where
         # ranks may evaluate in different orders; its serial number is rank-local and never reused
+        uid = getattr(grid, "uid", None)
         # (an object that only looks like a mesh, without a serial number, is keyed by its id)
-        return ("mesh", getattr(grid, "uid", None), id(grid) if getattr(grid, "uid", None) is None else None)
+        return ("mesh", uid) if uid is not None else ("mesh-like", id(grid))
     return (tuple(grid.bounds), tuple(grid.shape), tuple(grid.boundary))
 
 class Coupling:

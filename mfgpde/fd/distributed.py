@@ -45,8 +45,6 @@ all of m on every rank); every rank's box must be at least two points wide along
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 from ..grid import TensorGrid
@@ -58,7 +56,7 @@ from . import kernels
 from .krylov import MG_CONTRACTION_LIMIT, MG_CYCLES
 from .linearisation import Linearisation
 from .patch import LocalProblem, PatchGrid
-from .petsc import OPTIONS_PREFIX, STEP_RTOL, StepSolver, check_options
+from .petsc import OPTIONS_PREFIX, STEP_RTOL, StepSolver, check_options, options_pushed
 from .petsc import _petsc as petsc_module
 from .scheme import FDScheme
 from .solve import solve_fd
@@ -167,25 +165,11 @@ class DistributedFDScheme:
 
     # ------------------------------------------------------------------ PETSc plumbing
 
-    @contextlib.contextmanager
     def options_scope(self, prefix):
-        """The PETSc options of this solve under ``prefix`` in the options database, for one
-        ``setFromOptions``: pushed on entry, removed on exit (a value the database held before,
-        e.g. from the command line, is restored). The DOLFINx pattern: options live in the
-        object that owns them, so two schemes alive at once cannot remove each other's.
+        """Push the solve's PETSc options under ``prefix`` into the database for one ``setFromOptions``
+        (:func:`mfgpde.fd.petsc.options_pushed`).
         """
-        db = self.PETSc.Options()
-        mine = {k: v for k, v in self._options.items() if k.startswith(prefix)}
-        before = {k: db.getString(k) for k in mine if db.hasName(k)}
-        for key, value in mine.items():
-            db[key] = value
-        try:
-            yield
-        finally:
-            for key in mine:
-                db.delValue(key)
-                if key in before:
-                    db[key] = before[key]
+        return options_pushed(self._options, prefix)
 
     def destroy(self):
         """Free the PETSc objects."""

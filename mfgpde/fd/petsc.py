@@ -2,13 +2,15 @@
 
 Options follow the DOLFINx pattern: a scheme keeps the user's options (``check_options``) and
 pushes those of one prefix into PETSc's database only around each ``setFromOptions``
-(:meth:`mfgpde.fd.distributed.DistributedFDScheme.options_scope`), so nested schemes cannot
+(:func:`options_pushed`), so nested schemes cannot
 remove each other's. :class:`StepSolver` solves one step operator given as a stencil on the
 ghosted patch with a PETSc KSP (``mfgpde_sweep_`` for the half-sweeps, ``mfgpde_step_`` for the
 Newton preconditioner's steps).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
@@ -61,6 +63,27 @@ def check_options(options):
     return out
 
 
+@contextlib.contextmanager
+def options_pushed(options, prefix):
+    """The checked ``options`` (:func:`check_options`) under ``prefix`` in PETSc's options
+    database for the duration of the block: pushed on entry, removed on exit, and a value the
+    database held before (e.g. from the command line) restored. The DOLFINx pattern: options live
+    in the object that owns them, so two schemes alive at once cannot remove each other's.
+    """
+    db = _petsc().Options()
+    mine = {k: v for k, v in options.items() if k.startswith(prefix)}
+    before = {k: db.getString(k) for k in mine if db.hasName(k)}
+    for key, value in mine.items():
+        db[key] = value
+    try:
+        yield mine
+    finally:
+        for key in mine:
+            db.delValue(key)
+            if key in before:
+                db[key] = before[key]
+
+
 def probe_options(options, comm):
     """Refuse PETSc options that PETSc itself rejects, before any solve (collective over ``comm``).
 
@@ -74,32 +97,14 @@ def probe_options(options, comm):
         return
     PETSc = _petsc()
     pcomm = PETSc.Comm(comm)
-    db = PETSc.Options()
     for group in ("step_", "sweep_", "newton_"):
         mine = {k: v for k, v in options.items() if k.startswith(OPTIONS_PREFIX + group)}
         if not mine:
             continue
-        before = {k: db.getString(k) for k in mine if db.hasName(k)}
         objs = []
         try:
-            for key, value in mine.items():
-                db[key] = value
-            A = PETSc.Mat().createAIJ(((1, None), (1, None)), nnz=1, comm=pcomm)
-            objs.append(A)
-            A.setValue(A.getOwnershipRange()[0], A.getOwnershipRange()[0], 1.0)
-            A.assemble()
-            ksp = PETSc.KSP().create(comm=pcomm)
-            objs.append(ksp)
-            ksp.setOptionsPrefix(OPTIONS_PREFIX + group)
-            ksp.setType(PETSc.KSP.Type.FGMRES if group == "newton_" else PETSc.KSP.Type.GMRES)
-            if group != "newton_":
-                ksp.getPC().setType(PETSc.PC.Type.BJACOBI)
-            ksp.setOperators(A)
-            ksp.setFromOptions()
-            x, b = A.createVecs()
-            objs += [x, b]
-            b.set(1.0)
-            ksp.solve(b, x)
+            with options_pushed(mine, OPTIONS_PREFIX + group):
+                _probe_ksp(PETSc, pcomm, group, objs)
         except PETSc.Error as exc:
             given = ", ".join(f"{k[len(OPTIONS_PREFIX):]}={v}" if v else k[len(OPTIONS_PREFIX):] for k, v in mine.items())
             raise ValueError(f"petsc_options: PETSc refused the {group[:-1]} options ({given}): PETSc error code "
@@ -107,10 +112,28 @@ def probe_options(options, comm):
         finally:
             for obj in objs:
                 obj.destroy()
-            for key in mine:
-                db.delValue(key)
-                if key in before:
-                    db[key] = before[key]
+
+
+def _probe_ksp(PETSc, pcomm, group, objs):
+    """Set up and run once a KSP of the kind the scheme builds for ``group``, from the options
+    database (on a one-row-per-rank identity); the PETSc objects are appended to ``objs``.
+    """
+    A = PETSc.Mat().createAIJ(((1, None), (1, None)), nnz=1, comm=pcomm)
+    objs.append(A)
+    A.setValue(A.getOwnershipRange()[0], A.getOwnershipRange()[0], 1.0)
+    A.assemble()
+    ksp = PETSc.KSP().create(comm=pcomm)
+    objs.append(ksp)
+    ksp.setOptionsPrefix(OPTIONS_PREFIX + group)
+    ksp.setType(PETSc.KSP.Type.FGMRES if group == "newton_" else PETSc.KSP.Type.GMRES)
+    if group != "newton_":
+        ksp.getPC().setType(PETSc.PC.Type.BJACOBI)
+    ksp.setOperators(A)
+    ksp.setFromOptions()
+    x, b = A.createVecs()
+    objs += [x, b]
+    b.set(1.0)
+    ksp.solve(b, x)
 
 
 class StepSolver:

@@ -433,8 +433,9 @@ class FEMScheme:
         U = np.empty((nt + 1, self.n))
         U[-1] = self.g(M[-1])
         F = self.f(M[1:])
-        if self.sources()[0] is not None:
-            F = F + self.sources()[0][:-1]  # level n sees s_U(t_n), as in the residual
+        hjb = self.sources()[0]
+        if hjb is not None:
+            F = F + hjb[:-1]  # level n sees s_U(t_n), as in the residual
         check_sweep_data(U[-1], F, lambda a: comm.allreduce(bool(np.all(np.isfinite(a))), op=MPI.LAND))
         op_scale = 1.0 / dt + self.nu * float(self.dom.max_abs(self.sum_w))
         total = 0
