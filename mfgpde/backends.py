@@ -17,8 +17,8 @@ from __future__ import annotations
 import warnings
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from .ergodic import solve_ergodic
 from .fd import solve as fd_solve
+from .fd.ergodic import solve_ergodic
 from .options import SolveOptions
 from .problem import ErgodicMFGProblem, MFGProblem
 
@@ -176,7 +176,7 @@ class FEMBackend:
 @register
 class ErgodicGridBackend:
     """The stationary problem on a tensor grid: pseudo-time to Newton on the bordered system
-    (:mod:`mfgpde.ergodic`).
+    (:mod:`mfgpde.fd.ergodic`).
     """
 
     name = "ergodic-fd"

@@ -301,6 +301,19 @@ class ErgodicMFGProblem:
         self.hjb_source = None if hjb_source is None else source_on_grid(hjb_source, grid, [0.0], "hjb_source")[0]
         self.fp_source = None if fp_source is None else source_on_grid(fp_source, grid, [0.0], "fp_source")[0]
 
+    def replace(self, **changes) -> ErgodicMFGProblem:
+        """The same problem with ``changes`` (constructor parameters, e.g. ``coupling=...``),
+        rebuilt and validated by the constructor (see :meth:`MFGProblem.replace`).
+        """
+        args = dict(grid=self.grid, nu=self.nu, hamiltonian=self.hamiltonian, coupling=self.coupling,
+                    drift=None if self.drift is None else self.drift.b, name=self.name,
+                    hjb_source=self.hjb_source_spec, fp_source=self.fp_source_spec)
+        unknown = sorted(set(changes) - set(args))
+        if unknown:
+            raise TypeError(f"ErgodicMFGProblem.replace: unknown parameter(s) {unknown} (allowed: {sorted(args)})")
+        args.update(changes)
+        return ErgodicMFGProblem(**args)
+
     def describe(self) -> dict:
         return {"name": self.name, "kind": self.kind, "grid": self.grid.describe(), "nu": self.nu,
                 "hamiltonian": self.hamiltonian.describe(), "coupling": self.coupling.describe(),

@@ -154,3 +154,35 @@ class MFGResult(SolutionBase):
         from .plotting import plot_result
 
         return plot_result(self, path, snapshots)
+
+
+class ErgodicResult(SolutionBase):
+    """Solution ``(u, m, rho)`` of an ergodic MFG with its history and diagnostics."""
+
+    def __init__(self, problem, u, m, rho, history, diagnostics):
+        self.problem, self.grid = problem, problem.grid
+        self.u, self.m, self.rho = u, m, rho
+        self.history, self.diagnostics = history, diagnostics
+
+    def summary(self):
+        return dict(super().summary(), rho=float(self.rho))
+
+    def __repr__(self):
+        d = self.diagnostics
+        return f"ErgodicResult(status={d['status']}, rho={self.rho:.6g}, iterations={d['iterations']}, residual={d['residual']:.2e})"
+
+    def save(self, path):
+        import xarray as xr
+
+        names = ["x", "y", "z"][: self.grid.dim]
+        ds = xr.Dataset({"u": (names, self.u), "m": (names, self.m)},
+                        coords=dict(zip(names, self.grid.axes)),
+                        attrs={"rho": float(self.rho), "mfgpde_diagnostics": json.dumps(self.diagnostics, default=float),
+                               "mfgpde_problem": json.dumps(self.problem.describe(), default=str)})
+        return save_netcdf(ds, path)
+
+    def plot(self, path=None):
+        """m, u and the residual history; saved atomically to ``path`` when given."""
+        from .plotting import plot_ergodic
+
+        return plot_ergodic(self, path)

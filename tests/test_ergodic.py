@@ -152,7 +152,7 @@ def test_bordered_woodbury_solve_equals_the_direct_solve(dim, n):
     when rho and the mass pin sat in the box's corner, where the density is ~1e-6)."""
     import scipy.sparse.linalg as spla
 
-    from mfgpde.ergodic import GridErgodic
+    from mfgpde.fd.ergodic import GridErgodic
     from mfgpde.iterations.pseudo_transient import bordered_solve, pseudo_time_matrix
 
     problem = _confined(4, n, 0.3, "log", dim=dim, floor=1e-10)
@@ -178,7 +178,7 @@ def test_newton_tail_is_quadratic_from_a_near_start():
     """With a pseudo-time step of 1e13 the shared driver's steps are Newton's on the bordered
     system: from a perturbation of the solution the residual falls quadratically,
     ``r_{k+1} <= 10 r_k^2``, and the solution returned is the one of the cold start."""
-    from mfgpde.ergodic import solve_ergodic
+    from mfgpde.fd.ergodic import solve_ergodic
 
     p = _confined(8, 160, 0.5, "power")  # no floor continuation: one stage
     ref = solve_ergodic(p, tol=1e-12)

@@ -1,4 +1,4 @@
-"""The ergodic (stationary) MFG on a mesh: the P1 edge scheme for the driver of :mod:`mfgpde.ergodic`.
+"""The ergodic (stationary) MFG on a mesh: the P1 edge scheme for the driver of :mod:`mfgpde.iterations.pseudo_transient`.
 
 Unknowns ``(u, m, rho)`` at the vertices; equations (lumped masses ``mu_i``, the operators of
 :mod:`mfgpde.fem.scheme` at one time level)
@@ -10,7 +10,7 @@ Unknowns ``(u, m, rho)`` at the vertices; equations (lumped masses ``mu_i``, the
 
 so the discrete operators, their monotonicity and adjoint structure are those of the
 time-dependent mesh scheme. The globalisation (pseudo-transient continuation to Newton, floor
-continuation for log couplings) is the one of :func:`mfgpde.ergodic.solve_ergodic`.
+continuation for log couplings) is the one of :func:`mfgpde.iterations.pseudo_transient.pseudo_transient_newton`.
 
 Parallel layout: each rank computes the residual and the Jacobian rows of its own vertices
 (ghost exchange as in the time-dependent scheme); the iterate ``z`` is replicated (2N + 1
@@ -28,9 +28,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..couplings import ZeroCoupling
-from ..ergodic import ErgodicResult, solve_ergodic
 from ..io import save_netcdf
-from ..iterations.pseudo_transient import bordered_solve, pseudo_time_matrix
+from ..iterations.pseudo_transient import bordered_solve, pseudo_time_matrix, pseudo_transient_newton
+from ..result import ErgodicResult
 from .scheme import FEMScheme
 
 
@@ -177,7 +177,7 @@ class ErgodicMeshResult(ErgodicResult):
         return save_netcdf(ds, path)
 
 
-def solve_ergodic_mesh(problem, tol=1e-10, max_iter=200, verbose=None, initial=None):
+def solve_ergodic_mesh(problem, *, tol=1e-10, max_iter=200, verbose=None, initial=None):
     """Solve an :class:`~mfgpde.ErgodicMFGProblem` on a mesh (see the module docstring).
 
     Returns
@@ -186,5 +186,5 @@ def solve_ergodic_mesh(problem, tol=1e-10, max_iter=200, verbose=None, initial=N
     """
     if problem.grid.comm.rank != 0:
         verbose = False
-    return solve_ergodic(problem, tol=tol, max_iter=max_iter, verbose=verbose, initial=initial,
-                         discretisation=MeshErgodic)
+    return pseudo_transient_newton(problem, MeshErgodic, tol=tol, max_iter=max_iter, verbose=verbose,
+                                   initial=initial)

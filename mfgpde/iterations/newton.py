@@ -1,7 +1,7 @@
 """Newton's method for every discretisation: one driver, two globalisations.
 
 For a stacked unknown ``z`` (``(U, m)`` of a time-dependent scheme, or ``(u, m, rho)`` of the
-bordered ergodic system of :mod:`mfgpde.ergodic`) each step solves the linearised system
+bordered ergodic system of :mod:`mfgpde.fd.ergodic`) each step solves the linearised system
 
     (D / dtau_k + J(z_k)) dz = -R(z_k)
 

@@ -386,7 +386,7 @@ def stationary_velocity(problem, u, m):
 
 
 def validate_stationary(reference, model, kind="velocity", name="model", timeout=None, steps=100):
-    """Measure a stationary flow model against an ergodic reference :class:`~mfgpde.ergodic.ErgodicResult`.
+    """Measure a stationary flow model against an ergodic reference :class:`~mfgpde.result.ErgodicResult`.
 
     The model is evaluated at ``t = 0`` (a stationary field). Its density is the long-time
     solution of ``dm/dt - nu Lap m + div(m v) = 0`` started from the reference density ``m*``

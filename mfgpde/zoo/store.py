@@ -302,7 +302,7 @@ def load(name):
         return Reference(e, (sm, data, ds["p"].values), estimate, build_time, target)
     problem = config.build_problem(cfg)
     if e.reference == "ergodic":
-        from ..ergodic import ErgodicResult
+        from ..result import ErgodicResult
 
         result = ErgodicResult(problem, ds["u"].values, ds["m"].values, float(ds.attrs["rho"]), [],
                                {"converged": True, "status": "converged", "stored": target})
