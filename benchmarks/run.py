@@ -89,7 +89,7 @@ def case_problem(name):
         dim, n = (1, 400) if name == "ERGODIC1D_400" else (2, int(name.split("_")[1]))
         g = mp.TensorGrid([(-8.0, 8.0)] * dim, n, "noflux")
         c = mp.LogCoupling(floor=1e-10) + mp.PotentialCoupling(lambda *xs: sum(x**2 for x in xs) / 2)
-        return mp.ErgodicMFGProblem(g, 0.1 if dim == 1 else 0.5, mp.QuadraticHamiltonian(), c), dict(tol=1e-10)
+        return mp.ErgodicMFGProblem(g, 0.1 if dim == 1 else 0.5, mp.QuadraticHamiltonian(), coupling=c), dict(tol=1e-10)
     raise KeyError(name)
 
 

@@ -14,7 +14,7 @@ import mfgpde as mp
 
 grid = mp.TensorGrid([(-6, 6), (-5, 5)], [36, 30], "noflux")
 V = mp.PotentialCoupling(lambda x, y: (x**2 - 4) ** 2 / 8 + y**2 / 2)
-problem = mp.ErgodicMFGProblem(grid, 0.3, mp.QuadraticHamiltonian(), mp.LogCoupling(floor=1e-10) + V)
+problem = mp.ErgodicMFGProblem(grid, 0.3, mp.QuadraticHamiltonian(), coupling=mp.LogCoupling(floor=1e-10) + V)
 result = mp.solve(problem)
 print(result)
 left = grid.cell_volume * result.m[: grid.shape[0] // 2].sum()

@@ -17,7 +17,7 @@ from mfgpde.generative.presets import ScoreModel
 
 grid = mp.TensorGrid([(-5, 5)], 200, "noflux")
 data = gaussian_mixture([0.5, 0.5], [[-1.5], [1.5]], [0.2, 0.2])
-sm = ScoreModel(grid, "vp", T=3.0, nt=60)
+sm = ScoreModel(grid, sde="vp", T=3.0, nt=60)
 p = sm.forward(data)
 score = sm.grid_score(p)
 q_exact = sm.generate(score)[-1]

@@ -31,7 +31,7 @@ class ErgodicLQ:
     truncation is below round-off; u is defined up to a constant (compare ``u - mean u``).
     """
 
-    def __init__(self, nu, c=1.0, q=1.0, d=1):
+    def __init__(self, nu, *, c=1.0, q=1.0, d=1):
         self.nu, self.c, self.q, self.d = float(nu), float(c), float(q), int(d)
         self.a = (np.sqrt(self.c**2 / self.nu**2 + 4 * self.q) - self.c / self.nu) / 2
         self.rho = self.nu * self.a * self.d - 0.5 * self.c * self.d * np.log(2 * np.pi * self.nu / self.a)

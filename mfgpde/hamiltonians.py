@@ -203,7 +203,7 @@ class CustomHamiltonian(Hamiltonian):
         Second derivatives for Newton; without ``phi_SS`` only the fixed-point iterations work.
     """
 
-    def __init__(self, phi, phi_S=None, phi_SS=None, phi_m=None, phi_Sm=None):
+    def __init__(self, phi, *, phi_S=None, phi_SS=None, phi_m=None, phi_Sm=None):
         if not callable(phi):
             raise TypeError("hamiltonian: phi must be a callable (S, m) -> H")
         if phi_S is None:

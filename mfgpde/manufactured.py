@@ -75,7 +75,7 @@ class Manufactured:
         ``U*(T)`` becomes a potential term.
     """
 
-    def __init__(self, xs: Sequence, t, U, m, H: Callable, f: Callable | None = None, nu: float = 0.0,
+    def __init__(self, xs: Sequence, t, U, m, H: Callable, *, f: Callable | None = None, nu: float = 0.0,
                  drift: Sequence | None = None, g: Callable | None = None):
         sp = _sympy()
         self.xs, self.t, self.U, self.m, self.nu = list(xs), t, U, m, float(nu)
@@ -118,7 +118,7 @@ class Manufactured:
     def fp_source(self, t, *xs):
         return self._full(self._sm, t, xs)
 
-    def problem(self, grid, T, nt, hamiltonian, coupling: Coupling | None = None, terminal: Coupling | None = None,
+    def problem(self, grid, T, nt, hamiltonian, *, coupling: Coupling | None = None, terminal: Coupling | None = None,
                 name="manufactured") -> MFGProblem:
         """The MFG whose exact solution is ``(U*, m*)`` on ``grid`` over ``[0, T]``.
 
@@ -134,7 +134,7 @@ class Manufactured:
         return MFGProblem(grid, T, nt, self.nu, hamiltonian, lambda *xs: self.m_exact(0.0, *xs), coupling=coupling,
                           terminal=term, drift=drift, name=name, hjb_source=self.hjb_source, fp_source=self.fp_source)
 
-    def configuration(self, bounds, shape, boundary, T, nt, tables="", name="manufactured") -> str:
+    def configuration(self, bounds, shape, boundary, T, nt, *, tables="", name="manufactured") -> str:
         """The time-dependent problem of :meth:`problem` as a TOML configuration for ``mfgpde solve``.
 
         Writes ``[grid]``, ``[time]``, ``[model]`` (``nu``, the drift and both sources as
@@ -165,7 +165,7 @@ class Manufactured:
                 f'[terminal]\ntype = "potential"\nexpr = "{text["terminal"]}"\n'
                 f'[m0]\ntype = "expr"\nexpr = "{text["m0"]}"\n' + tables)
 
-    def ergodic_problem(self, grid, hamiltonian, coupling: Coupling | None = None, rho: float = 0.0,
+    def ergodic_problem(self, grid, hamiltonian, *, coupling: Coupling | None = None, rho: float = 0.0,
                         name="manufactured ergodic") -> ErgodicMFGProblem:
         """The stationary MFG whose exact solution is ``(u*, m*, rho)`` (``U`` and ``m`` given
         without ``t``; ``int m* = 1`` and, since the solver fixes the constant, ``int u* = 0``):
@@ -174,7 +174,7 @@ class Manufactured:
         drift = None
         if self._drift is not None:
             drift = lambda t, *xs: [self._full(bk, t, xs) for bk in self._drift]
-        return ErgodicMFGProblem(grid, self.nu, hamiltonian, coupling, drift=drift, name=name,
+        return ErgodicMFGProblem(grid, self.nu, hamiltonian, coupling=coupling, drift=drift, name=name,
                                  hjb_source=lambda t, *xs: float(rho) + self.hjb_source(0.0, *xs),
                                  fp_source=lambda t, *xs: self.fp_source(0.0, *xs))
 

@@ -65,7 +65,7 @@ def _snapshots(times, snapshots):
     return np.unique(np.linspace(0, len(times) - 1, snapshots).round().astype(int))
 
 
-def plot_result(result, path=None, snapshots=4):
+def plot_result(result, *, path=None, snapshots=4):
     """Figure of a grid solution: m and U at ``snapshots`` times, and the residual history.
 
     1D: a space-time map and curves; 2D: images; 3D: the mid-plane in z. Returns the figure,
@@ -108,7 +108,7 @@ def plot_result(result, path=None, snapshots=4):
     return _finish(fig, path, f"{result.problem.name}: {d['status']}, {d['wall_time_s']:.2f} s{accuracy}")
 
 
-def plot_mesh_result(result, path=None, snapshots=4):
+def plot_mesh_result(result, *, path=None, snapshots=4):
     """Figure of a mesh solution (rank 0): m at ``snapshots`` times, U at t = 0, residual history."""
     plt = _mpl()
     t = result.times

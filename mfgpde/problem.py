@@ -44,7 +44,7 @@ def _check_instance(name, value, cls):
     return value
 
 
-def density_on_grid(m0, grid, name="m0", normalize=False):
+def density_on_grid(m0, grid, *, name="m0", normalize=False):
     """Evaluate and check an initial density: finite, non-negative, positive finite mass."""
     values = _field_on_grid(m0, grid, name) if callable(m0) else np.asarray(m0, float)
     if values.shape != grid.shape:
@@ -188,7 +188,7 @@ class MFGProblem:
     kind = "evolutive"
 
     def __init__(self, grid: TensorGrid, T: float, nt: int, nu: float, hamiltonian: Hamiltonian,
-                 m0: Callable | np.ndarray, coupling: Coupling | None = None,
+                 m0: Callable | np.ndarray, *, coupling: Coupling | None = None,
                  terminal: Coupling | Callable | np.ndarray | None = None, drift: Callable | np.ndarray | None = None,
                  normalize: bool = False, name: str = "mfg", hjb_source: Callable | np.ndarray | None = None,
                  fp_source: Callable | np.ndarray | None = None) -> None:
@@ -209,7 +209,7 @@ class MFGProblem:
         self.terminal = terminal
         # the sources are kept so that the same problem can be rebuilt on a mesh (backend="fem")
         self.m0_source, self.normalize = m0, bool(normalize)
-        self.m0 = density_on_grid(m0, grid, "m0", normalize=normalize)
+        self.m0 = density_on_grid(m0, grid, name="m0", normalize=normalize)
         self.drift = None if drift is None else _Drift(drift, grid)
         self.name = str(name)
         self.hjb_source_spec, self.fp_source_spec = hjb_source, fp_source
@@ -286,7 +286,7 @@ class ErgodicMFGProblem:
 
     kind = "ergodic"
 
-    def __init__(self, grid: TensorGrid, nu: float, hamiltonian: Hamiltonian, coupling: Coupling | None = None,
+    def __init__(self, grid: TensorGrid, nu: float, hamiltonian: Hamiltonian, *, coupling: Coupling | None = None,
                  drift: Callable | np.ndarray | None = None, name: str = "ergodic",
                  hjb_source: Callable | np.ndarray | None = None, fp_source: Callable | np.ndarray | None = None) -> None:
         if not getattr(grid, "is_mesh", False):

@@ -153,7 +153,7 @@ class MFGResult(SolutionBase):
         """
         from .plotting import plot_result
 
-        return plot_result(self, path, snapshots)
+        return plot_result(self, path=path, snapshots=snapshots)
 
 
 class ErgodicResult(SolutionBase):

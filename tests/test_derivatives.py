@@ -31,9 +31,9 @@ HAMILTONIANS = {
     "QuadraticHamiltonian": lambda: Hm.QuadraticHamiltonian(0.7),
     "PowerHamiltonian": lambda: Hm.PowerHamiltonian(1.5, delta=0.1),
     "CongestionHamiltonian": lambda: Hm.CongestionHamiltonian(0.5, 2.0, 1.3),
-    "CustomHamiltonian": lambda: Hm.CustomHamiltonian(lambda S, m: S**2 / (1 + m), lambda S, m: 2 * S / (1 + m),
-                                                      lambda S, m: 2 / (1 + m) + 0 * S, lambda S, m: -S**2 / (1 + m)**2,
-                                                      lambda S, m: -2 * S / (1 + m)**2),
+    "CustomHamiltonian": lambda: Hm.CustomHamiltonian(lambda S, m: S**2 / (1 + m), phi_S=lambda S, m: 2 * S / (1 + m),
+                                                      phi_SS=lambda S, m: 2 / (1 + m) + 0 * S, phi_m=lambda S, m: -S**2 / (1 + m)**2,
+                                                      phi_Sm=lambda S, m: -2 * S / (1 + m)**2),
 }
 
 

@@ -254,7 +254,7 @@ def test_distributed_scheme_is_the_serial_system_on_one_rank():
         Us, _ = serial.solve_hjb(M)
         Ud, _ = dist.solve_hjb(M)
         assert np.abs(Us - Ud).max() < 1e-9
-        assert np.abs(serial.solve_fp(Us, M) - dist.solve_fp(Us, M)).max() < 1e-9
+        assert np.abs(serial.solve_fp(Us, M_lag=M) - dist.solve_fp(Us, M_lag=M)).max() < 1e-9
         # a non-finite terminal cost g[m(T)] is refused by name, before the coupling f[m] (which
         # reads the same slice): the check reads the terminal level U[N_t]
         Mz = M.copy()
@@ -288,8 +288,8 @@ def test_distributed_preconditioner_steps_approximate_the_exact_sweep(monkeypatc
     M = np.tile(p.m0.ravel(), (7, 1))
     r = rng.normal(size=2 * U.size)
     serial = FDScheme(p)
-    exact = BlockTriangularPreconditioner(serial.linearisation(U, M), "lu").matvec(r)
-    vcycles = BlockTriangularPreconditioner(serial.linearisation(U, M), "multigrid").matvec(r)
+    exact = BlockTriangularPreconditioner(serial.linearisation(U, M), step_solver="lu").matvec(r)
+    vcycles = BlockTriangularPreconditioner(serial.linearisation(U, M), step_solver="multigrid").matvec(r)
 
     def sweep(monkeypatch_limit=None, **kw):
         dist = fdd.DistributedFDScheme(p, MPI.COMM_SELF, **kw)

@@ -22,7 +22,7 @@ def _confined(L, n, nu, coupling="log", dim=1, floor=1e-14):
         c = mp.PowerCoupling(1.0) + V
     else:  # congestion: H = |p|^2 / (2 (c0 + m)^beta)-type, no coupling but the potential
         H, c = mp.CongestionHamiltonian(), V
-    return mp.ErgodicMFGProblem(g, nu, H, c)
+    return mp.ErgodicMFGProblem(g, nu, H, coupling=c)
 
 
 @pytest.mark.parametrize("coupling, nu, floor", [("log", 0.5, 1e-10), ("log", 0.1, 1e-10), ("log", 0.02, 1e-10),
@@ -168,7 +168,7 @@ def test_bordered_woodbury_solve_equals_the_direct_solve(dim, n):
             A = pseudo_time_matrix(disc.jacobian(z), N, dtau)
             r = rng.normal(size=2 * N + 1)
             info = {}
-            x = bordered_solve(A, r, N, info, pin=int(np.argmax(z[N:2 * N])))
+            x = bordered_solve(A, r, N, info=info, pin=int(np.argmax(z[N:2 * N])))
             assert info["path"] == "woodbury", dtau
             ref = spla.spsolve(A.tocsc(), r)
             assert np.abs(x - ref).max() <= 1e-8 * np.abs(ref).max(), dtau

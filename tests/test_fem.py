@@ -49,7 +49,7 @@ def test_c3_observed_order_1d(mp):
 
     hs, em, eu = [], [], []
     for n in (40, 80, 160):
-        dom = MeshDomain.interval(n, (-2.0, 2.0))
+        dom = MeshDomain.interval(n, bounds=(-2.0, 2.0))
         prob, lq = c3_problem(mp, dom, nt=n // 2)
         r = mp.solve(prob, tol=1e-11)
         assert r.converged
@@ -156,7 +156,7 @@ def test_fem_jacobian_product_is_the_derivative_of_the_residual(mp, hamiltonian)
     from mfgpde.fem.linearisation import FEMLinearisation, jacobian_product
     from mfgpde.fem.scheme import FEMScheme
 
-    dom = MeshDomain.rectangle((7, 6), ((0.0, 1.0), (0.0, 1.0)), diagonal="crossed")
+    dom = MeshDomain.rectangle((7, 6), bounds=((0.0, 1.0), (0.0, 1.0)), diagonal="crossed")
     H = mp.PowerHamiltonian(3.0) if hamiltonian == "power" else mp.CongestionHamiltonian(0.5, 1.0, 1.0)
     prob = mp.MFGProblem(dom, T=0.3, nt=3, nu=0.1, hamiltonian=H, m0=lambda x, y: 1 + 0.5 * np.cos(np.pi * x),
                          coupling=mp.LogCoupling(), terminal=lambda x, y: np.cos(np.pi * y),
@@ -249,8 +249,8 @@ def test_ergodic_on_right_diagonal_periodic_mesh_equals_fd(mp):
     V = mp.PotentialCoupling(lambda x, y: np.cos(2 * np.pi * x) + 0.5 * np.sin(2 * np.pi * y))
     dom = MeshDomain.rectangle((n, n), periodic=(True, True))
     g = mp.TensorGrid([(0, 1), (0, 1)], n, "periodic")
-    rfe = mp.solve(mp.ErgodicMFGProblem(dom, 0.2, mp.QuadraticHamiltonian(), mp.LogCoupling() + V))
-    rfd = mp.solve(mp.ErgodicMFGProblem(g, 0.2, mp.QuadraticHamiltonian(), mp.LogCoupling() + V))
+    rfe = mp.solve(mp.ErgodicMFGProblem(dom, 0.2, mp.QuadraticHamiltonian(), coupling=mp.LogCoupling() + V))
+    rfd = mp.solve(mp.ErgodicMFGProblem(g, 0.2, mp.QuadraticHamiltonian(), coupling=mp.LogCoupling() + V))
     assert rfe.converged and rfd.converged, (rfe.diagnostics, rfd.diagnostics)
     ix = np.rint(rfe.coords[:, 0] * n).astype(int) % n
     iy = np.rint(rfe.coords[:, 1] * n).astype(int) % n
@@ -272,7 +272,7 @@ def test_ergodic_on_crossed_mesh_against_the_closed_form(mp):
     for n in (20, 40):
         dom = MeshDomain.rectangle((n, n), bounds=((-5, 5), (-5, 5)), diagonal="crossed")
         c = mp.LogCoupling(floor=1e-10) + mp.PotentialCoupling(lambda x, y: (x**2 + y**2) / 2)
-        r = mp.solve(mp.ErgodicMFGProblem(dom, 0.5, mp.QuadraticHamiltonian(), c))
+        r = mp.solve(mp.ErgodicMFGProblem(dom, 0.5, mp.QuadraticHamiltonian(), coupling=c))
         assert r.converged and r.diagnostics["mass_error"] < 1e-12, r.diagnostics
         errs.append((abs(r.rho - ex.rho), np.abs(r.m - ex.m(*r.coords.T)).max() / ex.m(0.0, 0.0)))
     errs = np.array(errs)
@@ -353,7 +353,7 @@ def test_fem_and_fd_agree_on_c3_2d_to_discretisation_error(mp):
 def test_fixed_point_matches_newton_on_mesh(mp):
     from mfgpde.fem.domain import MeshDomain
 
-    dom = MeshDomain.rectangle((12, 12), ((0.0, 1.0), (0.0, 1.0)), diagonal="crossed")
+    dom = MeshDomain.rectangle((12, 12), bounds=((0.0, 1.0), (0.0, 1.0)), diagonal="crossed")
     prob = mp.MFGProblem(dom, T=0.3, nt=6, nu=0.1, hamiltonian=mp.QuadraticHamiltonian(),
                          m0=lambda x, y: 1 + 0.5 * np.cos(np.pi * x), coupling=mp.PowerCoupling(1.0, 0.5),
                          terminal=lambda x, y: np.cos(np.pi * y), normalize=True)
@@ -410,7 +410,7 @@ def test_fem_scheme_options_are_checked(mp):
     from mfgpde.fem.domain import MeshDomain
     from mfgpde.fem.scheme import FEMScheme
 
-    dom = MeshDomain.rectangle((4, 4), ((0.0, 1.0), (0.0, 1.0)))
+    dom = MeshDomain.rectangle((4, 4), bounds=((0.0, 1.0), (0.0, 1.0)))
     prob = mp.MFGProblem(dom, T=0.3, nt=2, nu=0.1, hamiltonian=mp.QuadraticHamiltonian(), m0=lambda x, y: 1 + 0 * x)
     assert FEMScheme(prob, asm_overlap=0).asm_overlap == 0
     default = FEMScheme(prob)
@@ -431,7 +431,7 @@ def test_fem_hjb_sweep_refuses_non_finite_data(mp):
     from mfgpde.fem.scheme import FEMScheme
     from mfgpde.iterations.base import ConvergenceError
 
-    dom = MeshDomain.rectangle((4, 4), ((0.0, 1.0), (0.0, 1.0)))
+    dom = MeshDomain.rectangle((4, 4), bounds=((0.0, 1.0), (0.0, 1.0)))
     M = np.ones((3, dom.n))
     M[-1, 0] = M[1, 0] = 0.0
     log = CallableCoupling(np.log, lambda m: 1 / m)
@@ -602,7 +602,7 @@ def test_fem_petsc_options_have_a_fixed_prefix_and_are_removed(mp):
         return {k: v for k, v in PETSc.Options().getAll().items() if k.startswith("mfgpde")}
 
     before = ours()
-    prob, _ = c3_problem(mp, MeshDomain.interval(30, (-2.0, 2.0)), nt=6)
+    prob, _ = c3_problem(mp, MeshDomain.interval(30, bounds=(-2.0, 2.0)), nt=6)
     opts = PETSc.Options()
     opts["mfgpde_fem_sweep_ksp_type"] = "gmres"  # a user's choice for the half-sweeps' steps
     try:

@@ -61,7 +61,7 @@ def test_c2_ou_score_on_the_grid_observed_order(transport, lo, hi):
     ns, errs = [100, 200, 400], []
     for n in ns:
         g = mp.TensorGrid([(-6, 6)], n, "noflux")
-        sm = ScoreModel(g, "vp", T=1.0, nt=n // 2, transport=transport)
+        sm = ScoreModel(g, sde="vp", T=1.0, nt=n // 2, transport=transport)
         p = sm.forward(gaussian_mixture(**MIX))
         s = sm.grid_score(p)
         err = ou_mixture_score_error(sm, s, MIX["weights"], MIX["means"], MIX["covs"], (sm.nt // 4, sm.nt // 2, sm.nt))
@@ -76,7 +76,7 @@ def test_reverse_fp_with_exact_score_regenerates_data():
     errs = []
     for n in (100, 200, 400):
         g = mp.TensorGrid([(-6, 6)], n, "noflux")
-        sm = ScoreModel(g, "vp", T=3.0, nt=n // 2)
+        sm = ScoreModel(g, sde="vp", T=3.0, nt=n // 2)
         data = gaussian_mixture(**MIX)
         p = sm.forward(data)
         q = sm.generate(sm.grid_score(p), start=p[-1])
@@ -153,6 +153,6 @@ def test_bad_generative_input():
     with pytest.raises(ValueError, match="reference density vanishes"):
         cnf_problem(g, gaussian([0.0], 0.1), lam=1.0, reference_log_density=lambda x: np.where(x > 1, -np.inf, 0.0))
     with pytest.raises(ValueError, match="sde must be"):
-        ScoreModel(g, "sub-vp")
+        ScoreModel(g, sde="sub-vp")
     with pytest.raises(ValueError, match="samples must have shape"):
         cnf_problem(g, np.zeros((10, 3)), lam=1.0)

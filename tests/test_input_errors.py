@@ -65,7 +65,7 @@ def test_hamiltonian_errors():
 
 
 def test_newton_without_second_derivative_is_refused_before_work():
-    p = make(hamiltonian=mp.CustomHamiltonian(lambda S, m: S / 2, lambda S, m: 0.5 + 0 * S))
+    p = make(hamiltonian=mp.CustomHamiltonian(lambda S, m: S / 2, phi_S=lambda S, m: 0.5 + 0 * S))
     with pytest.raises(ValueError, match="needs a Hamiltonian with phi_SS"):
         mp.solve(p, method="newton")
     assert mp.solve(p, method="fixed_point", tol=1e-9).converged

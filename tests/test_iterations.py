@@ -39,7 +39,7 @@ def test_b1_direct_and_krylov_newton_agree():
     sc = FDScheme(p)
     M0 = np.tile(p.m0.ravel(), (p.nt + 1, 1))
     U0, _ = sc.solve_hjb(M0)
-    M0 = sc.solve_fp(U0, M0)
+    M0 = sc.solve_fp(U0, M_lag=M0)
     a = newton(sc, U0, M0, tol=1e-11, linear="direct")
     b = newton(sc, U0, M0, tol=1e-11, linear="krylov")
     assert a[3] == b[3] == "converged"

@@ -220,7 +220,7 @@ def test_ergodic_problem(order):
     sizes = [32, 64, 128]
     for n in sizes:
         g = mp.TensorGrid([(0, 1)], n, "periodic")
-        p = case.ergodic_problem(g, HAMILTONIANS["congestion"][1], mp.LogCoupling(), rho=0.3)
+        p = case.ergodic_problem(g, HAMILTONIANS["congestion"][1], coupling=mp.LogCoupling(), rho=0.3)
         r = mp.solve(p, tol=1e-11, order=order, error_estimate=False)
         assert r.converged
         for k, v in case.ergodic_errors(r, 0.3).items():
@@ -241,7 +241,7 @@ def test_the_manufactured_problem_as_a_configuration():
     U, m = fields_1d()
     case = Manufactured([x], t, U=U, m=m, H=HAMILTONIANS["quadratic"][0], f=lambda m_: sp.log(m_), nu=0.1,
                         drift=[sp.sin(TWO_PI * x) * (1 + t) / 3])
-    text = case.configuration([(0, 1)], (24,), "periodic", 1.0, 12, '[hamiltonian]\ntype = "quadratic"\nlam = 2.0\n'
+    text = case.configuration([(0, 1)], (24,), "periodic", 1.0, 12, tables='[hamiltonian]\ntype = "quadratic"\nlam = 2.0\n'
                               '[[coupling]]\ntype = "log"\n')
     import tomllib
 

@@ -130,7 +130,7 @@ def test_fem_ergodic_on_a_crossed_mesh():
     sizes = [16, 32, 64]
     for n in sizes:
         dom = MeshDomain.rectangle((n, n), periodic=(True, True), diagonal="crossed")
-        r = mp.solve(case.ergodic_problem(dom, CONGESTION[1], mp.LogCoupling(), rho=0.3), tol=1e-11)
+        r = mp.solve(case.ergodic_problem(dom, CONGESTION[1], coupling=mp.LogCoupling(), rho=0.3), tol=1e-11)
         assert r.converged
         for k, v in case.ergodic_errors(r, 0.3).items():
             errs[k].append(v)
@@ -191,7 +191,7 @@ def test_distributed_fd_on_two_ranks_with_sources_from_a_configuration(tmp_path)
     sizes = [16, 32]
     for n in sizes:
         cfg = tmp_path / f"mms{n}.toml"
-        cfg.write_text(case.configuration([(0, 1), (0, 1)], (n, n), "periodic", T, n // 2, TABLES))
+        cfg.write_text(case.configuration([(0, 1), (0, 1)], (n, n), "periodic", T, n // 2, tables=TABLES))
         out = tmp_path / f"o{n}"
         proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mfgpde", "solve", str(cfg), "--out", str(out),
                                "--no-plot"], capture_output=True, text=True, timeout=600,

@@ -115,7 +115,7 @@ def test_ergodic_residual_converges_to_the_exact_one():
     bx, by = lambdify(b[0], x, y), lambdify(b[1], x, y)
     for n in sizes:
         g = mp.TensorGrid([(0, 1)] * 2, n, "periodic")
-        p = mp.ErgodicMFGProblem(g, nu, mp.CongestionHamiltonian(c0=1.0, c1=2.0, beta=1.0), mp.LogCoupling(),
+        p = mp.ErgodicMFGProblem(g, nu, mp.CongestionHamiltonian(c0=1.0, c1=2.0, beta=1.0), coupling=mp.LogCoupling(),
                                  drift=lambda t_, X, Y: [bx(X, Y), by(X, Y)])
         X = g.coordinates()
         errors.append(abs(_ergodic_residual(p, lambdify(u, x, y)(*X), lambdify(m, x, y)(*X), rho) - exact))
@@ -144,7 +144,7 @@ def log_density_case(sde, dim, half_width=3.0, boundary="noflux"):
     grad = [sp.diff(phi, v) for v in xs]
     R = (sp.diff(phi, t) + sum(sp.diff(fk, v) for fk, v in zip(f, xs)) + sum(fk * gk for fk, gk in zip(f, grad))
          - nu * (sum(sp.diff(phi, v, 2) for v in xs) + sum(gk**2 for gk in grad)))
-    make = lambda n: ScoreModel(mp.TensorGrid(bounds, n, boundary), sde, sigma=0.8, T=1.0, nt=n // 2)
+    make = lambda n: ScoreModel(mp.TensorGrid(bounds, n, boundary), sde=sde, sigma=0.8, T=1.0, nt=n // 2)
     return xs, phi, grad, R, make
 
 

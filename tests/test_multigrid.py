@@ -126,8 +126,8 @@ def test_compiled_sweeps_are_the_block_triangular_solves(rng):
     ou, om = H.operators(lin.vals_uu), H.operators(lin.vals_mmT)
     a = rng.standard_normal((sc.nt + 1, sc.N))
     assert max(ou.contraction(2).max(), om.contraction(2).max()) < 0.3
-    x = ou.sweep(a, sc.dt, 60, backward=True)
-    y = om.sweep(a, sc.dt, 60, backward=False)
+    x = ou.sweep(a, sc.dt, cycles=60, backward=True)
+    y = om.sweep(a, sc.dt, cycles=60, backward=False)
     xe, ye = np.empty_like(a), np.empty_like(a)
     xe[-1], ye[0] = a[-1], a[0]
     for n in range(sc.nt - 1, -1, -1):
@@ -159,9 +159,9 @@ def test_steps_where_vcycles_do_not_contract_are_solved_exactly(rng):
     sc, lin = _step_stencils(GRIDS[1], rng, nt=4, rough=True)
     ops = sc.hierarchy().operators(lin.vals_uu)
     assert np.max(ops.contraction(2)) > 1.0  # the V-cycles alone would diverge here
-    P = BlockTriangularPreconditioner(lin, "auto")
+    P = BlockTriangularPreconditioner(lin, step_solver="auto")
     assert P.step_info["method"] == "multigrid" and P.step_info["exact_steps"] > 0
-    exact = BlockTriangularPreconditioner(lin, "lu")
+    exact = BlockTriangularPreconditioner(lin, step_solver="lu")
     r = rng.standard_normal(P.shape[0])
     ye = exact.matvec(r)
     y = P.matvec(r)

@@ -42,7 +42,7 @@ def ou_mixture_score_torch(x, t, eps=0.0):
 def test_torch_residual_matches_closed_form_and_grid():
     """R_s of the exact score vanishes to round-off; for a perturbed score the autograd residual
     equals the grid residual of the same field up to the grid's O(h^2) error."""
-    sm = ScoreModel(mp.TensorGrid([(-6.0, 6.0)], 400, "noflux"), "vp", T=3.0, nt=600)
+    sm = ScoreModel(mp.TensorGrid([(-6.0, 6.0)], 400, "noflux"), sde="vp", T=3.0, nt=600)
     x = sm.grid.coordinates()[0]
     levels = [150, 300, 450]                       # t = 0.75, 1.5, 2.25: interior in time
     xs = torch.tensor(np.tile(x, len(levels))[:, None], dtype=torch.float64)

@@ -66,7 +66,7 @@ def test_documented_defaults():
     assert (s.nu, s.T, s.nt, s.name) == (1.0, 1.0, 32, "score_mfg")
     m = ScoreModel(G1)
     assert (m.sde, m.T, m.nt, m.transport, m.nu) == ("vp", 1.0, 64, "muscl", pytest.approx(1.0))
-    assert ScoreModel(G1, "ve").sigma == 1.0
+    assert ScoreModel(G1, sde="ve").sigma == 1.0
     j = jko_step_problem(G1, np.exp(normal_log_pdf(X1, 0.0, 1.0)), E.Entropy(), tau=0.1)
     assert (j.nt, j.name) == (8, "jko_step")
 
@@ -193,18 +193,18 @@ def test_jko_chain_steps_are_the_closed_form_jko_steps():
 
 
 def test_score_model_sdes():
-    vp = ScoreModel(G1, "vp", T=2.0, nt=8)
+    vp = ScoreModel(G1, sde="vp", T=2.0, nt=8)
     assert vp.sigma == pytest.approx(np.sqrt(2)) and vp.nu == pytest.approx(1.0)
     np.testing.assert_allclose(vp.times, np.linspace(0, 2.0, 9))
     np.testing.assert_array_equal(vp.drift(0.3, X1)[0], -X1)
-    ve = ScoreModel(G1, "ve", sigma=0.6)
+    ve = ScoreModel(G1, sde="ve", sigma=0.6)
     assert ve.sigma == 0.6 and ve.nu == pytest.approx(0.18)
     np.testing.assert_array_equal(ve.drift(0.3, X1)[0], 0 * X1)
     for sigma in (0.0, -1.0):
         with pytest.raises(ValueError, match="sigma must be > 0"):
-            ScoreModel(G1, "ve", sigma=sigma)
+            ScoreModel(G1, sde="ve", sigma=sigma)
     with pytest.raises(ValueError, match="transport must be"):
-        ScoreModel(G1, "vp", transport="weno")
+        ScoreModel(G1, sde="vp", transport="weno")
     with pytest.raises(TypeError, match="grid must be a TensorGrid"):
         ScoreModel(None)
     with pytest.raises(ValueError, match="start density is required for the VE process"):
@@ -215,7 +215,7 @@ def test_score_model_forward_ou_moments():
     """VP forward process from N(mu, s^2): mean mu e^-t, variance s^2 e^-2t + 1 - e^-2t."""
     g = mp.TensorGrid([(-7, 7)], 280, "noflux")
     x = g.axes[0]
-    sm = ScoreModel(g, "vp", T=1.0, nt=100)
+    sm = ScoreModel(g, sde="vp", T=1.0, nt=100)
     p = sm.forward(gaussian([1.5], 0.16))
     for j in (50, 100):
         t = sm.times[j]
@@ -224,7 +224,7 @@ def test_score_model_forward_ou_moments():
         assert abs(mean - 1.5 * np.exp(-t)) < 2e-3, (t, mean)
         assert abs(var - (0.16 * np.exp(-2 * t) + 1 - np.exp(-2 * t))) < 5e-3, (t, var)
     # VE: the mean stays, the variance grows by sigma^2 t
-    ve = ScoreModel(g, "ve", sigma=0.8, T=1.0, nt=100)
+    ve = ScoreModel(g, sde="ve", sigma=0.8, T=1.0, nt=100)
     q = ve.forward(gaussian([0.5], 0.16))
     mean = g.integrate(x * q[-1])
     assert abs(mean - 0.5) < 1e-3
@@ -235,7 +235,7 @@ def test_grid_score_and_reverse_drift():
     """The grid score of N(mu, s^2) is -(x - mu)/s^2 (centred differences: exact for a quadratic
     log-density away from the walls); the reverse drift at reverse time tau = T - t is
     -b(x) + sigma^2 s(t, x)."""
-    sm = ScoreModel(G1, "vp", T=1.0, nt=5)
+    sm = ScoreModel(G1, sde="vp", T=1.0, nt=5)
     assert sm.times.shape == (6,) and sm.times[-1] == 1.0
     mus = np.linspace(0.0, 1.0, sm.nt + 1)   # a different Gaussian per forward time level
     p = np.stack([np.exp(normal_log_pdf(X1, mu, 0.5)) for mu in mus])
@@ -280,7 +280,7 @@ def test_grid_score_and_reverse_drift():
 def test_generate_with_the_stationary_score_keeps_the_standard_normal():
     """The VP process's stationary law is N(0, 1): with its score -x the reverse FP keeps the
     default start N(0, 1)."""
-    sm = ScoreModel(G1, "vp", T=0.5, nt=20)
+    sm = ScoreModel(G1, sde="vp", T=0.5, nt=20)
     q = sm.generate(lambda t, x: -x)
     start = np.exp(normal_log_pdf(X1, 0.0, 1.0))
     start /= G1.integrate(start)
@@ -342,7 +342,7 @@ def test_grid_score_cap_wraps_periodic_axes():
     # on a periodic axis the cell next to the seam has the cell across it as a neighbour: where the
     # density vanishes there, the cliff of log p (~2e4 here) must not set the cap
     g = mp.TensorGrid([(0, 1)], 64, "periodic")
-    sm = ScoreModel(g, "vp", T=1.0, nt=1)
+    sm = ScoreModel(g, sde="vp", T=1.0, nt=1)
     x = g.axes[0]
     p = np.exp(-((x - 0.3) ** 2) / (2 * 0.05**2))
     p[x > 0.9] = 0.0

@@ -147,7 +147,7 @@ def test_e1_ergodic_order_two():
     for n in ns:
         g = mp.TensorGrid([(-5.0, 5.0)], n, "noflux")
         p = mp.ErgodicMFGProblem(g, 0.3, mp.QuadraticHamiltonian(),
-                                 mp.LogCoupling(floor=1e-10) + mp.PotentialCoupling(lambda x: 0.5 * x**2))
+                                 coupling=mp.LogCoupling(floor=1e-10) + mp.PotentialCoupling(lambda x: 0.5 * x**2))
         r = mp.solve(p, tol=1e-10, order=2)
         assert r.converged
         err_rho.append(abs(r.rho - ex.rho))

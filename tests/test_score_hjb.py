@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def closed_form(n, nt, mix=F.MIX, bounds=((-6.0, 6.0),)):
     g = mp.TensorGrid(list(bounds), n, "noflux")
-    sm = ScoreModel(g, "vp", T=3.0, nt=nt)
+    sm = ScoreModel(g, sde="vp", T=3.0, nt=nt)
     P = g.points()
     dens, score = [], []
     for t in sm.times:
@@ -107,7 +107,7 @@ def test_muscl_transport_is_conservative_positive_and_second_order():
 
 def test_shipped_score_case_separates_exact_and_perturbed_scores():
     g = mp.TensorGrid([(-6, 6)], 240, "noflux")       # solvers/score_ou_1d.toml
-    sm = ScoreModel(g, "vp", T=3.0, nt=120)
+    sm = ScoreModel(g, sde="vp", T=3.0, nt=120)
     data = gaussian_mixture(**F.MIX)
     me, _ = validate_score(sm, data, F.exact_score)
     mp_, _ = validate_score(sm, data, F.perturbed_score)

@@ -42,7 +42,7 @@ def test_spectral_inverse_inverts_the_scheme_laplacian(spec, rng):
     a = 3.0
     P = stencil_csc(sc._diffusion, sc.cols).toarray() + a * np.eye(g.size)
     rhs = rng.standard_normal(g.size)
-    x = SpectralInverse(g, 0.7).solve(rhs, a)
+    x = SpectralInverse(g, 0.7).solve(rhs, a=a)
     np.testing.assert_allclose(P @ x, rhs, rtol=0, atol=1e-12 * np.abs(rhs).max() * a)
     # the mean diagonal used for the shift is that of the stencil
     assert SpectralInverse(g, 0.7).diagonal == pytest.approx(sc._diffusion[:, 0].mean(), rel=1e-12)
@@ -92,7 +92,7 @@ def test_spectral_step_solves(spec, rng):
         np.testing.assert_allclose(op.richardson(rhs, 2), x1 + op.precondition(rhs - op.matvec(x1)),
                                    rtol=0, atol=1e-14 * np.abs(x1).max())
     # where diffusion dominates no step falls back to an exact solve
-    assert step_inverses(lin, "spectral")[2]["exact_steps"] == 0
+    assert step_inverses(lin, method="spectral")[2]["exact_steps"] == 0
 
 
 def test_transport_dominated_steps_fall_back_to_exact_solves(rng):
@@ -102,7 +102,7 @@ def test_transport_dominated_steps_fall_back_to_exact_solves(rng):
     U = 40 * rng.standard_normal((sc.nt + 1, g.size))  # steep: |p|/h >> 1/dt
     M = 1 + 0.5 * rng.random((sc.nt + 1, g.size))
     lin = sc.linearisation(U, M)
-    inv_u, _inv_m, info = step_inverses(lin, "spectral")
+    inv_u, _inv_m, info = step_inverses(lin, method="spectral")
     # exactly the steps whose Richardson sweep does not contract
     from mfgpde.fd.steps import CONTRACTION_LIMIT
 
@@ -157,7 +157,7 @@ def test_preconditioner_with_exact_steps_inverts_the_triangular_part(step_solver
     with Richardson steps it approximates it."""
     sc = FDScheme(_problem(mp.TensorGrid([(0, 1), (0, 1)], (8, 10), ("periodic", "noflux")), nt=5))
     lin, r, exact = _triangular_part_solve(sc, rng)
-    x = BlockTriangularPreconditioner(lin, step_solver) @ r
+    x = BlockTriangularPreconditioner(lin, step_solver=step_solver) @ r
     tol = 1e-2 if step_solver == "spectral" else 1e-9
     assert np.abs(x - exact).max() <= tol * np.abs(exact).max()
 
@@ -196,7 +196,7 @@ def test_step_solver_choice_and_solution(shape, method, spectral, expected, tran
     monkeypatch.setattr(linear.StepOperator, "solve", spy("spectral", StepOperator.solve))
     rhs = rng.standard_normal(g.size)
     x = linear.solve_stencil(vals, sc.cols, rhs, transpose, method, sc.csr,
-                             sc.spectral_inverse() if spectral else None, sc.dt)
+                             spectral=sc.spectral_inverse() if spectral else None, dt=sc.dt)
     assert used[0] == expected, used
     A = stencil_csc(vals, sc.cols)
     A = A.T if transpose else A

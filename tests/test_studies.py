@@ -141,7 +141,7 @@ def test_deflation_from_one_start_finds_the_uniform_and_both_mirror_solutions():
     """The positive control from a single start: the first solve, then Newton with the solutions
     found so far deflated, restarted until every launch fails. Three solutions: the uniform one
     (J = -alpha T / 2 = -0.8) and two concentrated ones, mirror images of each other."""
-    p = W.aggregation_control(64, 40, alpha=0.4)
+    p = W.aggregation_control(n=64, nt=40, alpha=0.4)
     (U0, M0), = W.initial_guesses(p, 1, seed=1, amplitude=0.3)
     sols, records = W.deflated_solutions(p, U0, M0)
     J = sorted(W._aggregation_potential(p, U, M, 0.4) for U, M in sols)
@@ -153,7 +153,7 @@ def test_deflation_from_one_start_finds_the_uniform_and_both_mirror_solutions():
 
 
 def test_deflation_finds_no_second_solution_of_the_monotone_control():
-    p = W.aggregation_control(64, 40, alpha=-0.4)
+    p = W.aggregation_control(n=64, nt=40, alpha=-0.4)
     (U0, M0), = W.initial_guesses(p, 1, seed=1, amplitude=0.3)
     sols, records = W.deflated_solutions(p, U0, M0)
     assert len(sols) == 1 and len(records) == 3 and not any(r.get("found") for r in records[1:])
@@ -163,7 +163,7 @@ def test_deflated_continuation_draws_the_pitchfork_of_the_aggregation_control():
     """alpha = 0, 0.1: the uniform solution only (below the threshold, about nu^2 pi^2 = 0.099 for
     a long horizon, later for T = 4); alpha = 0.5: it and two concentrated solutions, mirror
     images (mean positions of m(T) symmetric about 1/2). The uniform branch runs throughout."""
-    st = W.deflated_continuation(lambda a: W.aggregation_control(32, 16, alpha=a), [0.0, 0.1, 0.3, 0.5])
+    st = W.deflated_continuation(lambda a: W.aggregation_control(n=32, nt=16, alpha=a), [0.0, 0.1, 0.3, 0.5])
     assert st["solutions_per_value"][:2] == [1, 1] and st["solutions_per_value"][-1] == 3, st
     uniform = st["branches"][0]
     assert uniform["values"] == [0.0, 0.1, 0.3, 0.5] and np.allclose(uniform["mean_position"], 0.5)
@@ -188,7 +188,7 @@ def test_wellposed_parameter_study_refuses_bad_keys_before_any_solve(extra, mess
 def test_multi_start_finds_the_second_solution_by_deflation_when_every_start_reaches_one():
     """Amplitude-1 starts on the aggregation control all reach the uniform solution; the deflated
     search from it (perturbed) finds a concentrated one: the verdict is not 'unique'."""
-    p = W.aggregation_control(64, 40, alpha=0.4)
+    p = W.aggregation_control(n=64, nt=40, alpha=0.4)
     ms = W.multi_start(p, starts=4, amplitude=1.0)
     assert ms["verdict"] == "several solutions" and ms["distinct_solutions"] >= 2, ms["evidence"]
     assert any(r["found"] and "perturbed" in r["launch"] for r in ms["deflation"])

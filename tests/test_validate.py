@@ -84,7 +84,7 @@ def test_score_models_exact_and_perturbed():
     runs = {}
     for n in (100, 200):
         g = mp.TensorGrid([(-6, 6)], n, "noflux")
-        sm = ScoreModel(g, "vp", T=3.0, nt=n // 2, transport="upwind")   # MUSCL: tests/test_score_hjb.py
+        sm = ScoreModel(g, sde="vp", T=3.0, nt=n // 2, transport="upwind")   # MUSCL: tests/test_score_hjb.py
         me, _ = validate_score(sm, data, F.exact_score)
         mpert, _ = validate_score(sm, data, F.perturbed_score)
         p, t = sm.forward(data)[1:], sm.times[1:]

@@ -53,7 +53,7 @@ def c2(ns):
     errs = []
     for n in ns:
         g = mp.TensorGrid([(-6, 6)], n, "noflux")
-        sm = ScoreModel(g, "vp", T=1.0, nt=n // 2)
+        sm = ScoreModel(g, sde="vp", T=1.0, nt=n // 2)
         p = sm.forward(gaussian_mixture(**MIX))
         s = sm.grid_score(p)
         e = ou_mixture_score_error(sm, s, MIX["weights"], MIX["means"], MIX["covs"], range(1, sm.nt + 1, max(1, sm.nt // 8)))

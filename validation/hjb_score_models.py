@@ -220,7 +220,7 @@ def main(argv=None):
     results, timings = {}, {}
     for ds, mix in DATA.items():
         bounds, n, nt = grids[ds]
-        sm = ScoreModel(mp.TensorGrid(bounds, n, "noflux"), "vp", T=T, nt=nt)
+        sm = ScoreModel(mp.TensorGrid(bounds, n, "noflux"), sde="vp", T=T, nt=nt)
         data = gaussian_mixture(**mix)
         d = len(bounds)
         results[ds] = {meth: {} for meth, _ in methods}

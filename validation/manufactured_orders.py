@@ -104,7 +104,7 @@ def ergodic(case, make, sizes, hamiltonian, coupling, rho=0.3, order=1):
     for n in sizes:
         dom = make(n)
         fd = not getattr(dom, "is_mesh", False)
-        r = mp.solve(case.ergodic_problem(dom, hamiltonian, coupling, rho=rho), tol=1e-10, order=order,
+        r = mp.solve(case.ergodic_problem(dom, hamiltonian, coupling=coupling, rho=rho), tol=1e-10, order=order,
                      **({"error_estimate": False} if fd else {}))
         for k, v in case.ergodic_errors(r, rho).items():
             errs[k].append(v)
@@ -133,7 +133,7 @@ def distributed(sizes, ranks=2, T=0.5):
         for n in sizes:
             cfg = os.path.join(tmp, f"mms{n}.toml")
             with open(cfg, "w") as fh:
-                fh.write(case.configuration([(0, 1), (0, 1)], (n, n), "periodic", T, n // 2, TABLES))
+                fh.write(case.configuration([(0, 1), (0, 1)], (n, n), "periodic", T, n // 2, tables=TABLES))
             out = os.path.join(tmp, f"o{n}")
             subprocess.run([mpiexec, "-n", str(ranks), sys.executable, "-m", "mfgpde", "solve", cfg, "--out", out,
                             "--no-plot", "-q"], check=True, capture_output=True,

@@ -145,7 +145,7 @@ def main(argv=None):
     Tscore = 3.0
     snet = train_score(torch, Net, iters * 20, batch, seed=1, Tscore=Tscore)  # cheap: no ODE in the loss
     timings["score"] = time.perf_counter() - t1
-    sm = ScoreModel(grid, "vp", T=Tscore, nt=nt * 2)
+    sm = ScoreModel(grid, sde="vp", T=Tscore, nt=nt * 2)
     ms, fs = validate_score(sm, gaussian_mixture(**MIX), snet, name="score")
     write_validation_report(os.path.join(args.out, "score"), ms, fs)
     metrics_all["score"] = ms

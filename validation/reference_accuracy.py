@@ -45,7 +45,7 @@ def c1(n):
 def e1(n):
     g = mp.TensorGrid([(-5.0, 5.0)], n, "noflux")
     p = mp.ErgodicMFGProblem(g, 0.3, mp.QuadraticHamiltonian(),
-                             mp.LogCoupling(floor=1e-10) + mp.PotentialCoupling(lambda x: 0.5 * x**2))
+                             coupling=mp.LogCoupling(floor=1e-10) + mp.PotentialCoupling(lambda x: 0.5 * x**2))
     mex = ErgodicLQ(nu=0.3).m(g.axes[0])
     return p, lambda r: float(g.integrate(np.abs(r.m - mex))), "m_L1", "L1 error of m"
 

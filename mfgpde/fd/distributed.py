@@ -263,7 +263,7 @@ class DistributedFDScheme:
     def step_solver(self):
         return "petsc"
 
-    def solve_newton_system(self, lin, rhs, rtol, maxiter=400, step_solver=None, reuse=None, lag_budget=None):
+    def solve_newton_system(self, lin, rhs, rtol, *, maxiter=400, step_solver=None, reuse=None, lag_budget=None):
         """FGMRES (PETSc) on ``J dz = rhs`` with the block-triangular sweep preconditioner.
 
         Same signature and returns as :func:`mfgpde.fd.krylov.solve_newton_system`
@@ -275,7 +275,8 @@ class DistributedFDScheme:
             # a little between applications; restart 30 (each vector pair is 2 (N_t + 1) N_owned x 16 B)
             with self.options_scope(OPTIONS_PREFIX + "newton_"):
                 self._krylov = ShellNewtonSystem(self.pcomm, n * self.N, self._matvec, self._sweep,
-                                                 OPTIONS_PREFIX + "newton_", "fgmres", 30, n_global=n * self.grid.size)
+                                                 OPTIONS_PREFIX + "newton_", ksp_type="fgmres", restart=30,
+                                                 n_global=n * self.grid.size)
         return self._krylov.solve(lin, rhs, rtol, maxiter)
 
     def _split(self, z, points):
@@ -339,7 +340,7 @@ class DistributedFDScheme:
         return steps
 
     # ------------------------------------------------------------------ half-sweeps
-    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=MAX_NEWTON):
+    def solve_hjb(self, M, *, U_init=None, tol=1e-12, max_newton=MAX_NEWTON):
         """Backward sweep, distributed: the same per-step Newton and stopping rule as
         :meth:`FDScheme.solve_hjb`, with global norms and distributed step solves.
         """
@@ -376,11 +377,11 @@ class DistributedFDScheme:
                 vals[0, :, 0] += 1.0 / dt
                 return self._step.solve(vals[0], b, step_rtol)
 
-            U[n], steps = solve_implicit_step(u, res, solve, self.norm, atol, max_newton, level=n, tol=tol)
+            U[n], steps = solve_implicit_step(u, res, solve, self.norm, atol, max_newton=max_newton, level=n, tol=tol)
             total += steps
         return U, total
 
-    def solve_fp(self, U, M_lag=None, rtol=None):
+    def solve_fp(self, U, *, M_lag=None, rtol=None):
         """Forward sweep, distributed (see :meth:`FDScheme.solve_fp`); mass restored globally.
         ``rtol``: of the step solves (default :data:`STEP_RTOL`; a starting guess may ask for less).
         """
@@ -410,7 +411,7 @@ def _mpi_min():
     return MPI.MIN
 
 
-def solve_distributed(problem, comm, tol=1e-10, max_iter=50, verbose=None, petsc_options=None, grid_sequencing=True):
+def solve_distributed(problem, comm, *, tol=1e-10, max_iter=50, verbose=None, petsc_options=None, grid_sequencing=True):
     """Solve a time-dependent MFG with finite differences distributed over ``comm``.
 
     Newton (:func:`mfgpde.iterations.newton.newton`, the serial driver) on the distributed
@@ -448,7 +449,7 @@ def solve_distributed(problem, comm, tol=1e-10, max_iter=50, verbose=None, petsc
     try:
         talk = verbose if comm.rank == 0 else False
         U, M, log, status, sequenced = sequenced_newton(problem, scheme, coarse_solve if grid_sequencing else None,
-                                                        tol, max_iter, talk, local=scheme.local_part)
+                                                        tol, max_iter, verbose=talk, local=scheme.local_part)
         U, M = scheme.gather(U), scheme.gather(M)
         split = list(reversed(scheme.da.getProcSizes()))
         layout = {"ghost_layers": int(scheme.ghost_width), "preconditioner_steps": scheme.step_method}

@@ -54,7 +54,7 @@ class BlockTriangularPreconditioner(spla.LinearOperator):
         Richardson sweeps of the spectral step inverses.
     """
 
-    def __init__(self, lin, step_solver="auto", sweeps=3, reuse=None):
+    def __init__(self, lin, *, step_solver="auto", sweeps=3, reuse=None):
         self.lin = lin
         N, nt = lin.N, lin.nt
         self.N, self.nt = N, nt
@@ -71,7 +71,7 @@ class BlockTriangularPreconditioner(spla.LinearOperator):
             self.step_info = {"method": "multigrid", "cycles": MG_CYCLES, "levels": H.levels}
             self._exact_where_multigrid_fails(lin)
         elif not self.one_d:
-            self.inv_u, self.inv_m, self.step_info = step_inverses(lin, step_solver, sweeps)
+            self.inv_u, self.inv_m, self.step_info = step_inverses(lin, method=step_solver, sweeps=sweeps)
 
     def _exact_where_multigrid_fails(self, lin):
         """Steps on which the V-cycles do not contract get exact solves.
@@ -116,13 +116,13 @@ class BlockTriangularPreconditioner(spla.LinearOperator):
             return np.concatenate([x.ravel(), y.ravel()])
         # whole sweeps compiled: V-cycles of every step, no Python between
         ou, om = self.mg
-        x = ou.sweep(a, dt, MG_CYCLES, backward=True)
+        x = ou.sweep(a, dt, cycles=MG_CYCLES, backward=True)
         b[1:] -= lin.hessian(x[:nt])
-        y = om.sweep(b, dt, MG_CYCLES, backward=False)
+        y = om.sweep(b, dt, cycles=MG_CYCLES, backward=False)
         return np.concatenate([x.ravel(), y.ravel()])
 
 
-def solve_newton_system(lin, rhs, rtol, maxiter=400, step_solver="auto", sweeps=3, reuse=None, lag_budget=None):
+def solve_newton_system(lin, rhs, rtol, *, maxiter=400, step_solver="auto", sweeps=3, reuse=None, lag_budget=None):
     """GMRES (:func:`mfgpde.iterations.gmres.gmres`, right-preconditioned) on ``J dz = rhs``
     with the block-triangular preconditioner, to ``|J dz - rhs| <= rtol |rhs|``.
 
@@ -145,13 +145,13 @@ def solve_newton_system(lin, rhs, rtol, maxiter=400, step_solver="auto", sweeps=
     restart = int(max(10, min(60, KRYLOV_BASIS_BYTES // (8 * rhs.size))))
     x0, its = None, 0
     if reuse is not None and lin.grid.dim > 1 and _worth_lagging(reuse):
-        P = BlockTriangularPreconditioner(lin, step_solver, sweeps, reuse=reuse)
+        P = BlockTriangularPreconditioner(lin, step_solver=step_solver, sweeps=sweeps, reuse=reuse)
         budget = lag_budget or 30
         x, its, ok = gmres(lin.matvec, P.matvec, rhs, rtol=rtol, restart=min(restart, budget), maxiter=budget)
         if ok:
             return x, its, True, reuse
         x0 = x
-    P = BlockTriangularPreconditioner(lin, step_solver, sweeps)
+    P = BlockTriangularPreconditioner(lin, step_solver=step_solver, sweeps=sweeps)
     # the test is |r| <= rtol |rhs| whatever x0 is: the lagged attempt's progress counts
     x, more, ok = gmres(lin.matvec, P.matvec, rhs, x0=x0, rtol=rtol, restart=restart, maxiter=maxiter)
     its += more

@@ -34,7 +34,7 @@ SPECTRAL_MIN = 8192
 _METHODS = ("auto", "direct", "iterative")
 
 
-def solve_stencil(vals, cols, rhs, transpose, method, to_csr, spectral=None, dt=None, rtol=ITERATIVE_RTOL):
+def solve_stencil(vals, cols, rhs, transpose, method, to_csr, *, spectral=None, dt=None, rtol=ITERATIVE_RTOL):
     """Solve ``A x = rhs`` or ``A^T x = rhs`` for a stencil operator ``vals`` (N, s).
 
     ``rtol`` is the relative residual of the iterative solves (factorised solves are exact).
@@ -51,7 +51,7 @@ def solve_stencil(vals, cols, rhs, transpose, method, to_csr, spectral=None, dt=
         A = to_csr(vals[None])
         return spla.spsolve(sp.csc_matrix(A.T if transpose else A), rhs)
     if spectral is not None and N >= SPECTRAL_MIN:
-        x = StepOperator(vals, cols, spectral, dt, transpose=transpose).solve(rhs, rtol)
+        x = StepOperator(vals, cols, spectral, dt, transpose=transpose).solve(rhs, rtol=rtol)
     else:
         op = kernels.transpose_stencil(vals, cols) if transpose else vals
         x, _its, ok = kernels.stencil_bicgstab(op, cols, rhs, rhs / op[:, 0], rtol, 4000)

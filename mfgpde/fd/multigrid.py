@@ -141,7 +141,7 @@ class Operators:
                    np.ascontiguousarray(rhs, dtype=float), x, cycles, self._work[0], self._work[1])
         return x
 
-    def sweep(self, r, dt, cycles=2, backward=True):
+    def sweep(self, r, dt, *, cycles=2, backward=True):
         """One half of the block-triangular sweep preconditioner over all ``K`` operators, compiled
         whole: see :func:`sweep` (``r`` of shape (K + 1, N)).
         """

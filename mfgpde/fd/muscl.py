@@ -93,7 +93,7 @@ def _divergence(m, vel, grid):
     return out
 
 
-def evolve_muscl(grid, m0, velocity, T, nu=0.0, cfl=0.45, workers=None):
+def evolve_muscl(grid, m0, velocity, T, *, nu=0.0, cfl=0.45, workers=None):
     """Transport ``m0`` by ``dm/dt - nu Lap m + div(m v) = 0`` on ``[0, T]`` (second order).
 
     Parameters

@@ -235,7 +235,7 @@ class FDScheme:
     #: the space-time Jacobian can be assembled, so Newton may factorise it (``linear="direct"``)
     assembles_jacobian = True
 
-    def solve_newton_system(self, lin, rhs, rtol, maxiter=400, step_solver="auto", sweeps=3, reuse=None,
+    def solve_newton_system(self, lin, rhs, rtol, *, maxiter=400, step_solver="auto", sweeps=3, reuse=None,
                             lag_budget=None):
         """``J dz = rhs`` by GMRES with the block-triangular sweep preconditioner
         (:func:`mfgpde.fd.krylov.solve_newton_system`, whose signature and returns every scheme's
@@ -261,7 +261,7 @@ class FDScheme:
         """``max |R|`` (the serial grid's max-norm; distributed schemes reduce over ranks)."""
         return float(np.abs(R).max())
 
-    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=MAX_NEWTON):
+    def solve_hjb(self, M, *, U_init=None, tol=1e-12, max_newton=MAX_NEWTON):
         """Backward sweep: U solving the discrete HJB for a given density path M.
 
         Each implicit step is a nonlinear system solved by Newton with backtracking
@@ -304,11 +304,11 @@ class FDScheme:
                 vals[0, :, 0] += 1.0 / dt
                 return self.step_solve(vals[0], b, rtol=rtol)
 
-            U[n], steps = solve_implicit_step(u, res, solve, self.norm, atol, max_newton, level=n, tol=tol)
+            U[n], steps = solve_implicit_step(u, res, solve, self.norm, atol, max_newton=max_newton, level=n, tol=tol)
             total += steps
         return U, total
 
-    def step_solve(self, vals, rhs, transpose=False, rtol=None):
+    def step_solve(self, vals, rhs, *, transpose=False, rtol=None):
         """Solve ``A x = rhs`` (or ``A^T x = rhs``) for one stencil operator ``vals`` (N, s).
 
         1D: a cyclic tridiagonal solve compiled with Numba; 2D/3D: sparse LU (or BiCGSTAB
@@ -320,8 +320,8 @@ class FDScheme:
         if self.grid.dim == 1:
             return kernels.tri_solve(vals, rhs, transpose)
         spectral = self.spectral_inverse() if self.problem.nu > 0 else None
-        return solve_stencil(vals, self.cols, rhs, transpose, self.linear_solver, self.csr, spectral, self.dt,
-                             ITERATIVE_RTOL if rtol is None else rtol)
+        return solve_stencil(vals, self.cols, rhs, transpose, self.linear_solver, self.csr, spectral=spectral, dt=self.dt,
+                             rtol=ITERATIVE_RTOL if rtol is None else rtol)
 
     @property
     def step_solver(self):
@@ -335,7 +335,7 @@ class FDScheme:
         vals[0, :, 0] += 1.0 / self.dt
         return vals[0]
 
-    def solve_fp(self, U, M_lag=None, rtol=None):
+    def solve_fp(self, U, *, M_lag=None, rtol=None):
         """Forward sweep: m solving the discrete FP for the value function U.
 
         For congestion Hamiltonians (H depending on m) the drift uses ``M_lag[n+1]``; at a

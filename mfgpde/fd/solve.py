@@ -42,7 +42,7 @@ def _initial_arrays(problem, initial):
     return U0.reshape(problem.nt + 1, -1), M0.reshape(problem.nt + 1, -1)
 
 
-def solve_fd(problem: MFGProblem, options: SolveOptions, initial=None, coarse_start=None) -> MFGResult:
+def solve_fd(problem: MFGProblem, options: SolveOptions, *, initial=None, coarse_start=None) -> MFGResult:
     """The serial finite-difference solve of a time-dependent problem.
 
     Parameters
@@ -100,7 +100,7 @@ def _newton_fd(problem, scheme, U0, M0, options, coarse_start=None):
                                              linear_solver=options.linear_solver))
 
     return sequencing.sequenced_newton(problem, scheme, None if options.grid_sequencing is False else coarse_solve,
-                                       options.tol, n_max, options.verbose)
+                                       options.tol, n_max, verbose=options.verbose)
 
 
 #: the viscous stages ``nu = c L^2 / T`` with ``c >= HANDOFF_C`` run on the next coarser grid
@@ -112,7 +112,7 @@ STAGE_TOL = 1e-3
 FINE_STRIDE = 2
 
 
-def viscosity_continuation(problem, initial, options, start=0.1, stop=1e-5, factor=3.0, max_refine=4, until=None,
+def viscosity_continuation(problem, initial, options, *, start=0.1, stop=1e-5, factor=3.0, max_refine=4, until=None,
                            sequence=True):
     """Adaptive continuation in nu down to ``problem.nu`` (see :func:`mfgpde.solve`).
 
@@ -152,7 +152,7 @@ def viscosity_continuation(problem, initial, options, start=0.1, stop=1e-5, fact
         record = {"value": float(nu_h), "grid": list(coarse.grid.shape), "nt": coarse.nt}
         where = f"{'x'.join(map(str, coarse.grid.shape))} x {coarse.nt}"
         try:
-            rc = viscosity_continuation(coarse, None, copts, start, stop, factor, max_refine, until=nu_h)
+            rc = viscosity_continuation(coarse, None, copts, start=start, stop=stop, factor=factor, max_refine=max_refine, until=nu_h)
             record.update(status=rc.status, iterations=rc.iterations, stages=rc.diagnostics["continuation"]["steps"])
             if not (rc.converged and float(rc.problem.nu) == nu_h):
                 raise RuntimeError(rc.diagnostics.get("message", f"the coarse continuation ended {rc.status!r}"))
@@ -202,8 +202,8 @@ def viscosity_continuation(problem, initial, options, start=0.1, stop=1e-5, fact
             continue
         if last_ok is None and coarse is not None:
             # the coarse solution was no good start on the fine grid: every stage on the fine grid
-            r = viscosity_continuation(problem, None, options, start, stop, factor, max_refine, until=until,
-                                       sequence=False)
+            r = viscosity_continuation(problem, None, options, start=start, stop=stop, factor=factor,
+                                       max_refine=max_refine, until=until, sequence=False)
             r.diagnostics["continuation"]["steps"][:0] = steps
             return r
         if last_ok is None or refinements >= max_refine:

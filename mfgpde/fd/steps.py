@@ -115,7 +115,7 @@ class SpectralInverse:
         """``1 / (a + lambda)`` in the layout of the transformed grid function."""
         return 1.0 / (a + self.lam)
 
-    def solve(self, rhs, a=None, inv=None):
+    def solve(self, rhs, *, a=None, inv=None):
         """``P^{-1} rhs`` for ``P = a I + nu (-Lap_h)``; ``rhs`` of shape (N,).
 
         ``inv`` (from :meth:`inverse_eigenvalues`) may replace ``a`` when the same shift is
@@ -211,7 +211,7 @@ class StepOperator:
                                  options=dict(SymmetricMode=True)).solve
         return self._lu
 
-    def solve(self, rhs, rtol=ACCURATE_RTOL, x0=None, maxiter=SPECTRAL_MAXITER):
+    def solve(self, rhs, *, rtol=ACCURATE_RTOL, x0=None, maxiter=SPECTRAL_MAXITER):
         """Accurate solve: spectrally preconditioned BiCGSTAB (10-20 iterations where diffusion
         dominates); where it has not converged after ``maxiter`` iterations (transport-dominated
         steps) the compiled Jacobi BiCGSTAB goes on from its iterate, and sparse LU if that stalls.
@@ -231,7 +231,7 @@ class StepOperator:
         return x
 
 
-def step_inverses(lin, method="auto", sweeps=2):
+def step_inverses(lin, *, method="auto", sweeps=2):
     """Approximate inverses of every step operator of a linearisation, for the preconditioner.
 
     Parameters

@@ -84,7 +84,7 @@ class MeshDomain:
 
     is_mesh = True
 
-    def __init__(self, mesh, periodic=None, name="mesh", source=None):
+    def __init__(self, mesh, *, periodic=None, name="mesh", source=None):
         require_dolfinx()
         import dolfinx.fem.petsc
         import ufl
@@ -312,17 +312,17 @@ class MeshDomain:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def interval(cls, n, bounds=(0.0, 1.0), comm=None, periodic=False, name="interval"):
+    def interval(cls, n, *, bounds=(0.0, 1.0), comm=None, periodic=False, name="interval"):
         """Uniform interval mesh with ``n`` cells."""
         dolfinx = require_dolfinx()
         comm = _comm(comm)
         _check_cells(n, 1)
         msh = dolfinx.mesh.create_interval(comm, int(n), [float(bounds[0]), float(bounds[1])])
         per = [(0, float(bounds[0]), float(bounds[1]))] if periodic else None
-        return cls(msh, per, name, {"mesh": "interval", "cells_per_axis": [int(n)]})
+        return cls(msh, periodic=per, name=name, source={"mesh": "interval", "cells_per_axis": [int(n)]})
 
     @classmethod
-    def rectangle(cls, n, bounds=((0.0, 1.0), (0.0, 1.0)), comm=None, periodic=(False, False), diagonal="right",
+    def rectangle(cls, n, *, bounds=((0.0, 1.0), (0.0, 1.0)), comm=None, periodic=(False, False), diagonal="right",
                   name="rectangle"):
         """Structured triangle mesh of a rectangle with ``n = (nx, ny)`` cells per axis.
 
@@ -340,10 +340,10 @@ class MeshDomain:
         msh = dolfinx.mesh.create_rectangle(comm, [[x0, y0], [x1, y1]], list(n), dolfinx.mesh.CellType.triangle,
                                             diagonal=diag[diagonal])
         per = [(k, float(b[0]), float(b[1])) for k, (p, b) in enumerate(zip(periodic, bounds)) if p]
-        return cls(msh, per, name, {"mesh": "rectangle", "cells_per_axis": list(n), "diagonal": diagonal})
+        return cls(msh, periodic=per, name=name, source={"mesh": "rectangle", "cells_per_axis": list(n), "diagonal": diagonal})
 
     @classmethod
-    def box(cls, n, bounds=((0.0, 1.0),) * 3, comm=None, periodic=(False, False, False), name="box"):
+    def box(cls, n, *, bounds=((0.0, 1.0),) * 3, comm=None, periodic=(False, False, False), name="box"):
         """Structured tetrahedral mesh of a box with ``n = (nx, ny, nz)`` cells per axis."""
         dolfinx = require_dolfinx()
         comm = _comm(comm)
@@ -352,7 +352,7 @@ class MeshDomain:
         hi = [b[1] for b in bounds]
         msh = dolfinx.mesh.create_box(comm, [lo, hi], list(n), dolfinx.mesh.CellType.tetrahedron)
         per = [(k, float(b[0]), float(b[1])) for k, (p, b) in enumerate(zip(periodic, bounds)) if p]
-        return cls(msh, per, name, {"mesh": "box", "cells_per_axis": list(n)})
+        return cls(msh, periodic=per, name=name, source={"mesh": "box", "cells_per_axis": list(n)})
 
     @classmethod
     def from_grid(cls, grid, comm=None):
@@ -365,13 +365,13 @@ class MeshDomain:
         cells = [n if bc == "periodic" else n - 1 for n, bc in zip(grid.shape, grid.boundary)]
         per = [bc == "periodic" for bc in grid.boundary]
         if grid.dim == 1:
-            return cls.interval(cells[0], grid.bounds[0], comm, per[0], name="grid")
+            return cls.interval(cells[0], bounds=grid.bounds[0], comm=comm, periodic=per[0], name="grid")
         if grid.dim == 2:
-            return cls.rectangle(cells, grid.bounds, comm, per, name="grid")
-        return cls.box(cells, grid.bounds, comm, per, name="grid")
+            return cls.rectangle(cells, bounds=grid.bounds, comm=comm, periodic=per, name="grid")
+        return cls.box(cells, bounds=grid.bounds, comm=comm, periodic=per, name="grid")
 
     @classmethod
-    def from_file(cls, path, comm=None, gdim=None, name=None):
+    def from_file(cls, path, *, comm=None, gdim=None, name=None):
         """Read a gmsh ``.msh`` file (through ``dolfinx.io.gmsh``) or a DOLFINx XDMF mesh.
 
         Raises
@@ -400,7 +400,7 @@ class MeshDomain:
                 raise ValueError(f"mesh file {path!r} is not a readable XDMF mesh (grid named 'mesh'): {exc}") from None
         else:
             raise ValueError(f"mesh file {path!r}: unknown format {ext!r}; allowed: .msh (gmsh), .xdmf (DOLFINx)")
-        return cls(msh, None, name, {"mesh": "file", "path": os.path.abspath(path)})
+        return cls(msh, periodic=None, name=name, source={"mesh": "file", "path": os.path.abspath(path)})
 
 
 def _comm(comm):

@@ -18,7 +18,7 @@ from . import require_dolfinx
 from .domain import MeshDomain, gmsh_session
 
 
-def room_msh(path, width=2.0, height=1.0, obstacles=((1.0, 0.5, 0.2),), h=0.02):
+def room_msh(path, *, width=2.0, height=1.0, obstacles=((1.0, 0.5, 0.2),), h=0.02):
     """Write a gmsh ``.msh`` file of the room ``[0, width] x [0, height]`` minus disks.
 
     Parameters
@@ -67,7 +67,7 @@ def room_msh(path, width=2.0, height=1.0, obstacles=((1.0, 0.5, 0.2),), h=0.02):
     return atomic_write(path, write, ".msh")
 
 
-def room(width=2.0, height=1.0, obstacles=((1.0, 0.5, 0.2),), h=0.02, comm=None, path=None):
+def room(*, width=2.0, height=1.0, obstacles=((1.0, 0.5, 0.2),), h=0.02, comm=None, path=None):
     """A :class:`~mfgpde.fem.domain.MeshDomain` of a room with disk-shaped obstacles.
 
     The mesh is generated on rank 0 (into ``path`` or a temporary file) and distributed.
@@ -85,7 +85,7 @@ def room(width=2.0, height=1.0, obstacles=((1.0, 0.5, 0.2),), h=0.02, comm=None,
     err = None
     if comm.rank == 0:
         try:
-            room_msh(path, width, height, obstacles, h)
+            room_msh(path, width=width, height=height, obstacles=obstacles, h=h)
         except Exception as exc:
             err = exc
     err = comm.bcast(err, root=0)

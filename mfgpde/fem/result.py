@@ -121,4 +121,4 @@ class FEMResult(SolutionBase):
             return None
         from ..plotting import plot_mesh_result
 
-        return plot_mesh_result(self, path, snapshots)
+        return plot_mesh_result(self, path=path, snapshots=snapshots)

@@ -123,7 +123,7 @@ class FEMScheme:
         32 -> 27 s of Newton on that problem (fewer GMRES iterations against bigger local LUs).
     """
 
-    def __init__(self, problem, linear_solver="auto", parallel_step="asm", asm_overlap=16):
+    def __init__(self, problem, *, linear_solver="auto", parallel_step="asm", asm_overlap=16):
         self.problem = problem
         self.dom = dom = problem.grid
         self.n, self.nt, self.dt, self.nu = dom.n, problem.nt, problem.dt, problem.nu
@@ -252,7 +252,7 @@ class FEMScheme:
         return getattr(self.problem, "hjb_source", None), getattr(self.problem, "fp_source", None)
 
     # ------------------------------------------------------------------ matrices
-    def hjb_matrix(self, d, phiS, key=None, level=0):
+    def hjb_matrix(self, d, phiS, *, key=None, level=0):
         """``I/dt + nu L + B_n + diag(phi_S) dS/dU`` (the HJB step Jacobian at time level ``level``)
         as a PETSc matrix.
         """
@@ -264,7 +264,7 @@ class FEMScheme:
         off = -(self.nu * dom.w + 2.0 * phiS[dom.rows] * dom.w * dp) / dom.mu[dom.rows] + bo
         return self._matrix(("B", key), diag, off)
 
-    def fp_matrix(self, d, q, key=None, level=0):
+    def fp_matrix(self, d, q, *, key=None, level=0):
         """``I/dt + nu L^* + B_n^* + mu^{-1} dS/dU^T diag(mu q)``: the FP step (q = phi_S) or its
         Jacobian (q = phi_S + m phi_Sm), at time level ``level``.
         """
@@ -395,7 +395,7 @@ class FEMScheme:
 
         return FEMLinearisation(self, U, M)
 
-    def solve_newton_system(self, lin, rhs, rtol, maxiter=300, step_solver=None, reuse=None, lag_budget=None):
+    def solve_newton_system(self, lin, rhs, rtol, *, maxiter=300, step_solver=None, reuse=None, lag_budget=None):
         """PETSc GMRES on ``J dz = rhs`` with the block-triangular sweep preconditioner.
 
         Same signature and returns as :func:`mfgpde.fd.krylov.solve_newton_system`
@@ -407,7 +407,7 @@ class FEMScheme:
 
             # GMRES (not FGMRES): the preconditioner's step solves are fixed factorisations
             self._newton = ShellNewtonSystem(self.dom.comm, 2 * (self.nt + 1) * self.n, jacobian_product, sweep,
-                                             self.NEWTON_OPTIONS_PREFIX, "gmres", 60, atol=1e-15)
+                                             self.NEWTON_OPTIONS_PREFIX, ksp_type="gmres", restart=60, atol=1e-15)
         return self._newton.solve(lin, rhs, rtol, maxiter)
 
     def allreduce(self, value, op="sum"):
@@ -421,7 +421,7 @@ class FEMScheme:
         """``max |R|`` over the whole distributed mesh (collective)."""
         return self.dom.max_abs(R)
 
-    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=MAX_NEWTON):
+    def solve_hjb(self, M, *, U_init=None, tol=1e-12, max_newton=MAX_NEWTON):
         """Backward sweep: U for a given density path M (Newton with backtracking per step).
 
         ``U_init`` is accepted for the common sweep contract and not used: each step starts
@@ -451,11 +451,11 @@ class FEMScheme:
             def solve(state, b, n=n):
                 return self.solve_with("hjb_sweep", self.hjb_matrix(*state, key="sweep", level=n), b)
 
-            U[n], steps = solve_implicit_step(u, res, solve, self.dom.max_abs, atol, max_newton, level=n, tol=tol)
+            U[n], steps = solve_implicit_step(u, res, solve, self.dom.max_abs, atol, max_newton=max_newton, level=n, tol=tol)
             total += steps
         return U, total
 
-    def solve_fp(self, U, M_lag=None, exact=True):
+    def solve_fp(self, U, *, M_lag=None, exact=True):
         """Forward sweep: m for the value function U (drift lagged in m for congestion H).
 
         ``exact=False`` solves the steps by ILU-BiCGStab (relative tolerance 1e-12, mass

@@ -68,7 +68,7 @@ def _interpolator(grid, values):
     return lambda *xs: interp(np.stack([np.asarray(x, float) for x in xs], axis=-1))
 
 
-def solve_fem(problem, method="newton", tol=1e-10, max_iter=None, damping=0.5, verbose=None, initial=None,
+def solve_fem(problem, *, method="newton", tol=1e-10, max_iter=None, damping=0.5, verbose=None, initial=None,
               linear_solver="auto", comm=None, start_sweeps=4):
     """Solve an :class:`~mfgpde.MFGProblem` with the monotone P1 scheme (see :mod:`mfgpde.fem.scheme`).
 

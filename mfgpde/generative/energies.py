@@ -121,7 +121,7 @@ class KL(Energy):
         :class:`mfgpde.couplings.KLCoupling`); 0 gives the exact ``log m - log pi + 1``.
     """
 
-    def __init__(self, log_pi, floor=1e-14, eps=0.0):
+    def __init__(self, log_pi, *, floor=1e-14, eps=0.0):
         self.log_pi, self.floor, self.eps = log_pi, float(floor), float(eps)
 
     def value(self, m, grid):

@@ -164,7 +164,7 @@ def residual_map(R, p, times, t_min=None):
     return out
 
 
-def torch_residual(model, x, t, score_model=None, sde="vp", sigma=None, kind="score"):
+def torch_residual(model, x, t, *, score_model=None, sde="vp", sigma=None, kind="score"):
     """The HJB residual of a torch score (or potential) network on a batch, by autograd.
 
     Parameters

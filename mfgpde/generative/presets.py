@@ -28,7 +28,7 @@ def standard_normal_log_density(dim):
     return gaussian_log_density(np.zeros(dim), np.eye(dim))
 
 
-def data_on_grid(data, grid, tail_tol=1e-4, bandwidth=None):
+def data_on_grid(data, grid, *, tail_tol=1e-4, bandwidth=None):
     """Turn data into a normalised grid density, checking that it fits in the box.
 
     Parameters
@@ -49,7 +49,7 @@ def data_on_grid(data, grid, tail_tol=1e-4, bandwidth=None):
         arr = np.asarray(data, float)
         if arr.ndim == 2 and arr.shape != grid.shape:  # samples (n, d)
             data = density_from_samples(arr, grid, bandwidth)
-    values = density_on_grid(data, grid, "data density", normalize=True)
+    values = density_on_grid(data, grid, name="data density", normalize=True)
     peak = values.max()
     for k, bc in enumerate(grid.boundary):
         if bc != "noflux":
@@ -63,7 +63,7 @@ def data_on_grid(data, grid, tail_tol=1e-4, bandwidth=None):
     return values
 
 
-def cnf_problem(grid, data, lam=1.0, T=1.0, nt=32, reference_log_density=None, tail_tol=1e-4, kl_eps=1e-6,
+def cnf_problem(grid, data, *, lam=1.0, T=1.0, nt=32, reference_log_density=None, tail_tol=1e-4, kl_eps=1e-6,
                 name="cnf"):
     """Continuous normalizing flow as an MFG (OT-Flow / RNODE type).
 
@@ -91,13 +91,13 @@ def cnf_problem(grid, data, lam=1.0, T=1.0, nt=32, reference_log_density=None, t
         raise ValueError(f"lam (kinetic weight lambda) must be > 0, got {lam}; lambda = 0 is the ill-posed "
                          "CNF without kinetic energy (see mfgpde.studies.wellposedness.cnf_lambda_study)")
     log_pi = reference_log_density or standard_normal_log_density(grid.dim)
-    m0 = data_on_grid(data, grid, tail_tol)
+    m0 = data_on_grid(data, grid, tail_tol=tail_tol)
     terminal = KL(log_pi, eps=kl_eps).first_variation()
     terminal.value(m0, grid)  # evaluates log pi now: a vanishing reference fails before any work
     return MFGProblem(grid, T, nt, 0.0, QuadraticHamiltonian(lam), m0, terminal=terminal, name=name)
 
 
-def score_mfg_problem(grid, data_log_density, nu=1.0, T=1.0, nt=32, start=None, name="score_mfg"):
+def score_mfg_problem(grid, data_log_density, *, nu=1.0, T=1.0, nt=32, start=None, name="score_mfg"):
     """Generative diffusion in control form: ``dY = v dt + sigma dW``, cost
     ``int |v|^2/(2 sigma^2) dt - log p_data(Y_T)``.
 
@@ -133,7 +133,7 @@ class ScoreModel:
         tell a good score model from a poor one.
     """
 
-    def __init__(self, grid, sde="vp", sigma=1.0, T=1.0, nt=64, transport="muscl"):
+    def __init__(self, grid, *, sde="vp", sigma=1.0, T=1.0, nt=64, transport="muscl"):
         if sde not in ("vp", "ve"):
             raise ValueError(f"sde must be 'vp' or 've', got {sde!r}")
         if transport not in ("muscl", "upwind"):
@@ -160,7 +160,7 @@ class ScoreModel:
     def forward(self, data):
         """Densities ``p_t`` of the forward (noising) process, shape ``(nt + 1,) + grid.shape``."""
         p0 = data_on_grid(data, self.grid)
-        return evolve_density(self.grid, p0, self.drift, self.T, self.nt, self.nu, scheme=self.transport)
+        return evolve_density(self.grid, p0, self.drift, self.T, self.nt, nu=self.nu, scheme=self.transport)
 
     #: Below this fraction of a level's maximum density the grid score is capped (see grid_score).
     SCORE_CAP_FRACTION = 1e-12
@@ -228,12 +228,12 @@ class ScoreModel:
             if self.sde != "vp":
                 raise ValueError("start density is required for the VE process (it has no stationary law)")
             start = np.exp(standard_normal_log_density(self.grid.dim)(*self.grid.coordinates()))
-        start = density_on_grid(start, self.grid, "start density", normalize=True)
-        return evolve_density(self.grid, start, self.reverse_drift(score), self.T, self.nt, self.nu,
+        start = density_on_grid(start, self.grid, name="start density", normalize=True)
+        return evolve_density(self.grid, start, self.reverse_drift(score), self.T, self.nt, nu=self.nu,
                               scheme=self.transport)
 
 
-def jko_step_problem(grid, rho, energy, tau, nt=8, name="jko_step"):
+def jko_step_problem(grid, rho, energy, tau, *, nt=8, name="jko_step"):
     """One JKO step ``argmin W2^2(rho, .)/(2 tau) + E`` as the MFG on ``[0, tau]``.
 
     ``H = |p|^2/2``, ``nu = 0``, ``F = 0``, ``U(tau) = dE/dm``, ``m(0) = rho``.
@@ -245,7 +245,7 @@ def jko_step_problem(grid, rho, energy, tau, nt=8, name="jko_step"):
     return MFGProblem(grid, tau, nt, 0.0, QuadraticHamiltonian(1.0), rho, terminal=energy.first_variation(), name=name)
 
 
-def jko_chain(grid, rho0, energy, tau, steps, nt=8, tol=1e-9, verbose=False):
+def jko_chain(grid, rho0, energy, tau, steps, *, nt=8, tol=1e-9, verbose=False):
     """Iterated JKO steps, each an MFG solved by Newton.
 
     Step k+1 is warm-started from the value function of step k (the densities change by
@@ -258,10 +258,10 @@ def jko_chain(grid, rho0, energy, tau, steps, nt=8, tol=1e-9, verbose=False):
     densities : ndarray (steps + 1,) + grid.shape
     results : list of MFGResult
     """
-    rho = density_on_grid(rho0, grid, "rho0", normalize=True)
+    rho = density_on_grid(rho0, grid, name="rho0", normalize=True)
     dens, results, prev = [rho], [], None
     for k in range(steps):
-        p = jko_step_problem(grid, rho, energy, tau, nt, name=f"jko_{k}")
+        p = jko_step_problem(grid, rho, energy, tau, nt=nt, name=f"jko_{k}")
         r = None
         if prev is not None:
             M0 = np.repeat(rho.ravel()[None], nt + 1, axis=0)

@@ -271,7 +271,7 @@ def rings(width=0.2):
                    [_circle(r) for r in (3.0, 2.25, 1.5, 0.75)], width)
 
 
-def pinwheel(width=0.2, arms=5, radial_std=0.3, rate=0.25):
+def pinwheel(*, width=0.2, arms=5, radial_std=0.3, rate=0.25):
     """Five arms ``2 R(2 pi k / 5 + rate e^s) (s, 0)`` with ``s ~ N(1, radial_std^2)``."""
     lo, hi = 1 - 6 * radial_std, 1 + 6 * radial_std
     parts = []

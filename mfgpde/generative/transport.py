@@ -38,7 +38,7 @@ class FieldOnGrid:
 SCHEMES = ("upwind", "muscl")
 
 
-def evolve_density(grid, m0, velocity, T, nt, nu=0.0, scheme="upwind"):
+def evolve_density(grid, m0, velocity, T, nt, *, nu=0.0, scheme="upwind"):
     """Solve ``dm/dt - nu Lap m + div(m v) = 0`` on ``[0, T]`` from ``m0``.
 
     Parameters
@@ -77,7 +77,7 @@ def evolve_density(grid, m0, velocity, T, nt, nu=0.0, scheme="upwind"):
         if not np.all(np.isfinite(arr)):
             bad = np.argwhere(~np.isfinite(arr))[0]
             raise ValueError(f"velocity: non-finite value at (time level, component, grid index) {tuple(bad)}")
-        return evolve_muscl(grid, density_on_grid(m0, grid, "m0"), arr, T, nu)
+        return evolve_muscl(grid, density_on_grid(m0, grid, name="m0"), arr, T, nu=nu)
     if not callable(velocity):
         arr = np.asarray(velocity, float)
         expect = (nt + 1, grid.dim) + grid.shape

@@ -46,7 +46,7 @@ class Discretisation(Protocol):
     def norm(self, R) -> float:
         """``max |R|`` over the whole discretisation (collective on distributed data)."""
 
-    def solve_hjb(self, M, U_init=None, tol=1e-12, max_newton=200):
+    def solve_hjb(self, M, *, U_init=None, tol=1e-12, max_newton=200):
         """Backward sweep: ``(U, inner_newton_steps)`` for the density path ``M``."""
 
     def solve_fp(self, U, M_lag=None):
@@ -62,5 +62,5 @@ class NewtonKrylovDiscretisation(Discretisation, Protocol):
     def linearisation(self, U, M):
         """The Jacobian at ``(U, M)`` applied matrix-free, with per-step operators for the preconditioner."""
 
-    def solve_newton_system(self, lin, rhs, rtol, maxiter=400, step_solver=None, reuse=None, lag_budget=None):
+    def solve_newton_system(self, lin, rhs, rtol, *, maxiter=400, step_solver=None, reuse=None, lag_budget=None):
         """``(dz, iterations, converged, preconditioner to reuse)`` for ``J dz = rhs`` to ``rtol``."""

@@ -47,7 +47,7 @@ class Deflation:
         ``shift > 0``; 1 by default.
     """
 
-    def __init__(self, solutions, blocks=2, power=2.0, shift=1.0):
+    def __init__(self, solutions, *, blocks=2, power=2.0, shift=1.0):
         if not power > 0:
             raise ValueError(f"power must be > 0, got {power!r}")
         if not shift >= 0:

@@ -19,7 +19,7 @@ import numpy as np
 from .base import IterationLog, residual_norms
 
 
-def fixed_point(scheme, tol=1e-8, max_iter=500, damping=0.5, fictitious=False, M0=None, verbose=None,
+def fixed_point(scheme, *, tol=1e-8, max_iter=500, damping=0.5, fictitious=False, M0=None, verbose=None,
                 stagnation_window=50, played=0):
     """Run the damped fixed point (or fictitious play) on a discretised MFG.
 

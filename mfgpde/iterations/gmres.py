@@ -32,7 +32,7 @@ from scipy.linalg import get_lapack_funcs
 REORTHOGONALISE = 1.0 / np.sqrt(2.0)
 
 
-def gmres(matvec, psolve, b, x0=None, rtol=1e-8, restart=30, maxiter=400):
+def gmres(matvec, psolve, b, *, x0=None, rtol=1e-8, restart=30, maxiter=400):
     """Solve ``A x = b`` to ``|b - A x| <= rtol |b|``.
 
     Parameters

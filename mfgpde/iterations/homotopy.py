@@ -58,7 +58,7 @@ class ShiftedResidual:
         return RU - self.c * self._shift[0], Rm - self.c * self._shift[1]
 
 
-def newton_homotopy(scheme, U0, M0, tol=1e-10, max_iter=30, first_step=0.25, min_step=1e-3, stage_tol=None,
+def newton_homotopy(scheme, U0, M0, *, tol=1e-10, max_iter=30, first_step=0.25, min_step=1e-3, stage_tol=None,
                     verbose=False, family=None, linear="auto"):
     """Follow ``R_s(z) = (1 - s) R_0(z_0)`` from ``s = 0`` (the start) to ``s = 1`` (the target).
 

@@ -34,7 +34,7 @@ def round_off_tolerance(tol, size):
     return max(tol, 64 * np.finfo(float).eps * max(1.0, size))
 
 
-def solve_implicit_step(u, residual, solve, norm, atol, max_newton=MAX_NEWTON, level=None, tol=None):
+def solve_implicit_step(u, residual, solve, norm, atol, *, max_newton=MAX_NEWTON, level=None, tol=None):
     """Solve ``G(u) = 0`` by Newton with backtracking, from ``u``.
 
     Parameters

@@ -45,7 +45,7 @@ GROWTH = 2.0
 MIN_STEP = 2.0**-12
 
 
-def newton_iteration(system, z, tol, max_iter, log, pseudo_dt=None, min_step=MIN_STEP, small_step=0.1, **record):
+def newton_iteration(system, z, tol, max_iter, log, *, pseudo_dt=None, min_step=MIN_STEP, small_step=0.1, **record):
     """Newton steps on ``R(z) = 0`` from ``z`` until ``max(|R_HJB|_inf, |R_FP|_inf) <= tol``.
 
     Parameters
@@ -146,7 +146,7 @@ def newton_iteration(system, z, tol, max_iter, log, pseudo_dt=None, min_step=MIN
         log.steps = k + 1
 
 
-def fraction_to_boundary(m, dm, fraction, slack=0.0, reduce=None):
+def fraction_to_boundary(m, dm, fraction, *, slack=0.0, reduce=None):
     """The step cap ``min(1, fraction * min_i (m_i + slack) / -dm_i)`` over the decreasing
     densities (``reduce(value, "min")`` makes it collective on distributed data).
     """
@@ -225,14 +225,14 @@ class SpaceTimeSystem:
         # singular at m = 0; with a floored coupling vanishing tails may dip to round-off level,
         # but a step that drives the bulk of the density negative is shortened
         slack = 0.0 if self.positive else NEGATIVE_SLACK * self.allreduce(float(np.abs(M).max()), "max")
-        return fraction_to_boundary(M, dM, 0.99, slack, self.allreduce)
+        return fraction_to_boundary(M, dM, 0.99, slack=slack, reduce=self.allreduce)
 
     def sweep(self, z):
         U, M = damped_sweeps(self.scheme, self.split(z)[1], self.sweeps, self.damping)
         return np.concatenate([U.ravel(), M.ravel()])
 
 
-def newton(scheme, U0, M0, tol=1e-10, max_iter=50, verbose=None, min_step=MIN_STEP, linear="auto",
+def newton(scheme, U0, M0, *, tol=1e-10, max_iter=50, verbose=None, min_step=MIN_STEP, linear="auto",
            globalize=True, small_step=0.1, sweeps=4, damping=0.5, step_solver=None, deflation=None):
     """Newton iteration on the time-dependent system ``R(U, m) = 0`` (line-search globalisation).
 

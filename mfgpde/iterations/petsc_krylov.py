@@ -43,7 +43,7 @@ class ShellNewtonSystem:
         Total number of unknowns (PETSc sums ``n_local`` when omitted).
     """
 
-    def __init__(self, comm, n_local, matvec, precondition, prefix, ksp_type="fgmres", restart=30, atol=0.0,
+    def __init__(self, comm, n_local, matvec, precondition, prefix, *, ksp_type="fgmres", restart=30, atol=0.0,
                  n_global=None):
         from petsc4py import PETSc
 

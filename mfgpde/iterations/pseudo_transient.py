@@ -51,7 +51,7 @@ def pseudo_time_matrix(J, N, dtau):
     return J + sp.diags(d / dtau)
 
 
-def bordered_solve(A, r, N, info=None, pin=None):
+def bordered_solve(A, r, N, *, info=None, pin=None):
     """Solve ``A x = r`` for the bordered ergodic Jacobian by a sparse LU and a rank-3 update.
 
     The rho column (ones in every HJB row) and the mass and mean rows are dense; sparse LU
@@ -193,7 +193,7 @@ def _floor_stages(problem, make, N, z, tol, max_iter, log, pseudo_dt, target):
     records = []
     for floor in [10.0**-e for e in range(4, 40, 2) if 10.0**-e > target * 10]:
         staged = problem.replace(coupling=_with_floor(problem.coupling, floor))
-        zs, st, _msg = newton_iteration(BorderedSystem(make(staged)), z, tol, max_iter, log, pseudo_dt, floor=floor)
+        zs, st, _msg = newton_iteration(BorderedSystem(make(staged)), z, tol, max_iter, log, pseudo_dt=pseudo_dt, floor=floor)
         records.append({"floor": floor, "status": st, "iterations": getattr(log, "steps", 0)})
         if st != "converged":
             break                   # go to the target from the last good iterate
@@ -253,7 +253,7 @@ def pseudo_transient_newton(problem, make, *, tol=1e-10, max_iter=200, verbose=N
     stages = []
     if target is not None and target < 1e-4:
         z, pseudo_dt, stages = _floor_stages(problem, make, N, z, tol, max_iter, log, pseudo_dt, target)
-    z, status, message = newton_iteration(BorderedSystem(disc), z, tol, max_iter, log, pseudo_dt,
+    z, status, message = newton_iteration(BorderedSystem(disc), z, tol, max_iter, log, pseudo_dt=pseudo_dt,
                                           **({} if target is None else {"floor": target}))
     u, m, rho = z[:N], z[N:2 * N], float(z[-1])
     if status == "stagnated" and target is not None and target < 1e-10 and m.min() < 1e3 * target:

@@ -211,7 +211,7 @@ def coarsen(problem, factor):
                                  "s(t, x)")
             sources[key] = spec
         if isinstance(problem, ErgodicMFGProblem):
-            return ErgodicMFGProblem(coarse, problem.nu, problem.hamiltonian, problem.coupling, drift=drift, name=name,
+            return ErgodicMFGProblem(coarse, problem.nu, problem.hamiltonian, coupling=problem.coupling, drift=drift, name=name,
                                      **sources)
         m0 = problem.m0_source
         if not callable(m0):
@@ -374,14 +374,14 @@ def _combine(problem, results, order):
         d["min_density"] = float(m.min())
         d["extrapolation"]["negative_density"] = bool(m.min() < 0)
         d["wall_time_s"] = float(sum(d["extrapolation"]["level_time_s"]))
-    d["error_estimate"] = error_norms(problem, a, m, ca, cm, getattr(fine, "rho", None), crho)
+    d["error_estimate"] = error_norms(problem, a, m, ca, cm, rho=getattr(fine, "rho", None), crho=crho)
     d["error_estimate"].update(order=order, levels=levels,
                                basis="fine - 2h (first order)" if order == 1
                                else "three-level - two-level extrapolation (bounds the three-level error)")
     return fine
 
 
-def error_norms(problem, a, m, ca, cm, rho=None, crho=None):
+def error_norms(problem, a, m, ca, cm, *, rho=None, crho=None):
     """The estimated errors: the validation norms evaluated on ``(a, m) - (ca, cm)``.
 
     Time-dependent (``a = U``), with ``dm = m - cm`` and ``dU = a - ca``: ``m_L1_final``

@@ -175,7 +175,7 @@ START_HJB_TOL = 1e-3
 START_FP_RTOL = 1e-6
 
 
-def sequenced_newton(problem, scheme, coarse_solve, tol, max_iter, verbose=None, local=None):
+def sequenced_newton(problem, scheme, coarse_solve, tol, max_iter, *, verbose=None, local=None):
     """Newton on ``scheme`` (the discretisation of ``problem``) from the best start there is.
 
     The start is ``problem`` solved on the next coarser grid by ``coarse_solve(coarse, tol)``

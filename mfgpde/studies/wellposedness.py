@@ -47,7 +47,7 @@ def _smooth_random_field(grid, rng, modes=3):
     return out
 
 
-def initial_guesses(problem, starts, seed=0, amplitude=1.0):
+def initial_guesses(problem, starts, *, seed=0, amplitude=1.0):
     """Distinct initial guesses ``(U, M)``: smooth random value functions and density paths."""
     rng = np.random.default_rng(seed)
     g, nt = problem.grid, problem.nt
@@ -129,7 +129,7 @@ def _paths(problem, method):
     return ("direct", "viscous_homotopy", "fictitious_play", "homotopy")
 
 
-def solve_from_start(problem, U0, M0, method="newton", tol=1e-9, max_iter=60):
+def solve_from_start(problem, U0, M0, *, method="newton", tol=1e-9, max_iter=60):
     """Solve ``problem`` from the start ``(U0, M0)`` without any stage common to all starts.
 
     The paths, each at the target problem or along a path of the start's own, in the order in
@@ -274,7 +274,7 @@ def _deflation(known):
     return Deflation([np.concatenate([U.ravel(), M.ravel()]) for U, M in known])
 
 
-def deflated_search(problem, launch, known, tol=1e-9, max_iter=DEFLATED_MAX_ITER, agree=1e-6, globalize=True):
+def deflated_search(problem, launch, known, *, tol=1e-9, max_iter=DEFLATED_MAX_ITER, agree=1e-6, globalize=True):
     """Newton at the target problem from ``launch`` with the ``known`` solutions deflated.
 
     :class:`~mfgpde.iterations.deflation.Deflation` (``p = 2``, shift 1) makes every known
@@ -317,7 +317,7 @@ def deflated_search(problem, launch, known, tol=1e-9, max_iter=DEFLATED_MAX_ITER
 RELAUNCH_FRACTION = 0.1
 
 
-def deflated_solutions(problem, U0, M0, max_solutions=6, tol=1e-9, agree=1e-6, max_iter=40):
+def deflated_solutions(problem, U0, M0, *, max_solutions=6, tol=1e-9, agree=1e-6, max_iter=40):
     """Every solution that repeated deflation finds from one start.
 
     The start is solved (:func:`solve_from_start`); then, deflating every solution found so
@@ -414,6 +414,10 @@ def _start_task(problem, U0, M0, method, tol, max_iter):
     return solve_from_start(problem, U0, M0, method=method, tol=tol, max_iter=max_iter)
 
 
+def _search_task(problem, launch, known, tol, max_iter, agree, globalize):
+    return deflated_search(problem, launch, known, tol=tol, max_iter=max_iter, agree=agree, globalize=globalize)
+
+
 def _pairwise_min(points):
     return min(max(_relative_distance(a, b)) for i, a in enumerate(points) for b in points[i + 1:])
 
@@ -438,7 +442,7 @@ def _deflation_rounds(problem, launches, known, tol, agree, workers, deadline, m
         tasks = [(problem, launch, list(known), tol, DEFLATED_MAX_ITER * (2 if sweeps else 1), agree, sweeps)
                  for _, launch, sweeps in pending]
         again = []
-        for (label, launch, sweeps), out in zip(pending, _run_parallel(deflated_search, tasks, workers, deadline)):
+        for (label, launch, sweeps), out in zip(pending, _run_parallel(_search_task, tasks, workers, deadline)):
             if out is None:
                 not_run.append(f"deflated search from {label}")
                 continue
@@ -456,7 +460,7 @@ def _deflation_rounds(problem, launches, known, tol, agree, workers, deadline, m
     return searches, not_run
 
 
-def multi_start(problem, starts=4, seed=0, method="newton", tol=1e-9, max_iter=60, amplitude=1.0, agree=1e-6,
+def multi_start(problem, *, starts=4, seed=0, method="newton", tol=1e-9, max_iter=60, amplitude=1.0, agree=1e-6,
                 guesses=None, return_solutions=False, deflation=True, workers=1, deadline=None):
     """Solve from ``starts`` distinct initial guesses, then search for more solutions by deflation.
 
@@ -518,7 +522,7 @@ def multi_start(problem, starts=4, seed=0, method="newton", tol=1e-9, max_iter=6
         raise ValueError(f"agree must be > 0, got {agree!r}")
     shape = (problem.nt + 1, problem.grid.size)
     if guesses is None:
-        guesses = initial_guesses(problem, starts, seed, amplitude)
+        guesses = initial_guesses(problem, starts, seed=seed, amplitude=amplitude)
     guesses = [(np.reshape(U, shape), np.reshape(M, shape)) for U, M in guesses]
     outcomes = _run_parallel(_start_task, [(problem, U0, M0, method, tol, max_iter) for U0, M0 in guesses],
                              workers, deadline)
@@ -615,7 +619,7 @@ def _perturbed(problem, z, rng):
             M * np.exp(LAUNCH_PERTURBATION * dm / max(np.abs(dm).max(), 1e-300)))
 
 
-def deflated_continuation(make_problem, values, starts=2, seed=0, tol=1e-9, agree=1e-6, max_branches=8,
+def deflated_continuation(make_problem, values, *, starts=2, seed=0, tol=1e-9, agree=1e-6, max_branches=8,
                           max_iter=30, deadline=None):
     """Follow every solution branch of a one-parameter family and look for new ones by deflation.
 
@@ -694,7 +698,7 @@ def deflated_continuation(make_problem, values, starts=2, seed=0, tol=1e-9, agre
                 branches[b]["ended"] = f"continuation to {v:g} ended {status!r}"
             launches.append(_perturbed(p, z, rng))
         if k == 0:                       # seed the branches
-            for U0, M0 in initial_guesses(p, starts, seed, amplitude=0.3):
+            for U0, M0 in initial_guesses(p, starts, seed=seed, amplitude=0.3):
                 (U, M), rec = solve_from_start(p, U0, M0, tol=tol)
                 if U is not None and distinct((U, M), [s for _, s in here]):
                     branches.append({"born": v, "values": [], "mean_position": [], "max_m": [], "ended": None})
@@ -738,7 +742,7 @@ def branch_diagram(study, path, parameter="parameter"):
     save_figure(fig, path)
 
 
-def aggregation_control(n=64, nt=40, alpha=0.4, nu=0.1, T=4.0):
+def aggregation_control(*, n=64, nt=40, alpha=0.4, nu=0.1, T=4.0):
     r"""A problem with provably several solutions: aggregation on a no-flux interval.
 
     ``[0, 1]`` with no-flux boundaries, ``H(p) = |p|^2/2``, the aggregating coupling
@@ -773,7 +777,7 @@ def aggregation_control(n=64, nt=40, alpha=0.4, nu=0.1, T=4.0):
                       name=f"aggregation-control-alpha{alpha:g}")
 
 
-def run_controls(n=64, nt=40, starts=4, seed=0, tol=1e-9, alpha=0.4, workers=1, deadline=None):
+def run_controls(*, n=64, nt=40, starts=4, seed=0, tol=1e-9, alpha=0.4, workers=1, deadline=None):
     """Run the positive (aggregating, several solutions) and negative (monotone) controls.
 
     Returns a dict per control with the multi-start summary (with its deflated searches), and
@@ -783,7 +787,7 @@ def run_controls(n=64, nt=40, starts=4, seed=0, tol=1e-9, alpha=0.4, workers=1, 
     """
     out = {}
     for name, a in (("positive", alpha), ("negative", -alpha)):
-        p = aggregation_control(n, nt, alpha=a)
+        p = aggregation_control(n=n, nt=nt, alpha=a)
         ms = multi_start(p, starts=starts, seed=seed, tol=tol, amplitude=0.3, return_solutions=True, workers=workers,
                          deadline=deadline)
         sols = ms.pop("solutions")
@@ -841,7 +845,7 @@ def restrict(fine, fine_grid, coarse_grid):
 SUPPORT = 1e-3
 
 
-def refinement(make_problem, sizes, method="newton", tol=1e-9, support=SUPPORT):
+def refinement(make_problem, sizes, *, method="newton", tol=1e-9, support=SUPPORT):
     """Refinement study on nested grids: Cauchy differences and their observed order.
 
     Differences of successive solutions (the finer one restricted to the coarser grid, at the
@@ -900,7 +904,7 @@ def refinement(make_problem, sizes, method="newton", tol=1e-9, support=SUPPORT):
                       "U": "sup over the whole box, max over time"}}
 
 
-def lasry_lions_check(coupling, grid, samples=32, seed=0):
+def lasry_lions_check(coupling, grid, *, samples=32, seed=0):
     """Sample ``int (f[m1] - f[m2]) (m1 - m2) / |m1 - m2|^2`` over random density pairs.
 
     Returns
@@ -922,7 +926,7 @@ def lasry_lions_check(coupling, grid, samples=32, seed=0):
             "monotone": bool(vals.min() >= -1e-12), "declared_monotone": bool(coupling.monotone)}
 
 
-def jacobian_condition(problem, result, lam=None, support=None, max_unknowns=600_000, tol=1e-6):
+def jacobian_condition(problem, result, *, lam=None, support=None, max_unknowns=600_000, tol=1e-6):
     """2-norm condition number and smallest singular value of the Newton Jacobian, sparse.
 
     ``sigma_max`` by ARPACK on ``J`` (matrix-vector products); ``sigma_min = 1/||J^{-1}||_2`` by
@@ -976,7 +980,7 @@ def jacobian_condition(problem, result, lam=None, support=None, max_unknowns=600
     return float(smax * inv_norm), float(1.0 / inv_norm)
 
 
-def cnf_lambda_study(grid, data, lambdas, T=1.0, nt=16, starts=3, tol=1e-9, seed=0, support=1e-3, workers=1,
+def cnf_lambda_study(grid, data, lambdas, *, T=1.0, nt=16, starts=3, tol=1e-9, seed=0, support=1e-3, workers=1,
                      deadline=None):
     """The CNF family as lambda -> 0 (see the module docstring for what is measured and why).
 
@@ -1036,7 +1040,7 @@ def cnf_lambda_study(grid, data, lambdas, T=1.0, nt=16, starts=3, tol=1e-9, seed
     return {"lambdas": [float(x) for x in lambdas], "rows": rows}
 
 
-def rotation_nonuniqueness(grid, data, lam=0.05, T=1.0, nt=32, rotation=1.0):
+def rotation_nonuniqueness(grid, data, *, lam=0.05, T=1.0, nt=32, rotation=1.0):
     """2D exhibit of non-uniqueness at lambda = 0.
 
     Solves the CNF at a small lambda, giving the path ``m*(t)`` and velocity ``v*``. The

@@ -31,7 +31,7 @@ def build_reference(cfg):
         grid = TensorGrid(gt["bounds"], gt["shape"], gt.get("boundary", "noflux"))
         sde = cfg.get("sde", {})
         tt = cfg.get("time", {})
-        sm = ScoreModel(grid, sde.get("type", "vp"), sigma=sde.get("sigma", 1.0), T=tt.get("T", 1.0),
+        sm = ScoreModel(grid, sde=sde.get("type", "vp"), sigma=sde.get("sigma", 1.0), T=tt.get("T", 1.0),
                         nt=tt.get("nt", 64))
         return "score", sm, config._density_callable(cfg["data"], "data")
     problem = config.build_problem(cfg)

@@ -95,7 +95,7 @@ class CheckedModel:
         ``SIGALRM``, so it applies in the main thread on POSIX systems; elsewhere it is ignored.
     """
 
-    def __init__(self, fn, kind, dim, time_as_column=False, name="model", timeout=None):
+    def __init__(self, fn, kind, dim, *, time_as_column=False, name="model", timeout=None):
         if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ValueError(f"timeout (seconds per model call) must be > 0, got {timeout!r}")
         self.timeout = timeout

@@ -35,7 +35,7 @@ from .metrics import density_metrics, kl_divergence, weighted_field_error
 from .models import as_model
 
 
-def optimal_velocity(result, U=None, m=None):
+def optimal_velocity(result, *, U=None, m=None):
     """``v* = b - dH/dp(grad U*, m*)`` on the grid at every time level, ``(nt + 1, d) + shape``;
     of the fields ``U, m`` (default the result's) on the result's problem and times.
     """
@@ -83,7 +83,7 @@ def hjb_residual(problem, Phi, m, times):
     return float(total), float(terminal), rmap
 
 
-def validate_flow(reference, model, kind="velocity", name="model", timeout=None):
+def validate_flow(reference, model, *, kind="velocity", name="model", timeout=None):
     """Measure a flow model (velocity or potential) against a reference :class:`MFGResult`.
 
     Parameters
@@ -124,7 +124,7 @@ def validate_flow(reference, model, kind="velocity", name="model", timeout=None)
     # push-forward of the exact C1 velocity is 5e-2 off in L1 at 200 x 48 cells, 25x the error
     # of the order-2 reference, and would rate the exact model as wrong)
     transport = "muscl" if int(reference.diagnostics.get("order", 1)) == 2 else "upwind"
-    m_model = evolve_density(g, reference.m[0], v, p.T, p.nt, p.nu, scheme=transport)
+    m_model = evolve_density(g, reference.m[0], v, p.T, p.nt, nu=p.nu, scheme=transport)
     m_ref = reference.m
     metrics = {"kind": kind, "grid": list(g.shape), "nt": p.nt, "transport": transport}
     metrics["final"] = density_metrics(m_model[-1], m_ref[-1], g)
@@ -186,9 +186,9 @@ def reference_error_report(reference, metrics, v_ref, kind, transport="upwind"):
         return {"reference_error": None, "reference_error_unavailable": why}
     p, g, times = reference.problem, reference.grid, reference.times
     Uc, mc = (np.asarray(a) for a in reference.companion)
-    v_c = optimal_velocity(reference, Uc, mc)
+    v_c = optimal_velocity(reference, U=Uc, m=mc)
     m_ref = reference.m
-    m_floor = evolve_density(g, m_ref[0], v_ref, p.T, p.nt, p.nu, scheme=transport)
+    m_floor = evolve_density(g, m_ref[0], v_ref, p.T, p.nt, nu=p.nu, scheme=transport)
     floor = density_metrics(m_floor[-1], m_ref[-1], g)
     estimate = density_metrics(m_ref[-1], mc[-1], g)
     bars = {"final": {k: estimate[k] + abs(floor[k]) for k in estimate},
@@ -250,7 +250,7 @@ def verdicts_for(bars, metrics, grid, nt, order):
     return {key: _verdict(metric_value(metrics, key), bar, grid, nt, order) for key, bar in bars.items()}
 
 
-def validate_score(score_model, data, model, name="model", kind="score", timeout=None, forward=None,
+def validate_score(score_model, data, model, *, name="model", kind="score", timeout=None, forward=None,
                    exact_marginal=None, known_errors=None):
     """Measure a score model against the grid reference of a :class:`ScoreModel`.
 
@@ -385,7 +385,7 @@ def stationary_velocity(problem, u, m):
     return v
 
 
-def validate_stationary(reference, model, kind="velocity", name="model", timeout=None, steps=100):
+def validate_stationary(reference, model, *, kind="velocity", name="model", timeout=None, steps=100):
     """Measure a stationary flow model against an ergodic reference :class:`~mfgpde.result.ErgodicResult`.
 
     The model is evaluated at ``t = 0`` (a stationary field). Its density is the long-time
@@ -412,7 +412,7 @@ def validate_stationary(reference, model, kind="velocity", name="model", timeout
     T = RELAX_TIMES * min(b - a for a, b in g.bounds) ** 2 / p.nu
 
     def settle(vel):
-        return evolve_density(g, m_ref, np.repeat(vel[None], steps + 1, axis=0), T, steps, p.nu)[-1]
+        return evolve_density(g, m_ref, np.repeat(vel[None], steps + 1, axis=0), T, steps, nu=p.nu)[-1]
 
     m_model = settle(v)
     weight = m_ref[None]

@@ -25,7 +25,7 @@ HEADLINES = {"flow": (("final.L1", "L1 m(T)"), ("final.W2", "W2 m(T)"), ("veloci
                          ("velocity_error_weighted", "velocity err"))}
 
 
-def score(name, model, kind=None, model_name="model", timeout=None):
+def score(name, model, *, kind=None, model_name="model", timeout=None):
     """Rate ``model`` on the zoo entry ``name`` (its reference is built first if needed).
 
     Parameters
