@@ -171,14 +171,10 @@ def test_sequenced_continuation_falls_back_to_every_stage_on_the_fine_grid(monke
     p = cnf_problem(mp.TensorGrid([(-5, 5)], 60, "noflux"), gaussian([1.0], 0.25), lam=0.3, T=1.0, nt=20)
     plain = mp.solve(p, tol=1e-9, grid_sequencing=False, verbose=False)
     module = importlib.import_module("mfgpde.fd.solve")
-    if failure == "coarse":  # the coarse continuation (the call with ``until``) raises
-        real = module.viscosity_continuation
-
-        def broken(*args, until=None, **kwargs):
-            if until is not None:
-                raise ValueError("planted coarse failure")
-            return real(*args, until=until, **kwargs)
-        monkeypatch.setattr(module, "viscosity_continuation", broken)
+    if failure == "coarse":  # the coarse continuation (the ladder below the fine grid) raises
+        def broken(*args, **kwargs):
+            raise ValueError("planted coarse failure")
+        monkeypatch.setattr(module, "_coarse_ladder", broken)
     else:  # the fine solve of the hand-off stage from the coarse start (a pair of arrays) fails
         real = module.solve_fd  # the stage solve
 

@@ -112,116 +112,169 @@ STAGE_TOL = 1e-3
 FINE_STRIDE = 2
 
 
+def viscosity_plan(problem, *, start=0.1, stop=1e-5, factor=3.0, until=None):
+    """The continuation's viscosities: ``nu_k = c_k L^2 / T`` for ``c = start, start / factor, ...``
+    down to ``stop``, those above ``problem.nu``, then ``problem.nu`` (cut at ``until``).
+    """
+    scale = _viscous_scale(problem)
+    plan, c = [], start
+    while c >= stop * 0.999:
+        if c * scale > problem.nu:
+            plan.append(c * scale)
+        c /= factor
+    plan.append(problem.nu)
+    return plan if until is None else [nu for nu in plan if nu >= until]
+
+
+def _viscous_scale(problem):
+    """``L^2 / T``, ``L`` the longest side of the box: the unit of the plan's viscosities."""
+    L = max(b - a for a, b in problem.grid.bounds)
+    return L * L / problem.T
+
+
+def _descend(problem, plan, options, current, steps, *, max_refine, retry=None):
+    """Solve the stages of ``plan`` in turn, each started from the last converged one.
+
+    A stage that fails is retried at the geometric mean of the last converged and the failed
+    viscosity, at most ``max_refine`` times in a row. If the first stage fails and ``retry`` is
+    given, the stage ``retry`` is solved first (once). Every solve is recorded in ``steps``.
+    Returns the last result and whether any stage converged (``False``: ``current`` was no start).
+    """
+    plan = list(plan)
+    target, last_ok, refinements = plan[-1], None, 0
+    while plan:
+        nu = plan[0]
+        stage = options.replace(viscosity_continuation=False, grid_sequencing="auto",
+                                tol=options.tol if nu == target else max(options.tol, STAGE_TOL))
+        r = solve_fd(problem.replace(nu=float(nu)), stage, initial=current)
+        steps.append({"value": float(nu), "status": r.status, "iterations": r.iterations})
+        if r.converged:
+            plan.pop(0)
+            current, last_ok, refinements = r, nu, 0
+        elif last_ok is None and retry is not None:
+            plan.insert(0, retry)
+            retry = None
+        elif last_ok is None or refinements >= max_refine:
+            return r, last_ok is not None
+        else:
+            plan.insert(0, float(np.sqrt(last_ok * max(nu, 1e-3 * last_ok))))
+            refinements += 1
+    return current, True
+
+
+def _prolonged_start(coarse, problem, rc, nu, options):
+    """The coarse stage ``rc`` interpolated to ``problem``'s grid and swept once at viscosity ``nu``."""
+    _, M = sequencing.prolong(coarse, problem, rc.U.reshape(coarse.nt + 1, -1), rc.m.reshape(coarse.nt + 1, -1))
+    # one fine fixed-point sweep from the interpolated density, as in grid sequencing
+    scheme = FDScheme(problem.replace(nu=float(nu)), linear_solver=options.linear_solver)
+    U, _ = scheme.solve_hjb(M, tol=1e-8)
+    return U, scheme.solve_fp(U, M_lag=M)
+
+
+def _coarse_ladder(ladder, options, nu_h, steps, *, plan, max_refine):
+    """Every stage down to the hand-off viscosity ``nu_h`` on the coarsest grid of ``ladder``
+    (finest first), then ``nu_h`` alone on each finer one from the interpolated solution below
+    it (all stages there if that start fails). Returns the hand-off stage on ``ladder[0]``.
+    """
+    r, below = None, None
+    for level in reversed(ladder):
+        level_plan = viscosity_plan(level, **plan, until=nu_h)
+        start = None if r is None else _prolonged_start(below, level, r, nu_h, options)
+        r, started = _descend(level, level_plan if start is None else [nu_h], options, start, steps,
+                              max_refine=max_refine)
+        if start is not None and not started:
+            r, _ = _descend(level, level_plan, options, None, steps, max_refine=max_refine)
+        for s in steps:
+            s.setdefault("grid", list(level.grid.shape))
+            s.setdefault("nt", level.nt)
+        if not (r.converged and float(r.problem.nu) == nu_h):
+            raise RuntimeError(r.diagnostics.get("message", f"the coarse continuation ended {r.status!r}"))
+        below = level
+    return r
+
+
+def _handoff_start(problem, options, nu_h, *, plan, max_refine):
+    """The fine grid's start at the hand-off viscosity ``nu_h`` from the coarser grids, and the
+    record of that coarse work (``None`` as the start when it failed: the caller goes on without).
+    """
+    t0 = time.perf_counter()
+    ladder = [sequencing.coarse_problem(problem)]
+    while (coarser := sequencing.coarse_problem(ladder[-1])) is not None:
+        ladder.append(coarser)
+    copts = options.replace(tol=max(options.tol, sequencing.COARSE_TOL), verbose=False)
+    coarse, stages, start = ladder[0], [], None
+    record = {"value": float(nu_h), "grid": list(coarse.grid.shape), "nt": coarse.nt, "status": "converged"}
+    try:
+        rc = _coarse_ladder(ladder, copts, nu_h, stages, plan=plan, max_refine=max_refine)
+        start = _prolonged_start(coarse, problem, rc, nu_h, options)
+    except (ArithmeticError, ValueError, RuntimeError) as exc:
+        # no coarse start: every stage on the fine grid, as without sequencing
+        failed = [s["status"] for s in stages if s["status"] != "converged"]
+        record.update(status=failed[-1] if failed else "error", message=str(exc))
+    record.update(iterations=sum(s["iterations"] for s in stages), stages=stages, time_s=time.perf_counter() - t0)
+    if options.verbose:
+        logger.info("viscosity continuation: stages down to nu = %.3g on the coarse grid %s x %d: %s", nu_h,
+                    "x".join(map(str, coarse.grid.shape)), coarse.nt, record["status"])
+    return start, record
+
+
 def viscosity_continuation(problem, initial, options, *, start=0.1, stop=1e-5, factor=3.0, max_refine=4, until=None,
                            sequence=True):
     """Adaptive continuation in nu down to ``problem.nu`` (see :func:`mfgpde.solve`).
 
     Viscosities ``nu_k = c_k L^2 / T`` from ``c = start`` down by ``factor`` to ``stop``, then the
-    target. A stage that fails is retried at the geometric mean of the last converged and the
-    failed value (at most ``max_refine`` times in a row). ``until``: stop after the stage at
-    this viscosity (one of the plan's), whose result is returned.
+    target (:func:`viscosity_plan`). A stage that fails is retried at the geometric mean of the
+    last converged and the failed value (at most ``max_refine`` times in a row). ``until``: stop
+    after the stage at this viscosity (one of the plan's), whose result is returned.
 
     Sequenced continuation (``sequence``, no ``initial``, a grid that coarsens: see
     :func:`mfgpde.iterations.sequencing.coarse_problem`): the stages with ``c >= HANDOFF_C``
-    are solved on the next coarser grid (recursively, to ``COARSE_TOL``) and the fine grid
+    are solved on the coarser grids (:func:`_coarse_ladder`, to ``COARSE_TOL``) and the fine grid
     starts at the last of them from the interpolated coarse solution. Those viscous stages
     are where the iterations go (2D 8-mode CNF, 64^2 x 32: 81 of the 100 fine Newton
     iterations were at nu >= 0.1, 3 to 6 per stage below), and a coarse iteration costs a
     sixteenth of a fine one in 2D. The fine grid then solves every ``FINE_STRIDE``-th stage
     below the hand-off (viscosity steps of ``factor**2``; the hand-off stage itself only when
     the first of them fails), and the target ``nu`` to ``tol``: the answer is the fine problem's.
+    If the fine grid cannot start from the coarse solution, every stage runs on the fine grid.
     """
-    L = max(b - a for a, b in problem.grid.bounds)
-    scale = L * L / problem.T
-    plan = []
-    c = start
-    while c >= stop * 0.999:
-        if c * scale > problem.nu:
-            plan.append(c * scale)
-        c /= factor
-    plan.append(problem.nu)
-    if until is not None:
-        plan = [nu for nu in plan if nu >= until]
-    steps, current, last_ok, retry_handoff = [], initial, None, None
-    handoff = [k for k, nu in enumerate(plan) if nu >= HANDOFF_C * scale]
-    coarse = sequencing.coarse_problem(problem) if sequence and initial is None and len(handoff) >= 1 else None
-    if coarse is not None:
-        nu_h = plan[handoff[-1]]
-        t0 = time.perf_counter()
-        copts = options.replace(tol=max(options.tol, sequencing.COARSE_TOL), verbose=False)
-        record = {"value": float(nu_h), "grid": list(coarse.grid.shape), "nt": coarse.nt}
-        where = f"{'x'.join(map(str, coarse.grid.shape))} x {coarse.nt}"
-        try:
-            rc = viscosity_continuation(coarse, None, copts, start=start, stop=stop, factor=factor, max_refine=max_refine, until=nu_h)
-            record.update(status=rc.status, iterations=rc.iterations, stages=rc.diagnostics["continuation"]["steps"])
-            if not (rc.converged and float(rc.problem.nu) == nu_h):
-                raise RuntimeError(rc.diagnostics.get("message", f"the coarse continuation ended {rc.status!r}"))
-            _, M = sequencing.prolong(coarse, problem, rc.U.reshape(coarse.nt + 1, -1),
-                                      rc.m.reshape(coarse.nt + 1, -1))
-            # one fine fixed-point sweep from the interpolated density, as in grid sequencing
-            scheme = FDScheme(problem.replace(nu=float(nu_h)), linear_solver=options.linear_solver)
-            U, _ = scheme.solve_hjb(M, tol=1e-8)
-            current = (U, scheme.solve_fp(U, M_lag=M))
+    plan_args = dict(start=start, stop=stop, factor=factor)
+    plan = viscosity_plan(problem, **plan_args, until=until)
+    handoff = [nu for nu in plan if nu >= HANDOFF_C * _viscous_scale(problem)]
+    steps, current, fine_plan, retry = [], initial, plan, None
+    sequenced = bool(sequence and initial is None and handoff and sequencing.coarse_problem(problem) is not None)
+    if sequenced:
+        current, record = _handoff_start(problem, options, handoff[-1], plan=plan_args, max_refine=max_refine)
+        steps.append(record)
+        sequenced = current is not None
+        if sequenced:
             # from the hand-off the fine grid descends by factor^2 (every other stage of the
             # plan): each stage there needs 2-6 Newton iterations at factor 3, twice as many
             # stages cost more than the larger steps (8-mode CNF 64^2 x 32: 23 -> 19 fine
             # iterations; skipping straight to nu = 0 was slower), and a stage that fails is
-            # refined below as before. The hand-off viscosity itself is not solved again on the
+            # refined as before. The hand-off viscosity itself is not solved again on the
             # fine grid: the swept interpolant starts the next stage (64^2 x 32: 19 -> 13 fine
             # iterations, 9.3 -> 7.5 s; 1D even), and if that stage fails, the hand-off stage
-            # is solved first after all (``retry_handoff``).
-            plan = plan[handoff[-1]:-1:FINE_STRIDE] + [plan[-1]]
-            if len(plan) > 1:
-                retry_handoff = plan.pop(0)
-        except (ArithmeticError, ValueError, RuntimeError) as exc:
-            # no coarse start: every stage on the fine grid, as without sequencing
-            record.update(status="error" if record.get("status", "converged") == "converged" else record["status"],
-                          message=str(exc))
-            coarse = None
-        record["time_s"] = time.perf_counter() - t0
-        steps.append(record)
-        if options.verbose:
-            logger.info("viscosity continuation: stages down to nu = %.3g on the coarse grid %s: %s", nu_h, where,
-                        record["status"])
-    refinements = 0
-    while plan:
-        nu = plan[0]
-        stage = options.replace(viscosity_continuation=False, grid_sequencing="auto",
-                                tol=options.tol if nu == plan[-1] else max(options.tol, STAGE_TOL))
-        r = solve_fd(problem.replace(nu=float(nu)), stage, initial=current)
-        steps.append({"value": float(nu), "status": r.status, "iterations": r.iterations})
-        if r.converged:
-            plan.pop(0)
-            current, last_ok, refinements = r, nu, 0
-            continue
-        if last_ok is None and retry_handoff is not None:
-            # the first stage below the hand-off failed from the interpolant: solve the hand-off
-            # stage on the fine grid first (the stride-only plan), from the same start
-            plan.insert(0, retry_handoff)
-            retry_handoff = None
-            continue
-        if last_ok is None and coarse is not None:
-            # the coarse solution was no good start on the fine grid: every stage on the fine grid
-            r = viscosity_continuation(problem, None, options, start=start, stop=stop, factor=factor,
-                                       max_refine=max_refine, until=until, sequence=False)
-            r.diagnostics["continuation"]["steps"][:0] = steps
-            return r
-        if last_ok is None or refinements >= max_refine:
-            current = r
-            break
-        plan.insert(0, float(np.sqrt(last_ok * max(nu, 1e-3 * last_ok))))
-        refinements += 1
+            # is solved first after all (``retry``).
+            fine_plan = plan[plan.index(handoff[-1]):-1:FINE_STRIDE] + [plan[-1]]
+            retry = fine_plan.pop(0) if len(fine_plan) > 1 else None
+    r, started = _descend(problem, fine_plan, options, current, steps, max_refine=max_refine, retry=retry)
+    if sequenced and not started:
+        # the coarse solution was no good start on the fine grid: every stage on the fine grid
+        r, _ = _descend(problem, plan, options, None, steps, max_refine=max_refine)
+    return _finish(r, problem, until, steps)
+
+
+def _finish(current, problem, until, steps):
+    """Record the stages; a continuation that stopped short says so (the fields are a stage's)."""
     fields_nu = float(current.problem.nu)
     if until is None:
         current.problem = problem
     target = problem.nu if until is None else until
     current.diagnostics["continuation"] = {"parameter": "nu", "steps": steps}
     if fields_nu != target:
-        # the continuation stopped short: the fields belong to a viscous stage, and the summary
-        # (which describes the target problem, nu = problem.nu) must say so
+        # the summary describes the target problem (nu = problem.nu) and must say so
         current.diagnostics.update(converged=False, status="continuation_stopped", fields_nu=fields_nu,
                                    message=f"viscosity continuation stopped at nu = {fields_nu:g} (the returned "
                                            f"fields are that stage's), target nu = {target:g}")
     return current
-
-

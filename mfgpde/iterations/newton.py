@@ -75,7 +75,7 @@ def newton_iteration(system, z, tol, max_iter, log, *, pseudo_dt=None, min_step=
     -------
     z, status, message
     """
-    reduce, sweep = system.allreduce, getattr(system, "sweep", None)
+    sweep = getattr(system, "sweep", None)
     # deflated Newton (mfgpde.iterations.deflation): the direction rescaled, the merit M(z) |R|_2
     deflation = getattr(system, "deflation", None)
     merit = (lambda z_, R_: system.norm2(R_)) if deflation is None else \
@@ -96,35 +96,11 @@ def newton_iteration(system, z, tol, max_iter, log, *, pseudo_dt=None, min_step=
         elif dtau is not None and k - best_at >= 30:     # no tenfold progress in 30 steps: round-off or a stall
             return z, "stagnated", f"no tenfold decrease of the residual in 30 iterations (best {best:.2e})"
         J, norm = system.linearise(z), merit(z, R)
-        while True:
-            try:
-                dz, info = system.direction(J, R, res, dtau)
-                if deflation is not None:
-                    dz, info["deflation_tau"] = deflation.direction(z, dz)
-                log.records[-1].update(info)
-            except RuntimeError as exc:  # an exactly singular factor
-                log.records[-1]["message"] = str(exc)
-                return z, "singular_jacobian", str(exc)
-            finite = reduce(bool(np.all(np.isfinite(dz))), "min")
-            if not finite and dtau is None:
-                return z, "singular_jacobian", "the Newton direction is not finite"
-            step = system.max_step(z, dz) if finite else 1.0
-            while finite:
-                zc = z + step * dz
-                with np.errstate(all="ignore"):
-                    Rc, hc, fc = system.residual(zc)
-                    nc = merit(zc, Rc)
-                # the line search asks for descent; a pseudo-time step only for bounded growth
-                if dtau is not None or (np.isfinite(nc) and nc <= (1.0 - 1e-4 * step) * norm):
-                    break
-                step *= 0.5
-                if step < min_step:
-                    break
-            if dtau is None or (finite and np.isfinite(nc) and nc <= GROWTH * norm):
-                break
-            dtau *= 0.25        # too long a pseudo-time step: retry a shorter one
-            if dtau < 1e-12:
-                return z, "stagnated", "the pseudo-time step fell below 1e-12 without an acceptable step"
+        trial = _step(system, J, z, R, res, norm, dtau, merit, log, min_step)
+        if trial.failure is not None:
+            return (z,) + trial.failure
+        step, dtau, nc = trial.step, trial.dtau, trial.merit
+        zc, Rc, hc, fc = trial.z, trial.R, trial.hjb, trial.fp
         del J  # before the next linearisation is built: one alive at a time (O(N_t N) each)
         if dtau is not None:
             # switched evolution relaxation: dtau grows as the residual falls (Newton in the limit)
@@ -289,3 +265,51 @@ def newton(scheme, U0, M0, *, tol=1e-10, max_iter=50, verbose=None, min_step=MIN
     if message:
         log.records[-1].setdefault("message", message)  # why it stopped, in the history
     return (*system.split(z), log, status)
+
+
+class _Trial:
+    """The outcome of one globalised step: the accepted point, or why there is none."""
+
+    __slots__ = ("R", "dtau", "failure", "fp", "hjb", "merit", "step", "z")
+
+    def __init__(self, failure=None, step=1.0, dtau=None, z=None, R=None, hjb=None, fp=None, merit=np.inf):
+        self.failure, self.step, self.dtau, self.merit = failure, step, dtau, merit
+        self.z, self.R, self.hjb, self.fp = z, R, hjb, fp
+
+
+def _step(system, J, z, R, res, norm, dtau, merit, log, min_step):
+    """One step of :func:`newton_iteration` from ``z``: the direction, then a backtracking line
+    search (``dtau`` None: Armijo descent of the merit) or a pseudo-time step, shortened fourfold
+    until the merit grows by at most ``GROWTH``. ``failure`` is ``(status, message)`` when the
+    direction is singular or the pseudo-time step collapses.
+    """
+    deflation = getattr(system, "deflation", None)
+    while True:
+        try:
+            dz, info = system.direction(J, R, res, dtau)
+            if deflation is not None:
+                dz, info["deflation_tau"] = deflation.direction(z, dz)
+            log.records[-1].update(info)
+        except RuntimeError as exc:  # an exactly singular factor
+            log.records[-1]["message"] = str(exc)
+            return _Trial(("singular_jacobian", str(exc)))
+        finite = system.allreduce(bool(np.all(np.isfinite(dz))), "min")
+        if not finite and dtau is None:
+            return _Trial(("singular_jacobian", "the Newton direction is not finite"))
+        step, nc, zc, Rc, hc, fc = system.max_step(z, dz) if finite else 1.0, np.inf, None, None, None, None
+        while finite:
+            zc = z + step * dz
+            with np.errstate(all="ignore"):
+                Rc, hc, fc = system.residual(zc)
+                nc = merit(zc, Rc)
+            # the line search asks for descent; a pseudo-time step only for bounded growth
+            if dtau is not None or (np.isfinite(nc) and nc <= (1.0 - 1e-4 * step) * norm):
+                break
+            step *= 0.5
+            if step < min_step:
+                break
+        if dtau is None or (finite and np.isfinite(nc) and nc <= GROWTH * norm):
+            return _Trial(None, step, dtau, zc, Rc, hc, fc, nc)
+        dtau *= 0.25        # too long a pseudo-time step: retry a shorter one
+        if dtau < 1e-12:
+            return _Trial(("stagnated", "the pseudo-time step fell below 1e-12 without an acceptable step"))
