@@ -139,6 +139,30 @@ def _solve(args):
         raise
 
 
+def _write_outputs(args, result, summary, rank):
+    """The solution, its figure and ``summary.json`` in ``args.out``: a mesh result as XDMF (+ .h5,
+    collective over the ranks) and npz, a grid result as NetCDF published atomically by rank 0.
+    """
+    if getattr(result, "backend", "fd") == "fem":
+        # XDMF (+ .h5) for ParaView, collective over the ranks; rank 0 adds the gathered arrays
+        result.write_xdmf(os.path.join(args.out, "solution.xdmf"))
+        if rank == 0:
+            result.save(os.path.join(args.out, "solution.npz"))
+            if not args.no_plot:
+                result.plot(os.path.join(args.out, "solution.png"))
+            _remove_stale(args.out, {"solution.xdmf", "solution.h5", "solution.npz", "summary.json"}
+                          | (set() if args.no_plot else {"solution.png"}))
+            write_json(os.path.join(args.out, "summary.json"), summary)
+    elif rank == 0:
+        def write(d):
+            result.save(os.path.join(d, "solution.nc"))
+            if not args.no_plot:
+                result.plot(os.path.join(d, "solution.png"))
+            write_json(os.path.join(d, "summary.json"), summary)
+
+        _publish(args.out, write)
+
+
 def _solve_checked(args):
     from . import config
     from .solver import solve
@@ -176,24 +200,7 @@ def _solve_checked(args):
     summary["config"] = os.path.abspath(args.config)
     # created only now, on every rank (exist_ok: no race), so a refused or failed solve leaves no folder
     os.makedirs(args.out, exist_ok=True)
-    if getattr(result, "backend", "fd") == "fem":
-        # XDMF (+ .h5) for ParaView, collective over the ranks; rank 0 adds the gathered arrays
-        result.write_xdmf(os.path.join(args.out, "solution.xdmf"))
-        if rank == 0:
-            result.save(os.path.join(args.out, "solution.npz"))
-            if not args.no_plot:
-                result.plot(os.path.join(args.out, "solution.png"))
-            _remove_stale(args.out, {"solution.xdmf", "solution.h5", "solution.npz", "summary.json"}
-                          | (set() if args.no_plot else {"solution.png"}))
-            write_json(os.path.join(args.out, "summary.json"), summary)
-    elif rank == 0:
-        def write(d):
-            result.save(os.path.join(d, "solution.nc"))
-            if not args.no_plot:
-                result.plot(os.path.join(d, "solution.png"))
-            write_json(os.path.join(d, "summary.json"), summary)
-
-        _publish(args.out, write)
+    _write_outputs(args, result, summary, rank)
     if rank == 0:
         d = result.diagnostics
         print(f"mfgpde: {d['status']} after {d['iterations']} iterations, residual {d['residual']:.2e}, "

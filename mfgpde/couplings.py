@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 
+from . import memory
 from .checks import real
 
 
@@ -302,7 +303,6 @@ class ConvolutionCoupling(Coupling):
             return self._cache[key]
         from scipy.spatial import cKDTree
 
-        from .memory import require
 
         X, mu = dom.allgather(dom.coords), dom.allgather(dom.mu)
         lo, hi = X.min(axis=0), X.max(axis=0)
@@ -324,7 +324,7 @@ class ConvolutionCoupling(Coupling):
         tree = cKDTree(np.mod(X - lo, box), boxsize=box)
         own = np.mod(dom.coords - lo, box)
         if radius >= diam:
-            require(16.0 * dom.n * X.shape[0], f"a dense convolution kernel between {dom.n} and {X.shape[0]} vertices")
+            memory.require(16.0 * dom.n * X.shape[0], f"a dense convolution kernel between {dom.n} and {X.shape[0]} vertices")
         pairs = cKDTree(own, boxsize=box).sparse_distance_matrix(tree, radius * (1 + 1e-12) + 1e-300,
                                                                  output_type="ndarray")
         rows, cols = pairs["i"].astype(np.int64), pairs["j"].astype(np.int64)

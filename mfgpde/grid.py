@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import memory
+
 BOUNDARY_TYPES = ("periodic", "noflux")
 MIN_POINTS = 4
 
@@ -88,9 +90,8 @@ class TensorGrid:
         for k, b in enumerate(boundary):
             if b not in BOUNDARY_TYPES:
                 raise ValueError(f"boundary[{k}] = {b!r} is unknown; allowed: {BOUNDARY_TYPES}")
-        from .memory import FLOATS_PER_GRID_POINT, require
 
-        require(8 * FLOATS_PER_GRID_POINT * int(np.prod(shape, dtype=float)), f"a grid of shape {shape}")
+        memory.require(8 * memory.FLOATS_PER_GRID_POINT * int(np.prod(shape, dtype=float)), f"a grid of shape {shape}")
         h = tuple((b - a) / n for (a, b), n in zip(bounds, shape))
         for k, hk in enumerate(h):
             # the scheme divides by h^2: a spacing whose square underflows (bounds [[0, 1e-300]])

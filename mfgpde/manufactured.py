@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .config import expression
 from .couplings import Coupling, PotentialCoupling
 from .problem import ErgodicMFGProblem, MFGProblem
 
@@ -144,8 +145,6 @@ class Manufactured:
         ``[solver]``). Every expression is checked by the configuration reader, so a function the
         configuration language does not know is refused here, by name.
         """
-        from .config import expression
-
         sp = _sympy()
         axes = [str(v) for v in self.xs]
         if axes != ["x", "y", "z"][: len(axes)]:

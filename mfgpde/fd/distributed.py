@@ -51,7 +51,9 @@ from ..grid import TensorGrid
 from ..iterations.implicit_step import MAX_NEWTON, check_sweep_data, round_off_tolerance, solve_implicit_step
 from ..iterations.petsc_krylov import ShellNewtonSystem
 from ..iterations.preconditioner import block_triangular_sweep
+from ..iterations.sequencing import sequenced_newton
 from ..options import SolveOptions
+from ..result import MFGResult
 from . import kernels
 from .krylov import MG_CONTRACTION_LIMIT, MG_CYCLES
 from .linearisation import Linearisation
@@ -77,6 +79,22 @@ class _TooSmall(ValueError):
     """The grid has fewer than :data:`GHOST` points per rank along some axis."""
 
 
+def _check_distributable(problem):
+    """Refuse, before any PETSc object exists, what the distributed scheme cannot solve."""
+    g = problem.grid
+    if getattr(g, "is_mesh", False) or not isinstance(g, TensorGrid):
+        raise ValueError("a distributed finite-difference solve needs a TensorGrid problem")
+    if problem.nu <= 0:
+        raise ValueError("a distributed finite-difference solve (mpiexec -n N, or comm=) needs nu > 0: the "
+                         "first-order case uses a viscosity continuation, which runs on one rank; solve it without "
+                         "mpiexec / comm")
+    for term in getattr(problem.coupling, "terms", [problem.coupling]) + [problem.terminal]:
+        if not getattr(term, "local", True):
+            raise ValueError(f"a distributed finite-difference solve (mpiexec -n N, or comm=) needs local couplings; "
+                             f"{type(term).__name__} is nonlocal (it needs all of m on every rank); solve it "
+                             "without mpiexec / comm")
+
+
 class DistributedFDScheme:
     """The FD scheme of an :class:`MFGProblem` distributed over the ranks of ``comm``.
 
@@ -95,60 +113,14 @@ class DistributedFDScheme:
     """
 
     def __init__(self, problem, comm, petsc_options=None):
-        PETSc = petsc_module()
-        self.PETSc = PETSc
-        self.problem = problem
-        self.comm = comm
-        g = problem.grid
-        if getattr(g, "is_mesh", False) or not isinstance(g, TensorGrid):
-            raise ValueError("a distributed finite-difference solve needs a TensorGrid problem")
-        if problem.nu <= 0:
-            raise ValueError("a distributed finite-difference solve (mpiexec -n N, or comm=) needs nu > 0: the "
-                             "first-order case uses a viscosity continuation, which runs on one rank; solve it without "
-                             "mpiexec / comm")
-        for term in getattr(problem.coupling, "terms", [problem.coupling]) + [problem.terminal]:
-            if not getattr(term, "local", True):
-                raise ValueError(f"a distributed finite-difference solve (mpiexec -n N, or comm=) needs local couplings; "
-                                 f"{type(term).__name__} is nonlocal (it needs all of m on every rank); solve it "
-                                 "without mpiexec / comm")
-        self.grid = g
+        _check_distributable(problem)
+        self.PETSc = petsc_module()
+        self.problem, self.comm, self.grid = problem, comm, problem.grid
         self.nt, self.dt = problem.nt, problem.dt
         self._options = {}
         options = check_options(petsc_options or {})
-        self.pcomm = PETSc.Comm(comm)
-        d = g.dim
-        bt = PETSc.DM.BoundaryType
-        # PETSc's x is the fastest axis, the last one of the grid's C order. A box (not star) halo:
-        # the FP adjoint at an owned corner point reads U at diagonal neighbours (the stencil row
-        # of its neighbour along x uses that neighbour's neighbours along y)
-        def dmda(width):
-            return PETSc.DMDA().create(
-                dim=d, sizes=tuple(reversed(g.shape)), dof=1, stencil_width=width,
-                stencil_type=PETSc.DMDA.StencilType.BOX, comm=self.pcomm,
-                boundary_type=tuple(bt.PERIODIC if b == "periodic" else bt.NONE for b in reversed(g.boundary)))
-
-        self.da = dmda(GHOST)
-        ranges = list(reversed(self.da.getRanges()))
-        widths = [b - a for a, b in ranges]
-        narrowest = comm.allreduce(min(widths), op=_mpi_min())
-        if narrowest < GHOST:
-            self.destroy()
-            raise _TooSmall(f"grid {g.shape} is too small for {comm.size} ranks: every rank's box must be at least "
-                             f"{GHOST} points wide along every axis (this rank's box is {widths}); use fewer ranks")
-        self.ghost_width = max(GHOST, min(OVERLAP[d], narrowest))
-        if self.ghost_width > GHOST:  # (the split depends on the sizes and ranks only, not the width)
-            self.da.destroy()
-            self.da = dmda(self.ghost_width)
-            assert list(reversed(self.da.getRanges())) == ranges
-        ghosts = list(reversed(self.da.getGhostRanges()))
-        self.owned_shape = tuple(widths)
-        self.owned_ranges = ranges
-        self.patch = PatchGrid(g, [a for a, _ in ghosts], [b for _, b in ghosts])
-        self.owned_grid = PatchGrid(g, [a for a, _ in ranges], [b for _, b in ranges])
-        off = [a - ga for (a, _), (ga, _) in zip(ranges, ghosts)]
-        sub = np.ix_(*[np.arange(o, o + w) for o, w in zip(off, widths)])
-        self.owned = np.arange(self.patch.size).reshape(self.patch.shape)[sub].ravel()
-        self.N = int(self.owned.size)
+        self.pcomm = self.PETSc.Comm(comm)
+        self._decompose()
         self.local = FDScheme(LocalProblem(problem, self.patch), linear_solver="direct")
         self.m0 = self.local.problem.m0.ravel()[self.owned]
         self._stack_das = {}
@@ -162,6 +134,44 @@ class DistributedFDScheme:
         # (``step_...`` options). The half-sweeps keep PETSc's GMRES / ILU: as its preconditioner
         # the patch V-cycles needed ~11 per step solve to 1e-12 and saved nothing (LOG2D 128^2)
         self.step_method = "petsc" if any(k.startswith(OPTIONS_PREFIX + "step_") for k in options) else "multigrid"
+
+    def _dmda(self, width):
+        """The DMDA of the grid with ``width`` ghost layers."""
+        g, bt = self.grid, self.PETSc.DM.BoundaryType
+        # PETSc's x is the fastest axis, the last one of the grid's C order. A box (not star) halo:
+        # the FP adjoint at an owned corner point reads U at diagonal neighbours (the stencil row
+        # of its neighbour along x uses that neighbour's neighbours along y)
+        return self.PETSc.DMDA().create(
+            dim=g.dim, sizes=tuple(reversed(g.shape)), dof=1, stencil_width=width,
+            stencil_type=self.PETSc.DMDA.StencilType.BOX, comm=self.pcomm,
+            boundary_type=tuple(bt.PERIODIC if b == "periodic" else bt.NONE for b in reversed(g.boundary)))
+
+    def _decompose(self):
+        """PETSc's split of the grid over the ranks: this rank's owned box, its ghosted patch
+        (``OVERLAP`` layers where every rank's box is that wide) and the owned points in it.
+        """
+        g, comm = self.grid, self.comm
+        self.da = self._dmda(GHOST)
+        ranges = list(reversed(self.da.getRanges()))
+        widths = [b - a for a, b in ranges]
+        narrowest = comm.allreduce(min(widths), op=_mpi_min())
+        if narrowest < GHOST:
+            self.destroy()
+            raise _TooSmall(f"grid {g.shape} is too small for {comm.size} ranks: every rank's box must be at least "
+                             f"{GHOST} points wide along every axis (this rank's box is {widths}); use fewer ranks")
+        self.ghost_width = max(GHOST, min(OVERLAP[g.dim], narrowest))
+        if self.ghost_width > GHOST:  # (the split depends on the sizes and ranks only, not the width)
+            self.da.destroy()
+            self.da = self._dmda(self.ghost_width)
+            assert list(reversed(self.da.getRanges())) == ranges
+        ghosts = list(reversed(self.da.getGhostRanges()))
+        self.owned_shape, self.owned_ranges = tuple(widths), ranges
+        self.patch = PatchGrid(g, [a for a, _ in ghosts], [b for _, b in ghosts])
+        self.owned_grid = PatchGrid(g, [a for a, _ in ranges], [b for _, b in ranges])
+        off = [a - ga for (a, _), (ga, _) in zip(ranges, ghosts)]
+        sub = np.ix_(*[np.arange(o, o + w) for o, w in zip(off, widths)])
+        self.owned = np.arange(self.patch.size).reshape(self.patch.shape)[sub].ravel()
+        self.N = int(self.owned.size)
 
     # ------------------------------------------------------------------ PETSc plumbing
 
@@ -430,8 +440,6 @@ def solve_distributed(problem, comm, *, tol=1e-10, max_iter=50, verbose=None, pe
     """
     import time
 
-    from ..iterations.sequencing import sequenced_newton
-    from ..result import MFGResult
 
     t0 = time.perf_counter()
     scheme = DistributedFDScheme(problem, comm, petsc_options=petsc_options)

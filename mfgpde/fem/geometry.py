@@ -16,6 +16,7 @@ import numpy as np
 from ..io import atomic_write
 from . import require_dolfinx
 from .domain import MeshDomain, gmsh_session
+from .scheme import upwind_square
 
 
 def room_msh(path, *, width=2.0, height=1.0, obstacles=((1.0, 0.5, 0.2),), h=0.02):
@@ -109,8 +110,6 @@ def hamiltonian_consistency(domain, directions=16):
     95th percentile of ``|S_i / |p|^2 - 1|`` over owned interior-ish dofs and unit vectors p.
     On structured right-diagonal meshes it is 0 (the scheme is the FD scheme there).
     """
-    from .scheme import upwind_square
-
     errs = []
     for a in np.linspace(0, np.pi, directions, endpoint=False):
         p = np.zeros(domain.dim)

@@ -50,6 +50,8 @@ import numpy as np
 
 from ..iterations.base import ConvergenceError
 from ..iterations.implicit_step import MAX_NEWTON, check_sweep_data, round_off_tolerance, solve_implicit_step
+from ..iterations.petsc_krylov import ShellNewtonSystem
+from .linearisation import FEMLinearisation, jacobian_product, sweep
 
 
 def upwind_square(dom, u_ext):
@@ -391,8 +393,6 @@ class FEMScheme:
 
     def linearisation(self, U, M):
         """The Jacobian at ``(U, M)``: :class:`~mfgpde.fem.linearisation.FEMLinearisation`."""
-        from .linearisation import FEMLinearisation
-
         return FEMLinearisation(self, U, M)
 
     def solve_newton_system(self, lin, rhs, rtol, *, maxiter=300, step_solver=None, reuse=None, lag_budget=None):
@@ -402,8 +402,6 @@ class FEMScheme:
         (``reuse`` is ignored: the step LUs are refactorised once per Newton step).
         """
         if self._newton is None:
-            from ..iterations.petsc_krylov import ShellNewtonSystem
-            from .linearisation import jacobian_product, sweep
 
             # GMRES (not FGMRES): the preconditioner's step solves are fixed factorisations
             self._newton = ShellNewtonSystem(self.dom.comm, 2 * (self.nt + 1) * self.n, jacobian_product, sweep,

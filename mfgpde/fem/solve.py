@@ -7,6 +7,13 @@ import time
 
 import numpy as np
 
+from ..iterations.fixed_point import damped_sweeps, fixed_point
+from ..iterations.newton import newton
+from ..problem import MFGProblem
+from .domain import MeshDomain
+from .result import FEMResult
+from .scheme import FEMScheme
+
 
 def problem_on_mesh(problem, comm=None):
     """The same problem on the structured mesh matching its :class:`~mfgpde.TensorGrid`.
@@ -14,9 +21,6 @@ def problem_on_mesh(problem, comm=None):
     Callables (m0, potentials) are re-evaluated at the mesh nodes; arrays given on the
     tensor grid are interpolated linearly.
     """
-    from ..problem import MFGProblem
-    from .domain import MeshDomain
-
     grid = problem.grid
     if getattr(grid, "is_mesh", False):
         return problem
@@ -79,11 +83,6 @@ def solve_fem(problem, *, method="newton", tol=1e-10, max_iter=None, damping=0.5
     -------
     FEMResult
     """
-    from ..iterations.fixed_point import damped_sweeps, fixed_point
-    from ..iterations.newton import newton
-    from .result import FEMResult
-    from .scheme import FEMScheme
-
     t0 = time.perf_counter()
     p = problem_on_mesh(problem, comm)
     if p.grid.comm.rank != 0:

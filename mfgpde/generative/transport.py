@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..fd.muscl import evolve_muscl
 from ..fd.scheme import FDScheme
 from ..grid import centred_gradient
 from ..hamiltonians import QuadraticHamiltonian
@@ -66,7 +67,6 @@ def evolve_density(grid, m0, velocity, T, nt, *, nu=0.0, scheme="upwind"):
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     if scheme == "muscl":
-        from ..fd.muscl import evolve_muscl
 
         if callable(velocity):
             X = grid.coordinates()

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import config
 from ..io import atomic_write, write_json
+from ..solver import solve
 
 
 def _comm():
@@ -83,8 +84,6 @@ def run_member(cfg, assignment, solve_opts):
     A member that fails is a row with ``status = "error"`` and the message, not an exception, so
     the other members go on.
     """
-    from ..solver import solve
-
     t0 = time.perf_counter()
     row = dict(assignment)
     try:

@@ -272,32 +272,25 @@ def _fd_stages(args, cfg, problem, stage, sizes, workers, deadline):
                                                        workers=workers, deadline=deadline))
 
 
-def _wellposed(args):
-    from .. import config
-    from ..problem import ErgodicMFGProblem
+class _StageRunner:
+    """Runs the stages of a study: keeps what finished, records a failure with its message, skips
+    a stage past the time limit, and writes the report after each stage (atomically).
+    """
 
-    sizes = _check_arguments(args)
-    cfg = _resize(config.load(args.config), args.shape, args.nt)
-    if args.parameter:      # a key that does not exist is refused before any solve
-        _set_parameter(config.load(cfg), args.parameter, args.values[0])
-    preset = cfg.get("preset")
-    if args.lambdas and preset != "cnf":
-        raise ValueError("--lambdas is the CNF lambda study: it needs a configuration with preset = 'cnf'")
-    report = {"config": os.path.abspath(args.config), "stages_failed": [], "incomplete": []}
-    out_json = os.path.join(args.out, "wellposed.json")
-    began = time.monotonic()
-    deadline = None if args.time_limit is None else began + args.time_limit
-    workers = default_workers() if args.workers is None else args.workers
+    def __init__(self, report, out_json, time_limit):
+        self.report, self.out_json, self.time_limit = report, out_json, time_limit
+        self.began = time.monotonic()
+        self.deadline = None if time_limit is None else self.began + time_limit
 
-    def stage(name, fn):
-        """Run one stage; keep what finished, record a failure with its message, skip it past the limit."""
-        if deadline is not None and time.monotonic() > deadline:
-            report[name] = {"incomplete": True, "message": f"not run: --time-limit {args.time_limit:g} s reached"}
+    def __call__(self, name, fn):
+        report = self.report
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            report[name] = {"incomplete": True, "message": f"not run: --time-limit {self.time_limit:g} s reached"}
             report["incomplete"].append(name)
             log.warning("wellposed: %s not run (time limit reached)", name)
-            write_json(out_json, report)
+            write_json(self.out_json, report)
             return
-        log.info("wellposed: %s (elapsed %.1f s)", name, time.monotonic() - began)
+        log.info("wellposed: %s (elapsed %.1f s)", name, time.monotonic() - self.began)
         t0 = time.perf_counter()
         try:
             report[name] = fn()
@@ -310,29 +303,29 @@ def _wellposed(args):
             if _incomplete(report[name]):
                 report["incomplete"].append(name)
         log.info("wellposed: %s done in %.1f s", name, time.perf_counter() - t0)
-        write_json(out_json, report)
+        write_json(self.out_json, report)
 
-    if preset == "score":
-        if not sizes:
-            raise ValueError("preset = 'score': the forward Fokker-Planck equation is linear and its solution unique, "
-                             "so the evidence to gather is convergence of the reference: give --refine N 2N 4N")
-        os.makedirs(args.out, exist_ok=True)
-        report["problem"] = {"preset": "score", "note": "linear forward FP: unique solution; refinement only"}
-        stage("refinement", lambda: _score_refinement(cfg, sizes))
-    else:
-        if "mesh" in cfg:  # refused before the mesh is built
-            raise ValueError(f"{args.config} is a mesh (FEM) problem; `mfgpde wellposed` studies finite-difference "
-                             f"problems. Run `mfgpde solve {args.config} --out DIR` for the mesh solve.")
-        problem = config.build_problem(cfg)
-        if getattr(problem.grid, "is_mesh", False):
-            raise ValueError(f"{args.config} is a mesh (FEM) problem; `mfgpde wellposed` studies finite-difference "
-                             f"problems. Run `mfgpde solve {args.config} --out DIR` for the mesh solve.")
-        if isinstance(problem, ErgodicMFGProblem):
-            raise ValueError(f"{args.config} is an ergodic problem; `mfgpde wellposed` studies time-dependent MFGs. "
-                             f"Run `mfgpde solve {args.config} --out DIR`.")
-        os.makedirs(args.out, exist_ok=True)
-        report["problem"] = problem.describe()
-        _fd_stages(args, cfg, problem, stage, sizes, workers, deadline)
+
+def _fd_problem(args, cfg):
+    """The configuration's time-dependent grid problem; meshes and ergodic problems are refused."""
+    from .. import config
+    from ..problem import ErgodicMFGProblem
+
+    mesh = (f"{args.config} is a mesh (FEM) problem; `mfgpde wellposed` studies finite-difference "
+            f"problems. Run `mfgpde solve {args.config} --out DIR` for the mesh solve.")
+    if "mesh" in cfg:  # refused before the mesh is built
+        raise ValueError(mesh)
+    problem = config.build_problem(cfg)
+    if getattr(problem.grid, "is_mesh", False):
+        raise ValueError(mesh)
+    if isinstance(problem, ErgodicMFGProblem):
+        raise ValueError(f"{args.config} is an ergodic problem; `mfgpde wellposed` studies time-dependent MFGs. "
+                         f"Run `mfgpde solve {args.config} --out DIR`.")
+    return problem
+
+
+def _conclude(args, report, out_json):
+    """The figure, the verdict line and the exit code (1: a stage failed, 2: the time limit)."""
     try:
         _figure(report, os.path.join(args.out, "wellposed.png"))
     except Exception as exc:
@@ -353,6 +346,35 @@ def _wellposed(args):
         return 2
     print(f"mfgpde wellposed: -> {args.out}", file=sys.stderr)
     return 0
+
+
+def _wellposed(args):
+    from .. import config
+
+    sizes = _check_arguments(args)
+    cfg = _resize(config.load(args.config), args.shape, args.nt)
+    if args.parameter:      # a key that does not exist is refused before any solve
+        _set_parameter(config.load(cfg), args.parameter, args.values[0])
+    preset = cfg.get("preset")
+    if args.lambdas and preset != "cnf":
+        raise ValueError("--lambdas is the CNF lambda study: it needs a configuration with preset = 'cnf'")
+    report = {"config": os.path.abspath(args.config), "stages_failed": [], "incomplete": []}
+    out_json = os.path.join(args.out, "wellposed.json")
+    stage = _StageRunner(report, out_json, args.time_limit)
+    workers = default_workers() if args.workers is None else args.workers
+    if preset == "score":
+        if not sizes:
+            raise ValueError("preset = 'score': the forward Fokker-Planck equation is linear and its solution unique, "
+                             "so the evidence to gather is convergence of the reference: give --refine N 2N 4N")
+        os.makedirs(args.out, exist_ok=True)
+        report["problem"] = {"preset": "score", "note": "linear forward FP: unique solution; refinement only"}
+        stage("refinement", lambda: _score_refinement(cfg, sizes))
+    else:
+        problem = _fd_problem(args, cfg)
+        os.makedirs(args.out, exist_ok=True)
+        report["problem"] = problem.describe()
+        _fd_stages(args, cfg, problem, stage, sizes, workers, stage.deadline)
+    return _conclude(args, report, out_json)
 
 
 def register(sub):

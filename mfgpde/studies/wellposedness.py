@@ -31,6 +31,17 @@ import time
 
 import numpy as np
 
+from ..couplings import PowerCoupling
+from ..fd.scheme import FDScheme
+from ..generative.energies import KL
+from ..generative.presets import cnf_problem, standard_normal_log_density
+from ..generative.transport import evolve_density, grid_gradient
+from ..grid import TensorGrid
+from ..hamiltonians import QuadraticHamiltonian
+from ..iterations.deflation import Deflation
+from ..iterations.fixed_point import fixed_point
+from ..iterations.homotopy import newton_homotopy
+from ..iterations.newton import newton
 from ..problem import MFGProblem
 from ..solver import solve
 
@@ -105,8 +116,6 @@ def consistent_start(scheme, U0, M0):
 
 def _viscous_family(problem):
     """``s -> FDScheme`` of the problem at viscosity ``nu + (1 - s) nu_0``, ``nu_0 = c L^2 / T``."""
-    from ..fd.scheme import FDScheme
-
     L = max(b - a for a, b in problem.grid.bounds)
     nu0 = VISCOUS_HOMOTOPY_C * L * L / problem.T
     cache = {}
@@ -168,10 +177,6 @@ def solve_from_start(problem, U0, M0, *, method="newton", tol=1e-9, max_iter=60)
         of the pairwise distances of :func:`multi_start`; removed there); for fictitious play
         ``played`` and ``handoff_residual``; for the homotopies ``stages`` and ``reached``.
     """
-    from ..fd.scheme import FDScheme
-    from ..iterations.homotopy import newton_homotopy
-    from ..iterations.newton import newton
-
     shape = (problem.nt + 1, problem.grid.size)
     U0, M0 = np.reshape(U0, shape), np.reshape(M0, shape)
     rec = {}
@@ -234,10 +239,6 @@ def _fictitious_play_path(problem, U0, M0, tol, max_iter):
 
     Returns ``((U, M) or None, record)``; see :func:`solve_from_start`.
     """
-    from ..fd.scheme import FDScheme
-    from ..iterations.fixed_point import fixed_point
-    from ..iterations.newton import newton
-
     scheme = FDScheme(problem)
     U, M, played = U0, M0, 0
     message = ""
@@ -269,8 +270,6 @@ def _fictitious_play_path(problem, U0, M0, tol, max_iter):
 
 def _deflation(known):
     """The :class:`~mfgpde.iterations.deflation.Deflation` of solutions ``(U, M)`` (flat ``(U, m)``, two blocks)."""
-    from ..iterations.deflation import Deflation
-
     return Deflation([np.concatenate([U.ravel(), M.ravel()]) for U, M in known])
 
 
@@ -291,9 +290,6 @@ def deflated_search(problem, launch, known, *, tol=1e-9, max_iter=DEFLATED_MAX_I
         ``status``, ``iterations``, ``residual``, ``found`` and, when found, ``distance`` (the
         relative sup distance, m and U, to the nearest known solution).
     """
-    from ..fd.scheme import FDScheme
-    from ..iterations.newton import newton
-
     defl = _deflation(known)
     rec = {"deflated": len(known)}
     try:
@@ -460,6 +456,57 @@ def _deflation_rounds(problem, launches, known, tol, agree, workers, deadline, m
     return searches, not_run
 
 
+def _collect_starts(guesses, outcomes):
+    """The converged starts' solutions, every start's record, the launch points of the converged
+    ones (for the deflated searches) and the starts that did not run.
+    """
+    sols, runs, launches, not_run = [], [], [], []
+    for k, ((U0, M0), out) in enumerate(zip(guesses, outcomes)):
+        if out is None:
+            not_run.append(f"start {k}")
+            runs.append({"path": None, "converged": False, "status": "not_run", "message": "time limit"})
+            continue
+        (U, M), rec = out
+        launch = rec.pop("launch", None)
+        if U is not None:
+            rec["moved_m"], rec["moved_U"] = _relative_distance((U, M), (U0, M0))
+            sols.append((U, M))
+            launches.append((k, launch))
+        runs.append(rec)
+    return sols, runs, launches, not_run
+
+
+def _clusters(sols, agree):
+    """Group the solutions whose relative sup distances in m and U are below ``agree`` (indices)."""
+    clusters = []
+    for i, z in enumerate(sols):
+        for c in clusters:
+            if max(_relative_distance(z, sols[c[0]])) < agree:
+                c.append(i)
+                break
+        else:
+            clusters.append([i])
+    return clusters
+
+
+def _verdict(distinct, from_starts, converged, starts, searches, not_run, deflated):
+    """The multi-start verdict and its evidence in words (see :func:`multi_start`)."""
+    failed = sum(not r.get("found") for r in searches)
+    if distinct >= 2:
+        return "several solutions", (f"{distinct} distinct solutions: {from_starts} from {converged} converged "
+                                     f"starts, {distinct - from_starts} more by {len(searches)} deflated searches")
+    if converged >= 2 and (not deflated or (searches and failed == len(searches) and not not_run)):
+        return "unique", (f"unique on this evidence: {converged} of {starts} starts converged to one solution"
+                          + (f"; {len(searches)} deflated searches (from each converged start and from the "
+                             f"solution perturbed, the solution deflated) found no other" if searches else
+                             "; no deflated search was run"))
+    if converged >= 2:
+        return "inconclusive", (f"{converged} of {starts} starts converged to one solution, but the deflated "
+                                f"searches did not all run ({len(not_run)} left at the time limit): uniqueness "
+                                "is not established")
+    return "inconclusive", f"{converged} of {starts} starts converged; a verdict needs two"
+
+
 def multi_start(problem, *, starts=4, seed=0, method="newton", tol=1e-9, max_iter=60, amplitude=1.0, agree=1e-6,
                 guesses=None, return_solutions=False, deflation=True, workers=1, deadline=None):
     """Solve from ``starts`` distinct initial guesses, then search for more solutions by deflation.
@@ -526,27 +573,8 @@ def multi_start(problem, *, starts=4, seed=0, method="newton", tol=1e-9, max_ite
     guesses = [(np.reshape(U, shape), np.reshape(M, shape)) for U, M in guesses]
     outcomes = _run_parallel(_start_task, [(problem, U0, M0, method, tol, max_iter) for U0, M0 in guesses],
                              workers, deadline)
-    sols, runs, launches, not_run = [], [], [], []
-    for k, ((U0, M0), out) in enumerate(zip(guesses, outcomes)):
-        if out is None:
-            not_run.append(f"start {k}")
-            runs.append({"path": None, "converged": False, "status": "not_run", "message": "time limit"})
-            continue
-        (U, M), rec = out
-        launch = rec.pop("launch", None)
-        if U is not None:
-            rec["moved_m"], rec["moved_U"] = _relative_distance((U, M), (U0, M0))
-            sols.append((U, M))
-            launches.append((k, launch))
-        runs.append(rec)
-    clusters = []
-    for i, z in enumerate(sols):
-        for c in clusters:
-            if max(_relative_distance(z, sols[c[0]])) < agree:
-                c.append(i)
-                break
-        else:
-            clusters.append([i])
+    sols, runs, launches, not_run = _collect_starts(guesses, outcomes)
+    clusters = _clusters(sols, agree)
     known = [sols[c[0]] for c in clusters]
     log.info("multi-start: %d of %d starts converged, %d distinct solution(s)", len(sols), len(guesses), len(known))
     searches = []
@@ -560,25 +588,8 @@ def multi_start(problem, *, starts=4, seed=0, method="newton", tol=1e-9, max_ite
         d = [_relative_distance(a, b) for i, a in enumerate(sols) for b in sols[i + 1:]]
         spread_m, spread_u = max(x[0] for x in d), max(x[1] for x in d)
     distinct = len(known)
-    failed = sum(not r.get("found") for r in searches)
-    if distinct >= 2:
-        verdict = "several solutions"
-        evidence = (f"{distinct} distinct solutions: {len(clusters)} from {len(sols)} converged starts, "
-                    f"{distinct - len(clusters)} more by {len(searches)} deflated searches")
-    elif len(sols) >= 2 and (not deflation or method != "newton" or (searches and failed == len(searches)
-                                                                      and not not_run)):
-        verdict = "unique"
-        evidence = (f"unique on this evidence: {len(sols)} of {len(guesses)} starts converged to one solution"
-                    + (f"; {len(searches)} deflated searches (from each converged start and from the solution "
-                       f"perturbed, the solution deflated) found no other" if searches else
-                       "; no deflated search was run"))
-    elif len(sols) >= 2:
-        verdict = "inconclusive"
-        evidence = (f"{len(sols)} of {len(guesses)} starts converged to one solution, but the deflated searches did "
-                    f"not all run ({len(not_run)} left at the time limit): uniqueness is not established")
-    else:
-        verdict = "inconclusive"
-        evidence = f"{len(sols)} of {len(guesses)} starts converged; a verdict needs two"
+    verdict, evidence = _verdict(distinct, len(clusters), len(sols), len(guesses), searches, not_run,
+                                 deflation and method == "newton")
     out = {"starts": len(guesses), "converged": len(sols), "distinct_solutions": distinct, "verdict": verdict,
            "evidence": evidence, "agree": agree, "spread_m": float(spread_m), "spread_U": float(spread_u),
            "start_spread": float(start_spread), "runs": runs, "deflated_searches": len(searches),
@@ -617,6 +628,61 @@ def _perturbed(problem, z, rng):
     scale_u = max(1.0, float(np.abs(U).max()))
     return (U + LAUNCH_PERTURBATION * scale_u * du / max(np.abs(du).max(), 1e-300),
             M * np.exp(LAUNCH_PERTURBATION * dm / max(np.abs(dm).max(), 1e-300)))
+
+
+class _Branches:
+    """The branches of a deflated continuation: each one's values and diagram scalars."""
+
+    def __init__(self, agree):
+        self.records, self.agree = [], agree
+
+    def add(self, b, v, p, z):
+        pos, mx = _diagram_scalars(p, z[1])
+        self.records[b]["values"].append(v)
+        self.records[b]["mean_position"].append(pos)
+        self.records[b]["max_m"].append(mx)
+
+    def new(self, v, p, z):
+        """Open a branch born at ``v`` with the solution ``z``; returns its index."""
+        self.records.append({"born": v, "values": [], "mean_position": [], "max_m": [], "ended": None})
+        self.add(len(self.records) - 1, v, p, z)
+        return len(self.records) - 1
+
+    def distinct(self, z, here):
+        return all(max(_relative_distance(z, s)) >= self.agree for _, s in here)
+
+
+def _continue_branches(p, v, previous, branches, tol, max_iter, rng):
+    """Newton at ``v`` from each branch's solution at the previous value, the solutions already
+    found at ``v`` deflated; a branch whose step fails or lands on a known solution ends.
+    """
+    here, launches = [], []
+    for b, z in previous:
+        defl = _deflation([s for _, s in here]) if here else None
+        try:
+            U, M, _log, status = newton(FDScheme(p), *z, tol=tol, max_iter=max_iter, deflation=defl,
+                                        verbose=False, linear=_linear(p))
+        except (FloatingPointError, RuntimeError, np.linalg.LinAlgError) as exc:
+            status, U, M = f"error: {exc}", None, None
+        if status == "converged" and branches.distinct((U, M), here):
+            here.append((b, (U, M)))
+            branches.add(b, v, p, (U, M))
+        else:
+            branches.records[b]["ended"] = f"continuation to {v:g} ended {status!r}"
+        launches.append(_perturbed(p, z, rng))
+    return here, launches
+
+
+def _seed_branches(p, v, here, branches, starts, seed, tol, rng):
+    """The first value's branches from random starts; returns the launch points of its searches."""
+    launches = []
+    for U0, M0 in initial_guesses(p, starts, seed=seed, amplitude=0.3):
+        (U, M), rec = solve_from_start(p, U0, M0, tol=tol)
+        if U is not None and branches.distinct((U, M), here):
+            here.append((branches.new(v, p, (U, M)), (U, M)))
+        if rec.get("launch") is not None:
+            launches.append(rec["launch"])
+    return launches + [_perturbed(p, s, rng) for _, s in here]
 
 
 def deflated_continuation(make_problem, values, *, starts=2, seed=0, tol=1e-9, agree=1e-6, max_branches=8,
@@ -660,65 +726,32 @@ def deflated_continuation(make_problem, values, *, starts=2, seed=0, tol=1e-9, a
         ``ended`` (why it stopped, if it did)); ``first_value_with_several`` (the first value
         with two or more solutions, or None); ``incomplete``, ``not_run``.
     """
-    from ..fd.scheme import FDScheme
-    from ..iterations.newton import newton
-
     values = [float(v) for v in values]
     if len(values) < 2:
         raise ValueError(f"deflated continuation needs at least two parameter values, got {values}")
     rng = np.random.default_rng(seed)
-    branches, previous, counts, not_run = [], [], [], []
-
-    def add(b, v, p, z):
-        pos, mx = _diagram_scalars(p, z[1])
-        branches[b]["values"].append(v)
-        branches[b]["mean_position"].append(pos)
-        branches[b]["max_m"].append(mx)
-
-    def distinct(z, known):
-        return all(max(_relative_distance(z, k)) >= agree for k in known)
-
+    branches = _Branches(agree)
+    previous, counts, not_run = [], [], []
     for k, v in enumerate(values):
         if deadline is not None and time.monotonic() > deadline:
             not_run.append(v)
             continue
         p = make_problem(v)
-        here, launches = [], []          # (branch, solution) found at v; launch points of the searches
-        for b, z in previous:            # 1. continuation of every branch
-            defl = _deflation([s for _, s in here]) if here else None
-            try:
-                U, M, _log, status = newton(FDScheme(p), *z, tol=tol, max_iter=max_iter, deflation=defl,
-                                            verbose=False, linear=_linear(p))
-            except (FloatingPointError, RuntimeError, np.linalg.LinAlgError) as exc:
-                status, U, M = f"error: {exc}", None, None
-            if status == "converged" and distinct((U, M), [s for _, s in here]):
-                here.append((b, (U, M)))
-                add(b, v, p, (U, M))
-            else:
-                branches[b]["ended"] = f"continuation to {v:g} ended {status!r}"
-            launches.append(_perturbed(p, z, rng))
+        # 1. continuation of every branch; (branch, solution) found at v, launch points of the searches
+        here, launches = _continue_branches(p, v, previous, branches, tol, max_iter, rng)
         if k == 0:                       # seed the branches
-            for U0, M0 in initial_guesses(p, starts, seed=seed, amplitude=0.3):
-                (U, M), rec = solve_from_start(p, U0, M0, tol=tol)
-                if U is not None and distinct((U, M), [s for _, s in here]):
-                    branches.append({"born": v, "values": [], "mean_position": [], "max_m": [], "ended": None})
-                    here.append((len(branches) - 1, (U, M)))
-                    add(len(branches) - 1, v, p, (U, M))
-                if rec.get("launch") is not None:
-                    launches.append(rec["launch"])
-            launches += [_perturbed(p, s, rng) for _, s in here]
+            launches += _seed_branches(p, v, here, branches, starts, seed, tol, rng)
         for launch in launches:          # 2. deflation: new branches
             while here and len(here) < max_branches:
-                sol, rec = deflated_search(p, launch, [s for _, s in here], tol=tol, agree=agree, max_iter=max_iter)
+                sol, _rec = deflated_search(p, launch, [s for _, s in here], tol=tol, agree=agree, max_iter=max_iter)
                 if sol is None:
                     break
-                branches.append({"born": v, "values": [], "mean_position": [], "max_m": [], "ended": None})
-                here.append((len(branches) - 1, sol))
-                add(len(branches) - 1, v, p, sol)
+                here.append((branches.new(v, p, sol), sol))
         counts.append(len(here))
         log.info("deflated continuation: %s = %g: %d solution(s), %d branch(es) so far", "parameter", v, len(here),
-                 len(branches))
+                 len(branches.records))
         previous = here
+    branches = branches.records
     several = [v for v, c in zip(values, counts) if c >= 2]
     return {"values": values[:len(counts)], "solutions_per_value": counts, "branches": branches,
             "first_value_with_several": several[0] if several else None, "incomplete": bool(not_run),
@@ -768,10 +801,6 @@ def aggregation_control(*, n=64, nt=40, alpha=0.4, nu=0.1, T=4.0):
     a wall-concentrated solution (max m about 9). ``alpha < 0`` gives the monotone (Lasry-Lions)
     negative control with the same grid, horizon and starts: a unique solution.
     """
-    from ..couplings import PowerCoupling
-    from ..grid import TensorGrid
-    from ..hamiltonians import QuadraticHamiltonian
-
     g = TensorGrid([(0.0, 1.0)], n, "noflux")
     return MFGProblem(g, T, nt, nu, QuadraticHamiltonian(), np.ones(g.shape), coupling=PowerCoupling(1.0, -alpha),
                       name=f"aggregation-control-alpha{alpha:g}")
@@ -794,7 +823,6 @@ def run_controls(*, n=64, nt=40, starts=4, seed=0, tol=1e-9, alpha=0.4, workers=
         row = {"alpha": a, "coupling": f"f(m) = {-a:g} m", "multi_start": ms,
                "expected": "several solutions" if a > 0 else "unique"}
         if a > 0 and sols:
-            from ..fd.scheme import FDScheme
 
             sc = FDScheme(p)
             mirrors, energies = [], []
@@ -954,7 +982,6 @@ def jacobian_condition(problem, result, *, lam=None, support=None, max_unknowns=
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
 
-    from ..fd.scheme import FDScheme
 
     sc = FDScheme(problem)
     J = sc.jacobian(result.U.reshape(problem.nt + 1, -1), result.m.reshape(problem.nt + 1, -1)).tocsc()
@@ -993,9 +1020,6 @@ def cnf_lambda_study(grid, data, lambdas, *, T=1.0, nt=16, starts=3, tol=1e-9, s
     Newton iterations; terminal KL; and, with ``starts >= 2``, the multi-start verdict, spread
     and the distance between the starts (``starts = 0`` skips it).
     """
-    from ..generative.energies import KL
-    from ..generative.presets import cnf_problem, standard_normal_log_density
-
     if starts == 1 or starts < 0:
         raise ValueError(f"starts must be 0 (no multi-start) or >= 2, got {starts}")
     if any(not lam > 0 for lam in lambdas):
@@ -1053,9 +1077,6 @@ def rotation_nonuniqueness(grid, data, *, lam=0.05, T=1.0, nt=32, rotation=1.0):
     """
     from scipy.interpolate import RegularGridInterpolator
 
-    from ..generative.energies import KL
-    from ..generative.presets import cnf_problem, standard_normal_log_density
-    from ..generative.transport import evolve_density, grid_gradient
 
     if grid.dim != 2:
         raise ValueError("rotation_nonuniqueness needs a 2D grid")

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..couplings import KLCoupling
 from ..fd.reference import laplacian
+from ..generative import log_density_hjb as lhjb
 from ..generative.transport import evolve_density, grid_gradient
 from ..hamiltonians import QuadraticHamiltonian
 from .metrics import density_metrics, kl_divergence, weighted_field_error
@@ -287,8 +288,6 @@ def validate_score(score_model, data, model, *, name="model", kind="score", time
         Densities for the report, ``hjb_residual_map`` (time-integrated ``p |R|``) and
         ``hjb_residual_spacetime`` (``p |R|`` at every level).
     """
-    from ..generative import log_density_hjb as lhjb
-
     if kind not in lhjb.KINDS:
         raise ValueError(f"validate_score: kind must be one of {lhjb.KINDS}, got {kind!r}")
     t0 = time.perf_counter()

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import closed_forms as cf
+from ..generative import toys
 from ..generative.toys import NAMES as TOY_NAMES
 
 #: model kinds of the two families of references
@@ -227,8 +229,6 @@ def exact_model(e, kind=None):
     (``potential``, ``score-potential``): the value functions ``U`` of C1 and C3, ``u`` of E1, and
     the log-densities ``log p_t`` of C2 and of the noised toys.
     """
-    from .. import closed_forms as cf
-
     if e.exact is None:
         return None
     kind = kind or e.kinds[0]
@@ -237,7 +237,6 @@ def exact_model(e, kind=None):
     potential = kind in ("potential", "score-potential")
     cfg = e.config
     if e.exact == "toy-score":
-        from ..generative import toys
 
         data = toys.toy(cfg["data"]["name"])
         sde = cfg["sde"]

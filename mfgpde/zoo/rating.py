@@ -17,6 +17,11 @@ from __future__ import annotations
 import datetime
 import os
 
+from ..io import atomic_write, write_json
+from ..validate.validator import metric_value, validate_flow, validate_score, validate_stationary, verdicts_for
+from .catalogue import entry
+from .store import exact_marginal, reference
+
 #: the headline metrics of a row, per reference family: (key in the metrics, column title)
 HEADLINES = {"flow": (("final.L1", "L1 m(T)"), ("final.W2", "W2 m(T)"), ("velocity_error_weighted", "velocity err")),
              "score": (("generated_vs_data.L1", "L1 generated"), ("generated_vs_data.W2", "W2 generated"),
@@ -47,10 +52,6 @@ def score(name, model, *, kind=None, model_name="model", timeout=None):
     fields : dict
         Densities and maps for the report.
     """
-    from ..validate.validator import validate_flow, validate_score, validate_stationary
-    from .catalogue import entry
-    from .store import exact_marginal, reference
-
     e = entry(name)
     kind = kind or e.kinds[0]
     if kind not in e.kinds:
@@ -76,7 +77,6 @@ def score(name, model, *, kind=None, model_name="model", timeout=None):
 
 
 def _floor_verdicts(metrics, bars, grid, nt):
-    from ..validate.validator import verdicts_for
 
     metrics["reference_error"] = dict(bars)
     metrics["verdicts"] = verdicts_for(bars, metrics, grid, nt, 1)
@@ -85,8 +85,6 @@ def _floor_verdicts(metrics, bars, grid, nt):
 
 def leaderboard_row(metrics, model_name, kind):
     """The leaderboard row of one rating."""
-    from ..validate.validator import metric_value
-
     family = metrics["reference"]
     verdicts = metrics.get("verdicts") or {}
     cells = []
@@ -102,7 +100,6 @@ def append_leaderboard(path, row):
     """Append ``row`` to the JSON leaderboard ``path`` and rewrite its Markdown beside it."""
     import json
 
-    from ..io import atomic_write, write_json
 
     base = path[:-5] if path.endswith(".json") else path
     jpath, mpath = base + ".json", base + ".md"

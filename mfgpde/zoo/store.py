@@ -26,6 +26,15 @@ import time
 
 import numpy as np
 
+from .. import __version__, config
+from ..closed_forms import ou_mixture_density_and_score
+from ..generative import toys
+from ..io import load_netcdf, save_netcdf
+from ..result import ErgodicResult, MFGResult
+from ..solver import solve
+from ..validate.cli import build_reference
+from ..validate.metrics import density_metrics
+from ..validate.validator import exact_score_errors
 from .catalogue import entry as _entry
 
 logger = logging.getLogger(__name__)
@@ -54,7 +63,6 @@ def path(e):
 
 
 def _version():
-    from .. import __version__
 
     return __version__
 
@@ -94,12 +102,8 @@ class Reference:
 # -------------------------------------------------------------------------------- building
 def solve_reference(e):
     """Solve an entry's reference (no cache): the object its validator takes and the error estimate."""
-    from .. import config
-    from ..solver import solve
-
     cfg = e.configuration()
     if e.reference == "score":
-        from ..validate.cli import build_reference
 
         _kind, sm, data = build_reference(cfg)
         p = sm.forward(data)
@@ -116,8 +120,6 @@ def _score_bars(e, sm, data, p):
     """Error bars of a score reference: those of :func:`~mfgpde.validate.validator.score_reference_error`
     when the noised law is known (the toy data sets), else the evaluation floor alone.
     """
-    from ..validate.metrics import density_metrics
-
     g = sm.grid
     s_grid = sm.grid_score(p)
     q = sm.generate(s_grid, start=p[-1] if sm.sde == "ve" else None)
@@ -125,7 +127,6 @@ def _score_bars(e, sm, data, p):
     bars = {f"generated_vs_data.{k}": abs(v) for k, v in floor.items()}
     law = exact_marginal(e)
     if law is not None:
-        from ..validate.validator import exact_score_errors
 
         score_bar, data_gap = exact_score_errors(sm, p, s_grid, law)
         bars["score_error_weighted"] = score_bar
@@ -146,7 +147,6 @@ def exact_marginal(e):
         return lambda t: _MixtureLaw(data, t)
     if data.get("type") != "toy":
         return None
-    from ..generative import toys
 
     law = toys.toy(data["name"])
     if sde["type"] == "vp":
@@ -161,7 +161,6 @@ class _MixtureLaw:
         self.data, self.t = data, float(t)
 
     def _eval(self, xs):
-        from ..closed_forms import ou_mixture_density_and_score
 
         shape = np.shape(xs[0])
         P = np.stack([np.ravel(x) for x in xs], axis=1)
@@ -216,8 +215,6 @@ def build(name, force=False):
     RuntimeError
         The reference solve did not converge (nothing is stored).
     """
-    from ..io import save_netcdf
-
     e = _entry(name)
     if not force:
         ref = load(e.name)
@@ -246,8 +243,6 @@ def _check_writable(directory):
 
 def _read(e):
     """``(state, dataset)``: the state of :func:`status` and the verified file (None unless built)."""
-    from ..io import load_netcdf
-
     target = path(e)
     if not os.path.exists(target):
         return "missing", None
@@ -276,9 +271,6 @@ def stored_error(name):
 
 def load(name):
     """The stored reference of ``name``, or None when it is missing, stale or corrupted (logged)."""
-    from .. import config
-    from ..io import load_netcdf
-
     e = _entry(name)
     target = path(e)
     if not os.path.exists(target):
@@ -296,20 +288,17 @@ def load(name):
     build_time = float(ds.attrs.get("build_time_s", float("nan")))
     cfg = e.configuration()
     if e.reference == "score":
-        from ..validate.cli import build_reference
 
         _kind, sm, data = build_reference(cfg)
         return Reference(e, (sm, data, ds["p"].values), estimate, build_time, target)
     problem = config.build_problem(cfg)
     if e.reference == "ergodic":
-        from ..result import ErgodicResult
 
         result = ErgodicResult(problem, ds["u"].values, ds["m"].values, float(ds.attrs["rho"]), [],
                                {"converged": True, "status": "converged", "stored": target})
         if "u_companion" in ds:
             result.companion = (ds["u_companion"].values, ds["m_companion"].values)
         return Reference(e, result, estimate, build_time, target)
-    from ..result import MFGResult
 
     diagnostics = json.loads(ds.attrs["mfgpde_diagnostics"])
     result = MFGResult(problem, ds["U"].values, ds["m"].values, [], diagnostics)
