@@ -60,7 +60,9 @@ except ModuleNotFoundError:  # Python < 3.11
 
 from . import couplings as C
 from . import hamiltonians as H
-from .generative.presets import cnf_problem, score_mfg_problem
+from .generative.densities import gaussian_mixture
+from .generative.energies import KL
+from .generative.presets import cnf_problem, jko_step_problem, score_mfg_problem, standard_normal_log_density
 from .grid import TensorGrid
 from .problem import ErgodicMFGProblem, MFGProblem
 
@@ -174,8 +176,6 @@ def _density_callable(tab, section):
         log_p = C.gaussian_log_density(_get(tab, "mean", section, required=True), _get(tab, "cov", section, required=True))
         return lambda *xs: np.exp(log_p(*xs))
     if kind == "mixture":
-        from .generative.densities import gaussian_mixture
-
         return gaussian_mixture(_get(tab, "weights", section, required=True), _get(tab, "means", section, required=True),
                                 _get(tab, "covs", section, required=True))
     if kind == "toy":
@@ -404,9 +404,6 @@ def problem_from_preset(cfg):
         return score_mfg_problem(grid, lambda *xs: np.log(np.maximum(data(*xs), 1e-300)), nu=model.get("nu", 1.0),
                                  T=tt.get("T", 1.0), nt=tt.get("nt", 32), name=name)
     if kind == "jko":
-        from .generative.energies import KL
-        from .generative.presets import jko_step_problem, standard_normal_log_density
-
         log_pi = getattr(data, "log_density", None) or (lambda *xs: np.log(np.maximum(data(*xs), 1e-300)))
         eps = model.get("kl_eps", 0.0)
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
