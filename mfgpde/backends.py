@@ -45,6 +45,9 @@ class Backend(Protocol):
               coarse_start: Any = None) -> Any:
         """Solve ``problem``; ``coarse_start`` is it solved on the next coarser grid, if known."""
 
+    # A backend without a ladder may define ``estimate(problem, result, options)``: it puts the
+    # result's error estimate (or why there is none) into ``result.diagnostics``.
+
 
 def register(cls):
     """Class decorator: register (an instance of) a :class:`Backend`."""
@@ -172,6 +175,15 @@ class FEMBackend:
                          damping=options.damping, verbose=options.verbose, initial=initial,
                          linear_solver=options.linear_solver)
 
+    def estimate(self, problem, result, options):
+        """The two-mesh estimate: the problem on the nested mesh with half the cells and steps
+        (:mod:`mfgpde.fem.estimate`).
+        """
+        from .fem.estimate import attach_estimate
+
+        quiet = options.replace(verbose=False)
+        return attach_estimate(result.problem, result, lambda p: self.solve(p, quiet))  # (on the mesh)
+
 
 @register
 class ErgodicGridBackend:
@@ -220,3 +232,10 @@ class ErgodicMeshBackend:
 
         return solve_ergodic_mesh(problem, tol=options.tol, max_iter=options.iterations("ergodic"),
                                   verbose=options.verbose, initial=initial)
+
+    def estimate(self, problem, result, options):
+        """The two-mesh estimate of u, m and rho (:mod:`mfgpde.fem.estimate`)."""
+        from .fem.estimate import attach_estimate
+
+        quiet = options.replace(verbose=False)
+        return attach_estimate(result.problem, result, lambda p: self.solve(p, quiet))  # (on the mesh)

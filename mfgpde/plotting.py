@@ -122,7 +122,11 @@ def plot_mesh_result(result, *, path=None, snapshots=4):
     _mesh_field(fig, axes[len(idx)], result.coords, result.U[0], result.cells, cmap="magma")
     axes[len(idx)].set_title("U, t = 0")
     _history(axes[-1], result, "residual (max-norm)")
-    return _finish(fig, path, f"{result.problem.name}: P1 FEM, {result.diagnostics['dofs']} dofs, {len(t) - 1} steps")
+    est = result.error_estimate
+    accuracy = (f", estimated error of m(T): L1 {est['m_L1_final']:.1e}, max {est['m_max_rel_final']:.1e} "
+                "(relative)") if est else ""
+    return _finish(fig, path, f"{result.problem.name}: P1 FEM, {result.diagnostics['dofs']} dofs, {len(t) - 1} steps"
+                   + accuracy)
 
 
 def plot_ergodic(result, path=None):
@@ -136,4 +140,6 @@ def plot_ergodic(result, path=None):
             _grid_field(fig, a, result.grid, field)
         a.set_title(f"{name} (ergodic, rho={result.rho:.4g})")
     _history(ax[2], result, "residual (each floor stage restarts)")
-    return _finish(fig, path, f"{result.problem.name}: {result.diagnostics['status']}")
+    est = result.error_estimate
+    accuracy = f", estimated error: rho {est['rho']:.1e}, m L1 {est['m_L1']:.1e}" if est and "rho" in est else ""
+    return _finish(fig, path, f"{result.problem.name}: {result.diagnostics['status']}{accuracy}")

@@ -95,8 +95,11 @@ def solve(problem: MFGProblem | ErgodicMFGProblem, method: str = "newton", tol: 
         Estimate the result's own discretisation error from the ladder (order 1: one extra
         solve on the grid with half the points and steps, 1/4 to 1/16 of the cost; order 2 has
         it for free) into ``result.error_estimate``. Default: yes, unless ``initial`` is given
-        (warm starts inside continuations and studies). Where no ladder exists (a mesh, an odd
-        grid) the estimate is ``None`` and ``diagnostics["error_estimate_unavailable"]`` says why.
+        (warm starts inside continuations and studies). On a structured mesh (interval,
+        rectangle, box with an even number of cells per axis) the FEM backends solve the nested
+        mesh with half the cells and steps instead (:mod:`mfgpde.fem.estimate`). Where neither
+        exists (a gmsh mesh, an odd grid) the estimate is ``None`` and
+        ``diagnostics["error_estimate_unavailable"]`` says why.
 
     Returns
     -------
@@ -114,9 +117,11 @@ def solve(problem: MFGProblem | ErgodicMFGProblem, method: str = "newton", tol: 
             raise ValueError(f"order=2: Richardson extrapolation needs a tensor grid that halves; the {chosen.name} "
                              "backend has no ladder of nested meshes (use backend='fd' on a TensorGrid)")
         res = chosen.solve(problem, options, initial=initial, comm=comm)
-        if estimate:
+        if estimate and hasattr(chosen, "estimate"):
+            chosen.estimate(problem, res, options)       # e.g. the nested coarse mesh of a FEM solve
+        elif estimate:
             res.diagnostics["error_estimate"] = None
-            res.diagnostics["error_estimate_unavailable"] = f"the {chosen.name} backend has no ladder of nested meshes"
+            res.diagnostics["error_estimate_unavailable"] = f"the {chosen.name} backend has no error estimate"
         return res
     ladder = RichardsonLadder(order=options.order, estimate=estimate)  # (run() refuses an impossible order=2 first)
     coarse_options = options.replace(verbose=False)

@@ -222,10 +222,10 @@ class MeshDomain:
     @property
     def bounds(self):
         """Bounding box of the mesh, per axis ``(lower, upper)``."""
-        from mpi4py import MPI
-
-        lo = self.comm.allreduce(self.full_coords.min(axis=0) if self.n_full else np.full(self.dim, np.inf), op=MPI.MIN)
-        hi = self.comm.allreduce(self.full_coords.max(axis=0) if self.n_full else np.full(self.dim, -np.inf), op=MPI.MAX)
+        # (allgather, not allreduce with MPI.MIN: mpi4py reduces pickled arrays with Python's min,
+        # which cannot compare two coordinate arrays on one rank while the others wait)
+        lo = np.min(self.comm.allgather(self.full_coords.min(axis=0) if self.n_full else np.full(self.dim, np.inf)), axis=0)
+        hi = np.max(self.comm.allgather(self.full_coords.max(axis=0) if self.n_full else np.full(self.dim, -np.inf)), axis=0)
         return tuple((float(a), float(b)) for a, b in zip(lo, hi))
 
     @property
