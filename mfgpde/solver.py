@@ -109,6 +109,13 @@ def solve(problem: MFGProblem | ErgodicMFGProblem, method: str = "newton", tol: 
                            verbose=verbose, linear_solver=linear_solver, viscosity_continuation=viscosity_continuation,
                            grid_sequencing=grid_sequencing, petsc_options=petsc_options, order=order,
                            error_estimate=error_estimate)
+    return _solve_with(problem, options, initial=initial, comm=comm)
+
+
+def _solve_with(problem, options: SolveOptions, *, initial=None, comm=None):
+    """One solve with validated options: the backend resolved and its refusals first, then its
+    solve under the Richardson strategy (or the backend's own estimate).
+    """
     chosen = backends.resolve(problem, options, comm)
     chosen.check(problem, options, comm, initial)
     estimate = options.estimate(warm_started=initial is not None)
@@ -169,8 +176,9 @@ def continuation(problem: MFGProblem, parameter: str, values: Iterable[float], m
     if parameter == "coupling_scale" and any(not np.isfinite(v) for v in values):
         raise ValueError(f"continuation values of coupling_scale must be finite, got {values}")
 
-    steps, result = [], kwargs.pop("initial", None)
+    steps, result, comm = [], kwargs.pop("initial", None), kwargs.pop("comm", None)
     kwargs.setdefault("viscosity_continuation", False)
+    options = SolveOptions(method=method, **kwargs)   # validated once, before any stage
     target = problem.nu if parameter == "nu" else 1.0
     stages = list(values) + [target]
     for k, v in enumerate(stages):
@@ -179,8 +187,8 @@ def continuation(problem: MFGProblem, parameter: str, values: Iterable[float], m
             problem.replace(coupling=ScaledCoupling(problem.coupling, float(v)))
         # only the target's solve carries an error estimate (the stages are starts)
         last = k == len(stages) - 1
-        result = solve(p, method=method, initial=result,
-                       **dict(kwargs, error_estimate=kwargs.get("error_estimate") if last else False))
+        result = _solve_with(p, options if last else options.replace(error_estimate=False), initial=result,
+                             comm=comm)
         steps.append({"value": float(v), "status": result.status, "iterations": result.iterations})
         if not result.converged:
             break
