@@ -112,22 +112,12 @@ class GridErgodic:
 
 
 def solve_ergodic(problem, *, tol=1e-10, max_iter=200, verbose=None, initial=None, pseudo_dt=0.1):
-    """Solve an :class:`~mfgpde.ErgodicMFGProblem` on a tensor grid from a cold start.
+    """Solve an :class:`~mfgpde.ErgodicMFGProblem` on a tensor grid (:class:`GridErgodic`).
 
-    Parameters
-    ----------
-    problem : ErgodicMFGProblem
-    tol : float
-        Stop when ``max(|R_HJB|_inf, |R_FP|_inf, mass and mean rows) <= tol``.
-    max_iter : int
-        Most linearised steps (over all floor-continuation stages together).
-    verbose : bool or None
-        Progress lines (``None``: only once the solve has lasted two seconds).
-    initial : tuple (u, m, rho), optional
-        Start; default ``u = 0``, uniform ``m``, ``rho = 0`` (a cold start).
-    pseudo_dt : float
-        First pseudo-time step; it grows as the residual falls. A start close to the solution
-        may use a large one (Newton from the first step).
+    The parameters are those of :func:`mfgpde.iterations.pseudo_transient.pseudo_transient_newton`
+    (``tol`` on the max-norm of every row, ``max_iter`` over all floor stages, ``initial`` a
+    ``(u, m, rho)`` start, cold by default; a start close to the solution may take a large
+    ``pseudo_dt``: Newton from the first step).
 
     Returns
     -------
