@@ -127,8 +127,23 @@ def _alive(pid):
 
 def _solve(args):
     check_output_folder(args.out)
+    from .render import FigureProcess
+
+    # the figure's worker imports matplotlib while this process imports the solver and solves
+    with FigureProcess.wanted(not args.no_plot, serial=not _under_mpiexec()) or contextlib.nullcontext() as figure:
+        return _solve_reporting(args, figure)
+
+
+def _under_mpiexec():
+    """Whether this process is one of several MPI ranks (read from the launcher's environment,
+    without importing mpi4py).
+    """
+    return any(int(os.environ.get(v, "1") or 1) > 1 for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"))
+
+
+def _solve_reporting(args, figure):
     try:
-        return _solve_checked(args)
+        return _solve_checked(args, figure)
     except (ValueError, TypeError, FloatingPointError, RuntimeError, MemoryError, ImportError, OSError) as exc:
         if _rank() == 0 and os.path.isdir(args.out):
             # an earlier run's results must not stand beside this failure, whatever failed (a bad
@@ -139,9 +154,10 @@ def _solve(args):
         raise
 
 
-def _write_outputs(args, result, summary, rank):
+def _write_outputs(args, result, summary, rank, figure=None):
     """The solution, its figure and ``summary.json`` in ``args.out``: a mesh result as XDMF (+ .h5,
-    collective over the ranks) and npz, a grid result as NetCDF published atomically by rank 0.
+    collective over the ranks) and npz, a grid result as NetCDF published atomically by rank 0
+    (its figure drawn by ``figure``, a :class:`~mfgpde.render.FigureProcess`, when given).
     """
     if getattr(result, "backend", "fd") == "fem":
         # XDMF (+ .h5) for ParaView, collective over the ranks; rank 0 adds the gathered arrays
@@ -155,15 +171,19 @@ def _write_outputs(args, result, summary, rank):
             write_json(os.path.join(args.out, "summary.json"), summary)
     elif rank == 0:
         def write(d):
+            if figure is not None and not args.no_plot:
+                figure.draw(result, os.path.join(d, "solution.png"))      # drawn while the rest is written
             result.save(os.path.join(d, "solution.nc"))
-            if not args.no_plot:
+            if figure is None and not args.no_plot:
                 result.plot(os.path.join(d, "solution.png"))
             write_json(os.path.join(d, "summary.json"), summary)
+            if figure is not None and figure.sent:
+                figure.wait()                                            # before the folder is published
 
         _publish(args.out, write)
 
 
-def _solve_checked(args):
+def _solve_checked(args, figure=None):
     from . import config
     from .solver import solve
 
@@ -200,7 +220,7 @@ def _solve_checked(args):
     summary["config"] = os.path.abspath(args.config)
     # created only now, on every rank (exist_ok: no race), so a refused or failed solve leaves no folder
     os.makedirs(args.out, exist_ok=True)
-    _write_outputs(args, result, summary, rank)
+    _write_outputs(args, result, summary, rank, figure)
     if rank == 0:
         d = result.diagnostics
         print(f"mfgpde: {d['status']} after {d['iterations']} iterations, residual {d['residual']:.2e}, "
