@@ -171,10 +171,10 @@ def _write_outputs(args, result, summary, rank, figure=None):
             write_json(os.path.join(args.out, "summary.json"), summary)
     elif rank == 0:
         def write(d):
-            if figure is not None and not args.no_plot:
-                figure.draw(result, os.path.join(d, "solution.png"))      # drawn while the rest is written
+            # drawn by the worker while the rest is written, or here when there is none
+            drawing = not args.no_plot and figure is not None and figure.draw(result, os.path.join(d, "solution.png"))
             result.save(os.path.join(d, "solution.nc"))
-            if figure is None and not args.no_plot:
+            if not args.no_plot and not drawing:
                 result.plot(os.path.join(d, "solution.png"))
             write_json(os.path.join(d, "summary.json"), summary)
             if figure is not None and figure.sent:

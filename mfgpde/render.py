@@ -30,6 +30,8 @@ ENV = "MFGPDE_FIGURE_PROCESS"
 def _payload(result):
     """The figure's data: plain arrays and dicts (a grid pickles; a problem's callables may not)."""
     data = {k: getattr(result, k) for k in FIELDS if hasattr(result, k)}
+    if getattr(data.get("grid"), "is_mesh", False):
+        del data["grid"]           # a mesh result is drawn from its coordinates (a DOLFINx mesh does not pickle)
     data["problem"] = SimpleNamespace(name=result.problem.name)
     data["kind"] = "ergodic" if hasattr(result, "rho") else "evolutive"
     return data
@@ -58,10 +60,19 @@ class FigureProcess:
             return None
 
     def draw(self, result, path):
-        """Send the job: ``result``'s figure to ``path`` (drawn while the caller goes on)."""
-        self.proc.stdin.write(pickle.dumps((_payload(result), os.fspath(path)), protocol=pickle.HIGHEST_PROTOCOL))
+        """Send the job: ``result``'s figure to ``path`` (drawn while the caller goes on).
+
+        Returns False, sending nothing, when the fields cannot be pickled: the caller then draws
+        the figure itself.
+        """
+        try:
+            job = pickle.dumps((_payload(result), os.fspath(path)), protocol=pickle.HIGHEST_PROTOCOL)
+        except (TypeError, AttributeError, pickle.PicklingError):
+            return False
+        self.proc.stdin.write(job)
         self.proc.stdin.close()
         self.sent = True
+        return True
 
     def wait(self):
         """Wait for the figure; raise ``RuntimeError`` with the worker's message if it failed."""

@@ -59,3 +59,13 @@ def test_the_worker_is_skipped_when_not_wanted(monkeypatch):
     assert isinstance(fig, FigureProcess)
     fig.close()
     assert os.environ.get("MFGPDE_FIGURE_PROCESS") is None
+
+
+def test_fields_that_do_not_pickle_are_drawn_by_the_caller(small):
+    """draw() sends nothing and says so: the CLI then draws the figure in its own process."""
+    from types import SimpleNamespace
+
+    odd = SimpleNamespace(problem=small.problem, grid=small.grid, times=small.times, m=small.m, U=small.U,
+                          history=lambda: None, diagnostics=small.diagnostics)
+    with FigureProcess() as fig:
+        assert fig.draw(odd, "unused.png") is False and not fig.sent
