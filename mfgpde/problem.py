@@ -142,7 +142,35 @@ class _Drift:
         return arr
 
 
-class MFGProblem:
+class _Validated:
+    """Problems are immutable once their constructor has checked them.
+
+    Setting an attribute raises (``problem.replace(nu=...)`` builds a changed, checked copy),
+    and the arrays the constructor made (the initial density on the grid, sources, drift
+    values) are read-only: a problem changed after its checks (``p.nu = -1`` on a copy,
+    ``p.m0[:] = -1``, ``p.nt = 0``) was solved without them before, and "converged".
+    """
+
+    _frozen = False
+
+    def _freeze(self):
+        for value in list(vars(self).values()) + list(vars(getattr(self, "drift", None) or _Empty()).values()):
+            if isinstance(value, np.ndarray) and value.flags.owndata:   # (the problem's own arrays only)
+                value.setflags(write=False)
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name, value):
+        if self._frozen:
+            raise AttributeError(f"{type(self).__name__} is immutable once checked: use problem.replace({name}=...) "
+                                 f"for a changed copy, checked again")
+        object.__setattr__(self, name, value)
+
+
+class _Empty:
+    pass
+
+
+class MFGProblem(_Validated):
     """A time-dependent mean-field game on a tensor grid.
 
     Parameters
@@ -224,6 +252,7 @@ class MFGProblem:
             for term in getattr(self.coupling, "terms", [self.coupling]):
                 if isinstance(term, PotentialCoupling):
                     _warn_if_not_periodic("coupling potential", term.field(grid), grid)
+        self._freeze()
 
     def replace(self, **changes) -> MFGProblem:
         """The same problem with ``changes`` (constructor parameters, e.g. ``nu=0.1``), rebuilt
@@ -263,7 +292,7 @@ class MFGProblem:
         }
 
 
-class ErgodicMFGProblem:
+class ErgodicMFGProblem(_Validated):
     """The stationary (ergodic) mean-field game with unknown constant rho.
 
     Parameters
@@ -300,6 +329,7 @@ class ErgodicMFGProblem:
         self.hjb_source_spec, self.fp_source_spec = hjb_source, fp_source
         self.hjb_source = None if hjb_source is None else source_on_grid(hjb_source, grid, [0.0], "hjb_source")[0]
         self.fp_source = None if fp_source is None else source_on_grid(fp_source, grid, [0.0], "fp_source")[0]
+        self._freeze()
 
     def replace(self, **changes) -> ErgodicMFGProblem:
         """The same problem with ``changes`` (constructor parameters, e.g. ``coupling=...``),

@@ -369,3 +369,26 @@ def test_the_bad_input_trial_has_no_traceback_and_nothing_silently_accepted(tmp_
     counts = data["counts"]
     assert len(data["cases"]) >= 160 and counts["traceback"] == counts["silent"] == counts["vague"] == 0, counts
     assert counts["refused"] >= 150 and counts["warned"] >= 3
+
+
+def test_a_checked_problem_cannot_be_changed_into_an_invalid_one():
+    """``p.nu = -1`` on a copy, ``p.nt = 0`` or ``p.m0[:] = -1`` used to be solved without the
+    constructor's checks (and "converge"); now the attribute is refused, naming ``replace``, the
+    problem's arrays are read-only, and ``replace`` checks the new value."""
+    import copy
+
+    g = mp.TensorGrid([(0, 1)], 16, "periodic")
+    p = mp.MFGProblem(g, 1.0, 8, 0.1, mp.QuadraticHamiltonian(), lambda x: 1 + 0 * x)
+    for name, value in (("nu", -1.0), ("nt", 0), ("T", 1e300), ("coupling", None)):
+        with pytest.raises(AttributeError, match=rf"immutable once checked: use problem.replace\({name}=\.\.\.\)"):
+            setattr(copy.copy(p), name, value)
+    with pytest.raises(ValueError, match="read-only"):
+        p.m0[:] = -1.0
+    with pytest.raises(ValueError, match=r"nu \(diffusion\) must be"):
+        p.replace(nu=-1.0)
+    assert p.replace(nu=0.2).nu == 0.2 and p.nu == 0.1
+    e = mp.ErgodicMFGProblem(g, 0.3, mp.QuadraticHamiltonian())
+    with pytest.raises(AttributeError, match="immutable"):
+        e.nu = 0.0
+    with pytest.raises(ValueError, match=r"nu \(diffusion\) must be"):
+        e.replace(nu=0.0)

@@ -70,17 +70,15 @@ def test_methods_agree_on_the_discrete_solution(make):
 
 def test_divergence_is_reported_not_returned_as_nan():
     """A coupling that returns NaN stops with a diagnostic naming the residual and iteration."""
-    p = log_problem()
     bad = mp.CallableCoupling(lambda m: np.where(m > 1.2, np.nan, m), lambda m: np.ones_like(m))
-    p.coupling = bad
+    p = log_problem().replace(coupling=bad)
     with pytest.raises(mp.ConvergenceError, match="non-finite"):
         mp.solve(p, method="newton")
 
 
 def test_fixed_point_reports_stagnation_for_undamped_picard():
     """Plain Picard (theta = 1) on a strongly coupled problem oscillates: reported, not hidden."""
-    p = log_problem()
-    p.coupling = mp.PowerCoupling(1.0, scale=200.0)
+    p = log_problem().replace(coupling=mp.PowerCoupling(1.0, scale=200.0))
     r = mp.solve(p, method="fixed_point", damping=1.0, max_iter=400, tol=1e-10)
     assert not r.converged and r.status in ("stagnated", "max_iter")
     r2 = mp.solve(p, method="newton", tol=1e-10)
@@ -88,8 +86,7 @@ def test_fixed_point_reports_stagnation_for_undamped_picard():
 
 
 def test_continuation_in_nu_reaches_small_viscosity():
-    p = log_problem(60, 30)
-    p.nu = 0.005
+    p = log_problem(60, 30).replace(nu=0.005)
     r = mp.continuation(p, "nu", [0.1, 0.03, 0.01], method="newton", tol=1e-10)
     assert r.converged
     assert [s["value"] for s in r.diagnostics["continuation"]["steps"]] == [0.1, 0.03, 0.01, 0.005]

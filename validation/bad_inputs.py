@@ -23,6 +23,7 @@ Run:  python validation/bad_inputs.py [--out validation/out/bad_inputs]
 
 import argparse
 import contextlib
+import copy
 import io
 import os
 import sys
@@ -268,11 +269,12 @@ def classify_api(fn, expect, word):
         warnings.simplefilter("always")
         try:
             fn()
-        except (ValueError, TypeError) as exc:
+        # (AttributeError: setting an attribute of an immutable problem, as a frozen dataclass refuses)
+        except (ValueError, TypeError, AttributeError) as exc:
             if expect != "refused":
                 return "vague", str(exc)
             return ("refused" if word.lower() in str(exc).lower() else "vague"), str(exc)
-        except Exception as exc:  # another kind than ValueError / TypeError: unhelpful
+        except Exception as exc:  # another kind than ValueError / TypeError / AttributeError: unhelpful
             return "traceback", f"{type(exc).__name__}: {exc}"
     messages = " ".join(str(x.message) for x in w)
     if expect == "warned":
@@ -299,6 +301,9 @@ def api_cases():
         ("solve error_estimate='no'", lambda: mp.solve(p, error_estimate="no"), "refused", "error_estimate"),
         ("MFGProblem.replace(nu=-1)", lambda: p.replace(nu=-1.0), "refused", "nu"),
         ("MFGProblem.replace(bogus=1)", lambda: p.replace(bogus=1), "refused", "bogus"),
+        ("p.nu = -1 on a copy of a checked problem", lambda: setattr(copy.copy(p), "nu", -1.0), "refused", "replace"),
+        ("p.nt = 0 on a checked problem", lambda: setattr(p, "nt", 0), "refused", "replace"),
+        ("p.m0[:] = -1 on a checked problem", lambda: p.m0.__setitem__(slice(None), -1.0), "refused", "read-only"),
         ("solve max_iter=-1", lambda: mp.solve(p, max_iter=-1), "refused", "max_iter"),
         ("solve max_iter=2.5", lambda: mp.solve(p, max_iter=2.5), "refused", "max_iter"),
         ("solve max_iter=0", lambda: mp.solve(p, max_iter=0), "ran", ""),
