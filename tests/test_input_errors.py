@@ -392,3 +392,22 @@ def test_a_checked_problem_cannot_be_changed_into_an_invalid_one():
         e.nu = 0.0
     with pytest.raises(ValueError, match=r"nu \(diffusion\) must be"):
         e.replace(nu=0.0)
+
+
+def test_the_last_tracebacks_of_the_trial_are_messages(tmp_path, capsys):
+    """An absurd horizon (a zero pivot in the 1D step solve: ZeroDivisionError), an ergodic start
+    that is a pair instead of a triple (IndexError) and ``wellposed --shape`` on a mesh
+    configuration (KeyError 'grid') each give a message naming the cause."""
+    from mfgpde import cli
+
+    g = mp.TensorGrid([(0, 1)], 16, "periodic")
+    p = mp.MFGProblem(g, 1e200, 8, 0.1, mp.QuadraticHamiltonian(), lambda x: 1 + 0 * x)
+    with pytest.raises(FloatingPointError, match=r"singular .* dt = 1.25e\+199.*T / nt"):
+        mp.solve(p)
+    e = mp.ErgodicMFGProblem(g, 0.3, mp.QuadraticHamiltonian())
+    with pytest.raises(ValueError, match=r"initial: an ergodic start is a triple \(u, m, rho\).* of length 2"):
+        mp.solve(e, initial=(np.zeros(16), np.ones(16)))
+    mesh_cfg = os.path.join(os.path.dirname(__file__), "..", "solvers", "crowd_room.toml")
+    assert cli.main(["wellposed", mesh_cfg, "--shape", "10", "--out", str(tmp_path / "w")]) == 1
+    assert "--shape resizes the [grid] table; this is a mesh (FEM) configuration" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()

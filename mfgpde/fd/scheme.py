@@ -318,7 +318,12 @@ class FDScheme:
         vals = np.ascontiguousarray(vals)
         rhs = np.ascontiguousarray(rhs, dtype=float)
         if self.grid.dim == 1:
-            return kernels.tri_solve(vals, rhs, transpose)
+            try:
+                return kernels.tri_solve(vals, rhs, transpose)
+            except ZeroDivisionError:
+                raise FloatingPointError(f"a step matrix is singular to working precision (a zero pivot) with dt = "
+                                         f"{self.dt:.3g}, nu = {self.problem.nu:g}, h = {self.grid.h[0]:.3g}: check that "
+                                         "T / nt and the data are of sensible size") from None
         spectral = self.spectral_inverse() if self.problem.nu > 0 else None
         return solve_stencil(vals, self.cols, rhs, transpose, self.linear_solver, self.csr, spectral=spectral, dt=self.dt,
                              rtol=ITERATIVE_RTOL if rtol is None else rtol)

@@ -175,6 +175,10 @@ def _start(disc, initial):
     N = disc.N
     if initial is None:
         return np.concatenate([np.zeros(N), np.full(N, 1.0 / disc.integrate(np.ones(N))), [0.0]])
+    if isinstance(initial, (str, bytes)) or not hasattr(initial, "__len__") or len(initial) != 3:
+        raise ValueError("initial: an ergodic start is a triple (u, m, rho) (or an ErgodicResult's (r.u, r.m, "
+                         f"r.rho)), got {type(initial).__name__}"
+                         + (f" of length {len(initial)}" if isinstance(initial, (tuple, list)) else ""))
     z = np.concatenate([np.asarray(initial[0], float).ravel(), np.asarray(initial[1], float).ravel(),
                         [float(initial[2])]])
     if z.size != 2 * N + 1:

@@ -29,6 +29,10 @@ Mesh (FEM) and ergodic configurations are refused with what to run instead."""
 
 def _dim(cfg):
     """Spatial dimension of a configuration's grid (``bounds`` is one pair per axis, or one pair)."""
+    if not isinstance(cfg.get("grid"), dict):
+        kind = "a mesh (FEM) configuration" if "mesh" in cfg else "a configuration without a [grid] table"
+        raise ValueError(f"--shape resizes the [grid] table; this is {kind}. `mfgpde wellposed` studies "
+                         "finite-difference problems on a [grid]")
     b = cfg["grid"].get("bounds")
     return len(b) if isinstance(b, list) and b and isinstance(b[0], (list, tuple)) else 1
 
