@@ -57,3 +57,28 @@ def enable(level=logging.INFO):
     handler.addFilter(RankZeroFilter())
     logger.addHandler(handler)
     return logger
+
+
+class Progress:
+    """How far a job of ``total`` items is: ``what: k of n (label), elapsed T s, about R s left``.
+
+    One record per finished item through ``logger`` (rank 0's reach stderr with the package's
+    handler). The time left assumes the items left cost what the finished ones did on average,
+    which the record says ("about"): members of a sweep in nu or in the grid size do not.
+    """
+
+    def __init__(self, logger, what, total):
+        import time
+
+        self._clock = time.monotonic
+        self.logger, self.what, self.total = logger, what, int(total)
+        self.done_items, self.t0 = 0, self._clock()
+
+    def done(self, label=""):
+        """Record one finished item (``label`` says which and how it ended)."""
+        self.done_items += 1
+        elapsed = self._clock() - self.t0
+        left = elapsed / self.done_items * (self.total - self.done_items)
+        self.logger.info("%s: %d of %d%s, elapsed %.1f s%s", self.what, self.done_items, self.total,
+                         f" ({label})" if label else "", elapsed,
+                         f", about {left:.0f} s left" if self.done_items < self.total else "")

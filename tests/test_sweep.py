@@ -17,8 +17,13 @@ CFG = os.path.join(ROOT, "solvers", "lst_case1.toml")
 PARAMS = ["model.nu=0.05,0.1,-1.0", "grid.shape=50"]
 
 
-def test_serial_sweep_reports_every_member(tmp_path):
+def test_serial_sweep_reports_every_member(tmp_path, caplog):
+    caplog.set_level("INFO", logger="mfgpde")
     table = sweep(CFG, parse_params(PARAMS), str(tmp_path))
+    # progress: one record per member, with how it ended and the time left until the last
+    lines = [r.getMessage() for r in caplog.records if r.name == "mfgpde.parallel.sweep"]
+    assert [line.split(" (")[0] for line in lines] == ["sweep: 1 of 3", "sweep: 2 of 3", "sweep: 3 of 3"]
+    assert "member 2: error" in lines[2] and "s left" in lines[0] and "left" not in lines[2]
     assert len(table) == 3
     ok = [r for r in table if r["status"] == "converged"]
     bad = [r for r in table if r["status"] == "error"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import logging
 import os
 import time
 
@@ -21,7 +22,10 @@ import numpy as np
 
 from .. import config
 from ..io import atomic_write, write_json
+from ..logs import Progress
 from ..solver import solve
+
+log = logging.getLogger(__name__)
 
 
 def _comm():
@@ -122,7 +126,11 @@ def sweep(cfg_path, params, out, solve_opts=None):
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     cfg = config.load(cfg_path)
     todo = members(cfg, params)
-    mine = [(i, run_member(cfg, m, solve_opts or {})) for i, m in enumerate(todo) if i % size == rank]
+    mine = [(i, m) for i, m in enumerate(todo) if i % size == rank]
+    progress = Progress(log, "sweep" if size == 1 else f"sweep, rank {rank}'s members", len(mine))
+    for k, (i, m) in enumerate(mine):
+        mine[k] = (i, run_member(cfg, m, solve_opts or {}))
+        progress.done(f"member {i}: {mine[k][1]['status']}")
     for i, row in mine:
         row["member"], row["rank"] = i, rank
     gathered = comm.gather(mine, root=0) if comm is not None else [mine]

@@ -42,6 +42,7 @@ from ..iterations.deflation import Deflation
 from ..iterations.fixed_point import fixed_point
 from ..iterations.homotopy import newton_homotopy
 from ..iterations.newton import newton
+from ..logs import Progress
 from ..problem import MFGProblem
 from ..solver import solve
 
@@ -357,14 +358,20 @@ def deflated_solutions(problem, U0, M0, *, max_solutions=6, tol=1e-9, agree=1e-6
 _TASKS = None
 
 
-def _run_parallel(fn, tasks, workers, deadline=None):
+def _run_parallel(fn, tasks, workers, deadline=None, what="tasks"):
     """``[fn(*t) for t in tasks]`` on ``workers`` processes (forked: the kernels are already loaded).
 
-    A task not started before ``deadline`` (``time.monotonic()``) returns ``None``.
+    A task not started before ``deadline`` (``time.monotonic()``) returns ``None``. Each result
+    is logged as progress (``what: k of n, elapsed, about ... left``) as it comes in.
     """
     global _TASKS
+    progress = Progress(log, what, len(tasks))
     if workers <= 1 or len(tasks) <= 1 or not _fork_is_safe():
-        return [None if deadline is not None and time.monotonic() > deadline else fn(*t) for t in tasks]
+        out = []
+        for t in tasks:
+            out.append(None if deadline is not None and time.monotonic() > deadline else fn(*t))
+            progress.done("not run: time limit" if out[-1] is None else "")
+        return out
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -372,7 +379,11 @@ def _run_parallel(fn, tasks, workers, deadline=None):
     try:
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
                                  mp_context=multiprocessing.get_context("fork")) as pool:
-            return list(pool.map(_run_task, range(len(tasks))))
+            out = []
+            for result in pool.map(_run_task, range(len(tasks))):   # (in order, as they finish)
+                out.append(result)
+                progress.done()
+            return out
     finally:
         _TASKS = None
 
@@ -438,7 +449,8 @@ def _deflation_rounds(problem, launches, known, tol, agree, workers, deadline, m
         tasks = [(problem, launch, list(known), tol, DEFLATED_MAX_ITER * (2 if sweeps else 1), agree, sweeps)
                  for _, launch, sweeps in pending]
         again = []
-        for (label, launch, sweeps), out in zip(pending, _run_parallel(_search_task, tasks, workers, deadline)):
+        outcomes = _run_parallel(_search_task, tasks, workers, deadline, "multi-start: deflated searches")
+        for (label, launch, sweeps), out in zip(pending, outcomes):
             if out is None:
                 not_run.append(f"deflated search from {label}")
                 continue
@@ -572,7 +584,7 @@ def multi_start(problem, *, starts=4, seed=0, method="newton", tol=1e-9, max_ite
         guesses = initial_guesses(problem, starts, seed=seed, amplitude=amplitude)
     guesses = [(np.reshape(U, shape), np.reshape(M, shape)) for U, M in guesses]
     outcomes = _run_parallel(_start_task, [(problem, U0, M0, method, tol, max_iter) for U0, M0 in guesses],
-                             workers, deadline)
+                             workers, deadline, "multi-start: starts")
     sols, runs, launches, not_run = _collect_starts(guesses, outcomes)
     clusters = _clusters(sols, agree)
     known = [sols[c[0]] for c in clusters]
@@ -732,6 +744,7 @@ def deflated_continuation(make_problem, values, *, starts=2, seed=0, tol=1e-9, a
     rng = np.random.default_rng(seed)
     branches = _Branches(agree)
     previous, counts, not_run = [], [], []
+    progress = Progress(log, "deflated continuation", len(values))
     for k, v in enumerate(values):
         if deadline is not None and time.monotonic() > deadline:
             not_run.append(v)
@@ -748,8 +761,7 @@ def deflated_continuation(make_problem, values, *, starts=2, seed=0, tol=1e-9, a
                     break
                 here.append((branches.new(v, p, sol), sol))
         counts.append(len(here))
-        log.info("deflated continuation: %s = %g: %d solution(s), %d branch(es) so far", "parameter", v, len(here),
-                 len(branches.records))
+        progress.done(f"value {v:g}: {len(here)} solution(s), {len(branches.records)} branch(es) so far")
         previous = here
     branches = branches.records
     several = [v for v, c in zip(values, counts) if c >= 2]
@@ -902,12 +914,13 @@ def refinement(make_problem, sizes, *, method="newton", tol=1e-9, support=SUPPOR
     ``order_U_weighted``, ``order_U``, and ``norms`` (what each difference measures).
     """
     sols = []
+    progress = Progress(log, "refinement", len(sizes))
     for n in sizes:
         p = make_problem(n)
         r = solve(p, method=method, tol=tol, error_estimate=False)
         if not r.converged:
             raise RuntimeError(f"refinement: the solve with n = {n} did not converge ({r.status})")
-        log.info("refinement: n = %d solved (%d iterations)", n, r.iterations)
+        progress.done(f"n = {n}, {r.iterations} iterations")
         sols.append(r)
     dm, du, dus, duw, hs = [], [], [], [], []
     for a, b in zip(sols[:-1], sols[1:]):
@@ -1024,12 +1037,13 @@ def cnf_lambda_study(grid, data, lambdas, *, T=1.0, nt=16, starts=3, tol=1e-9, s
         raise ValueError(f"starts must be 0 (no multi-start) or >= 2, got {starts}")
     if any(not lam > 0 for lam in lambdas):
         raise ValueError(f"lambdas must be > 0 (lambda = 0 is the ill-posed limit the study approaches), got {lambdas}")
-    rows = []
+    rows, progress = [], Progress(log, "cnf lambda study", len(lambdas))
     for lam in lambdas:
+        if rows:
+            progress.done(f"lambda = {rows[-1]['lam']:g}: {rows[-1]['status']}")
         if deadline is not None and time.monotonic() > deadline:
             rows.append({"lam": float(lam), "converged": False, "status": "not_run", "incomplete": True})
             continue
-        log.info("cnf lambda study: lambda = %g", lam)
         t0 = time.perf_counter()
         p = cnf_problem(grid, data, lam=lam, T=T, nt=nt)
         try:
@@ -1061,6 +1075,7 @@ def cnf_lambda_study(grid, data, lambdas, *, T=1.0, nt=16, starts=3, tol=1e-9, s
                     row["launch_spread"] = ms["launch_spread"]
         row["wall_time_s"] = time.perf_counter() - t0
         rows.append(row)
+    progress.done(f"lambda = {rows[-1]['lam']:g}: {rows[-1]['status']}")
     return {"lambdas": [float(x) for x in lambdas], "rows": rows}
 
 
