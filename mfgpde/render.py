@@ -62,15 +62,18 @@ class FigureProcess:
     def draw(self, result, path):
         """Send the job: ``result``'s figure to ``path`` (drawn while the caller goes on).
 
-        Returns False, sending nothing, when the fields cannot be pickled: the caller then draws
-        the figure itself.
+        Returns False when the fields cannot be pickled or the worker is gone (it failed to
+        start, or was killed): the caller then draws the figure itself.
         """
         try:
             job = pickle.dumps((_payload(result), os.fspath(path)), protocol=pickle.HIGHEST_PROTOCOL)
         except (TypeError, AttributeError, pickle.PicklingError):
             return False
-        self.proc.stdin.write(job)
-        self.proc.stdin.close()
+        try:
+            self.proc.stdin.write(job)
+            self.proc.stdin.close()
+        except OSError:              # (BrokenPipeError: the worker ended before its job)
+            return False
         self.sent = True
         return True
 

@@ -69,3 +69,11 @@ def test_fields_that_do_not_pickle_are_drawn_by_the_caller(small):
                           history=lambda: None, diagnostics=small.diagnostics)
     with FigureProcess() as fig:
         assert fig.draw(odd, "unused.png") is False and not fig.sent
+
+
+def test_a_worker_that_died_leaves_the_figure_to_the_caller(small):
+    fig = FigureProcess()
+    fig.proc.kill()
+    fig.proc.wait()
+    assert fig.draw(small, "unused.png") is False and not fig.sent
+    fig.close()
