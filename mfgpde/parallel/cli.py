@@ -30,5 +30,6 @@ def register(sub):
     p.add_argument("config")
     p.add_argument("--param", action="append", default=[], help="section.key=v1,v2,... (repeat for a product)")
     p.add_argument("--out", required=True)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines (warnings and the result remain)")
     p.add_argument("--tol", type=float)
     p.set_defaults(func=_sweep)

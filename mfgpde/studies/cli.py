@@ -389,6 +389,7 @@ def register(sub):
                        description=SUPPORT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config")
     p.add_argument("--out", required=True)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines (warnings and the result remain)")
     p.add_argument("--starts", type=int, default=4, help="multi-start: number of random starts (>= 2)")
     p.add_argument("--tol", type=float, default=1e-9)
     p.add_argument("--refine", nargs="*", default=[], help="grid sizes along axis 0 (doubling), e.g. 50 100 200")
