@@ -69,6 +69,10 @@ class FigureProcess:
             job = pickle.dumps((_payload(result), os.fspath(path)), protocol=pickle.HIGHEST_PROTOCOL)
         except (TypeError, AttributeError, pickle.PicklingError):
             return False
+        if self.proc.poll() is not None:
+            # gone already: writing would raise BrokenPipeError, or end a process whose SIGPIPE is
+            # not ignored (Python ignores it; a host such as a test runner's worker may not)
+            return False
         try:
             self.proc.stdin.write(job)
             self.proc.stdin.close()
