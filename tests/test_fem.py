@@ -64,11 +64,12 @@ def test_c3_observed_order_1d(mp):
     assert 0.75 < pu < 1.4, (eu, pu)
 
 
-def test_fem_error_estimate_is_within_a_factor_two_of_the_true_error(mp):
+def test_fem_error_estimate_is_close_to_the_true_error(mp):
     """The two-mesh estimate (the nested mesh with half the cells and steps, mfgpde.fem.estimate)
     against the closed forms: C3 in 1D and 2D (L1 error of m(T), measured 0.87 and 0.73 of the
     true error) and E1 on a crossed mesh (rho and the L1 error of m, 1.2 and 1.2); the two
-    P1 gradient and support norms are reported too."""
+    P1 gradient and support norms are reported too. The band is 0.6-1.5 (the target is a factor
+    2): a factor 2 planted in the L1 norm or in rho fails it."""
     from mfgpde.closed_forms import ErgodicLQ
     from mfgpde.fem.domain import MeshDomain
 
@@ -78,7 +79,7 @@ def test_fem_error_estimate_is_within_a_factor_two_of_the_true_error(mp):
         r = mp.solve(prob, tol=1e-11)
         est = r.error_estimate
         true = dom.integrate(np.abs(r.m_local[-1] - lq.m(prob.T, *dom.coords.T)))
-        assert 0.5 < est["m_L1_final"] / true < 2.0, (dom.dim, est, true)
+        assert 0.6 < est["m_L1_final"] / true < 1.5, (dom.dim, est, true)   # (0.87, 0.73 measured)
         assert est["m_L1_max"] >= est["m_L1_final"] and est["grad_U_weighted"] > 0 and est["U_max_support"] > 0
         assert est["order"] == 1 and r.summary()["error_estimate"] == est
     ex = ErgodicLQ(0.5, d=2)
@@ -87,7 +88,7 @@ def test_fem_error_estimate_is_within_a_factor_two_of_the_true_error(mp):
     r = mp.solve(mp.ErgodicMFGProblem(dom, 0.5, mp.QuadraticHamiltonian(), coupling=c))
     est = r.error_estimate
     true_m = dom.integrate(np.abs(r.m[dom.start:dom.start + dom.n] - ex.m(*dom.coords.T)))
-    assert 0.5 < est["rho"] / abs(r.rho - ex.rho) < 2.0 and 0.5 < est["m_L1"] / true_m < 2.0, (est, r.rho, true_m)
+    assert 0.6 < est["rho"] / abs(r.rho - ex.rho) < 1.5 and 0.6 < est["m_L1"] / true_m < 1.5, (est, r.rho, true_m)
 
 
 def test_fem_error_estimate_says_why_it_is_missing(mp):
