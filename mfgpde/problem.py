@@ -146,16 +146,19 @@ class _Validated:
     """Problems are immutable once their constructor has checked them.
 
     Setting an attribute raises (``problem.replace(nu=...)`` builds a changed, checked copy),
-    and the arrays the constructor made (the initial density on the grid, sources, drift
-    values) are read-only: a problem changed after its checks (``p.nu = -1`` on a copy,
-    ``p.m0[:] = -1``, ``p.nt = 0``) was solved without them before, and "converged".
+    and the arrays the constructor made (the initial density on the grid, the sources on it)
+    are read-only: a problem changed after its checks (``p.nu = -1`` on a copy, ``p.m0[:] = -1``,
+    ``p.nt = 0``) was solved without them before, and "converged". The caller's own arrays (an
+    ``m0`` or a source given as an array) are left writable: they are not the problem's.
     """
 
     _frozen = False
 
     def _freeze(self):
-        for value in list(vars(self).values()) + list(vars(getattr(self, "drift", None) or _Empty()).values()):
-            if isinstance(value, np.ndarray) and value.flags.owndata:   # (the problem's own arrays only)
+        given = [getattr(self, k, None) for k in ("m0_source", "hjb_source_spec", "fp_source_spec")]
+        for name in ("m0", "hjb_source", "fp_source"):
+            value = getattr(self, name, None)
+            if isinstance(value, np.ndarray) and value.flags.owndata and not any(value is g for g in given):
                 value.setflags(write=False)
         object.__setattr__(self, "_frozen", True)
 
@@ -164,10 +167,6 @@ class _Validated:
             raise AttributeError(f"{type(self).__name__} is immutable once checked: use problem.replace({name}=...) "
                                  f"for a changed copy, checked again")
         object.__setattr__(self, name, value)
-
-
-class _Empty:
-    pass
 
 
 class MFGProblem(_Validated):

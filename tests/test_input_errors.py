@@ -384,6 +384,10 @@ def test_a_checked_problem_cannot_be_changed_into_an_invalid_one():
             setattr(copy.copy(p), name, value)
     with pytest.raises(ValueError, match="read-only"):
         p.m0[:] = -1.0
+    mine = np.ones(16)                              # the caller's own array stays writable
+    q = mp.MFGProblem(g, 1.0, 8, 0.1, mp.QuadraticHamiltonian(), mine)
+    mine[:] = 2.0
+    assert q.m0.max() == pytest.approx(1.0) and not q.m0.flags.writeable
     with pytest.raises(ValueError, match=r"nu \(diffusion\) must be"):
         p.replace(nu=-1.0)
     assert p.replace(nu=0.2).nu == 0.2 and p.nu == 0.1
