@@ -79,6 +79,17 @@ def resolve(problem, options: SolveOptions, comm=None) -> Backend:
                      + (f" over {comm.size} ranks" if _distributed(comm) else ""))
 
 
+def _mesh_estimate(backend, result, options):
+    """A mesh backend's error estimate (:mod:`mfgpde.fem.estimate`): ``result.problem`` (the
+    problem on the mesh, also for a grid problem solved with backend="fem") re-solved quietly on
+    the nested mesh with half the cells and steps.
+    """
+    from .fem.estimate import attach_estimate
+
+    quiet = options.replace(verbose=False)
+    return attach_estimate(result.problem, result, lambda p: backend.solve(p, quiet))
+
+
 def _check_fem_request(comm, options):
     if comm is not None or options.petsc_options is not None:
         raise ValueError("comm and petsc_options are for the distributed finite-difference solve; a mesh is "
@@ -176,13 +187,8 @@ class FEMBackend:
                          linear_solver=options.linear_solver)
 
     def estimate(self, problem, result, options):
-        """The two-mesh estimate: the problem on the nested mesh with half the cells and steps
-        (:mod:`mfgpde.fem.estimate`).
-        """
-        from .fem.estimate import attach_estimate
-
-        quiet = options.replace(verbose=False)
-        return attach_estimate(result.problem, result, lambda p: self.solve(p, quiet))  # (on the mesh)
+        """The two-mesh estimate: the problem on the nested mesh with half the cells and steps."""
+        return _mesh_estimate(self, result, options)
 
 
 @register
@@ -234,8 +240,5 @@ class ErgodicMeshBackend:
                                   verbose=options.verbose, initial=initial)
 
     def estimate(self, problem, result, options):
-        """The two-mesh estimate of u, m and rho (:mod:`mfgpde.fem.estimate`)."""
-        from .fem.estimate import attach_estimate
-
-        quiet = options.replace(verbose=False)
-        return attach_estimate(result.problem, result, lambda p: self.solve(p, quiet))  # (on the mesh)
+        """The two-mesh estimate of u, m and rho."""
+        return _mesh_estimate(self, result, options)

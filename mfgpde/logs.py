@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 
 PACKAGE = "mfgpde"
 #: environment variables that carry the MPI rank (MPICH/Hydra, Open MPI, PMIx), read without
@@ -68,16 +69,13 @@ class Progress:
     """
 
     def __init__(self, logger, what, total):
-        import time
-
-        self._clock = time.monotonic
         self.logger, self.what, self.total = logger, what, int(total)
-        self.done_items, self.t0 = 0, self._clock()
+        self.done_items, self.t0 = 0, time.monotonic()
 
     def done(self, label=""):
         """Record one finished item (``label`` says which and how it ended)."""
         self.done_items += 1
-        elapsed = self._clock() - self.t0
+        elapsed = time.monotonic() - self.t0
         left = elapsed / self.done_items * (self.total - self.done_items)
         self.logger.info("%s: %d of %d%s, elapsed %.1f s%s", self.what, self.done_items, self.total,
                          f" ({label})" if label else "", elapsed,
